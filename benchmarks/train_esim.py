@@ -1,0 +1,64 @@
+"""Benchmark: stage-one ESIM under the reduced-scale protocol of
+../shared/data/README.md (train on the sample, select on the dev file).
+
+Prints validation accuracy, training throughput (pairs/s, mean over epochs)
+and peak resident memory; writes the same as JSON next to the run.
+
+    .venv/bin/python benchmarks/train_esim.py --dataset qqp --seed 0 --threads 1
+
+The run folder is the same one ``vaa reproduce`` uses for its baseline, so a
+later reproduction reuses this model A instead of training it again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import time
+from pathlib import Path
+
+from vaa.config import apply_overrides, load_preset
+from vaa.stage_one import train
+
+# The caps that make the protocol fit a 2-core machine (the paper: up to 64
+# epochs, patience 5). Recorded in benchmarks/RESULTS.md with every figure.
+BENCH_OPTIM = {"max_epochs": 10, "patience": 3}
+
+
+def stage_one_config(dataset: str, seed: int, out: str, threads: int):
+    config = load_preset(f"{dataset}-esim")
+    return apply_overrides(config, {
+        "optim": BENCH_OPTIM, "seed": seed, "threads": threads,
+        "output": str(Path(out) / dataset / f"seed{seed}" / "a"), "progress": False,
+    })
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", choices=["qqp", "snli", "mnli"], required=True)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", default="benchmarks/out")
+    args = parser.parse_args()
+
+    config = stage_one_config(args.dataset, args.seed, args.out, args.threads)
+    start = time.perf_counter()
+    results = train(config)
+    wall = time.perf_counter() - start
+    history = results["history"]
+    summary = {
+        "dataset": args.dataset, "seed": args.seed, "threads": args.threads,
+        "valid_accuracy": results["scores"]["valid"]["accuracy"], "best_epoch": results["best_epoch"],
+        "epochs": results["epochs"], "stop_reason": results["stop_reason"],
+        "train_pairs_per_s": round(sum(h["train_pairs_per_s"] for h in history) / len(history), 1),
+        "epoch_seconds": round(sum(h["epoch_seconds"] for h in history) / len(history), 1),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "wall_seconds_this_call": round(wall, 1), "run": results["run"],
+    }
+    Path(results["run"], "benchmark.json").write_text(json.dumps(summary, indent=2) + "\n")
+    print(json.dumps(summary, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,240 @@
+"""The ``vaa`` command. Thin: it parses arguments into the library's config and
+calls the same functions Python users import; nothing is computed here."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import yaml
+
+from .config import RunConfig, apply_overrides, load_preset
+
+# (flag, config key, type, help) shared by the training commands. A flag left
+# unset does not override the preset.
+RUN_FLAGS: list[tuple[str, str, Callable[[str], Any], str]] = [
+    ("--train", "data.train", str, "training file (default: the built-in synthetic demo set)"),
+    ("--valid", "data.valid", str, "validation file for model selection (default: a seeded split of --train)"),
+    ("--test", "data.test", str, "test file, reported separately, never used for selection"),
+    ("--format", "data.format", str, "auto | nli-jsonl | nli-tsv | qqp-wang | qqp-glue | generic | hf"),
+    ("--columns", "data.columns", str, "generic/HF columns, e.g. a=question1,b=question2,label=is_duplicate"),
+    ("--valid-fraction", "data.valid_fraction", float, "share of --train held out when no --valid is given"),
+    ("--limit", "data.limit", int, "read at most this many pairs per file (quick runs)"),
+    ("--on-error", "data.on_error", str, "raise (default) | skip malformed rows and count them"),
+    ("--family", "model.family", str, "model family: esim | hf"),
+    ("--model", "model.path", str, "HF family: local model folder (default: all-MiniLM-L6-v2 from PyPI)"),
+    ("--vectors", "model.vectors", str, "ESIM: glove-6b-50d (default) or a GloVe-format text file"),
+    ("--hidden", "model.hidden", int, "ESIM hidden size (paper: 300)"),
+    ("--dropout", "model.dropout", float, "dropout rate"),
+    ("--max-length", "model.max_length", int, "HF family: max tokens per pair"),
+    ("--lr", "optim.lr", float, "learning rate"),
+    ("--batch-size", "optim.batch_size", int, "training batch size"),
+    ("--epochs", "optim.max_epochs", int, "maximum epochs"),
+    ("--patience", "optim.patience", int, "early stopping patience (epochs without validation gain)"),
+    ("--seed", "seed", int, "random seed"),
+    ("--output", "output", str, "run folder"),
+    ("--threads", "threads", int, "torch CPU threads (0: default)"),
+    ("--checkpoint-every", "checkpoint_every", int, "batches between mid-epoch checkpoints"),
+]
+ATTACK_FLAGS: list[tuple[str, str, Callable[[str], Any], str]] = [
+    ("--norm", "attack.norm", str, "FGSM norm: l2 (eq. 5) | linf (eq. 4)"),
+    ("--eps", "attack.eps", float, "attack strength (absolute unless --relative)"),
+    ("--scope", "attack.scope", str, "L2 norm per sentence (authors) or over the whole pair"),
+    ("--direction", "attack.direction", str, "fgsm | random (control: random direction, same norm)"),
+]
+VAA_FLAGS: list[tuple[str, str, Callable[[str], Any], str]] = [
+    ("--model-a", "vaa.model_a", str, "trained model A: run folder or checkpoint"),
+    ("--injection", "vaa.injection", str, "token (paper) | classifier (authors' code) | add"),
+    ("--b-input", "vaa.b_input", str, "normal (paper) | adversarial (authors' ESIM reads E~)"),
+    ("--v3-order", "vaa.v3_order", str, "paper [V1;V2;V1-V2] | authors [V1-V2;V1;V2]"),
+    ("--vulnerability", "vaa.vulnerability", str, "attack | zeros (control: extra training only)"),
+]
+
+
+def _add_flags(parser: argparse.ArgumentParser, flags: Sequence[tuple[str, str, Callable[[str], Any], str]]) -> None:
+    for flag, key, kind, text in flags:
+        parser.add_argument(flag, dest="cfg:" + key, type=kind, default=None, help=text)
+
+
+def _nested(key: str, value: Any) -> dict[str, Any]:
+    head, _, rest = key.partition(".")
+    return {head: _nested(rest, value)} if rest else {head: value}
+
+
+def _merge(into: dict[str, Any], more: dict[str, Any]) -> dict[str, Any]:
+    for k, v in more.items():
+        if isinstance(v, dict) and isinstance(into.get(k), dict):
+            _merge(into[k], v)
+        else:
+            into[k] = v
+    return into
+
+
+def build_config(args: argparse.Namespace, default_preset: str | None = None) -> RunConfig:
+    """Preset, then flags, then ``--set key=value`` overrides."""
+    preset = args.preset or default_preset
+    config = load_preset(preset) if preset else RunConfig()
+    values: dict[str, Any] = {}
+    for name, value in vars(args).items():
+        if name.startswith("cfg:") and value is not None:
+            _merge(values, _nested(name[4:], value))
+    for item in args.set or []:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise ValueError(f"--set expects key=value, got {item!r}")
+        _merge(values, _nested(key, yaml.safe_load(raw)))
+    if getattr(args, "relative", None):
+        _merge(values, {"attack": {"relative": True}})
+    if getattr(args, "no_cache", False):
+        _merge(values, {"vaa": {"cache": False}})
+    if getattr(args, "no_progress", False):
+        values["progress"] = False
+    return apply_overrides(config, values, source="command line")
+
+
+def _common_run_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--preset", help="a preset name from configs/ (e.g. qqp-esim) or a YAML file")
+    parser.add_argument("--set", action="append", metavar="KEY=VALUE", help="any config setting, e.g. optim.lr=1e-3 (repeatable)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing run folder instead of resuming it")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+
+
+def _print(obj: Any) -> None:
+    print(json.dumps(obj, indent=2, default=float))
+
+
+# -- commands ---------------------------------------------------------------
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .stage_one import train
+
+    config = build_config(args)
+    if args.print_config:
+        _print(config.to_json())
+        return 0
+    results = train(config, overwrite=args.overwrite)
+    valid = results["scores"].get("valid")
+    if valid:
+        print(f"validation accuracy: {valid['accuracy']:.4f}")
+    print(f"run folder: {results['run']}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """The README's main job on the built-in synthetic data."""
+    from .stage_one import train
+
+    args.preset = args.preset or "demo"
+    config = build_config(args)
+    print("vaa demo: ESIM on the built-in SYNTHETIC paraphrase set (generated, not real data)")
+    results = train(config, overwrite=args.overwrite)
+    print(f"validation accuracy: {results['scores']['valid']['accuracy']:.4f}")
+    print(f"run folder: {results['run']}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .inference import evaluate
+    from .metrics import format_report
+
+    report = evaluate(args.checkpoint, args.data, format=args.format, columns=args.columns, limit=args.limit, on_error=args.on_error)
+    print(format_report(report, title=f"{args.checkpoint} on {args.data}"))
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+    return 0
+
+
+def _write_table(rows: list[dict[str, Any]], path: str) -> None:
+    """CSV, TSV, JSONL or Parquet by the file's extension."""
+    import pandas as pd
+
+    frame = pd.DataFrame(rows)
+    suffix = Path(path).suffix.lower()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    if suffix == ".parquet":
+        frame.to_parquet(path, index=False)
+    elif suffix == ".jsonl":
+        frame.to_json(path, orient="records", lines=True)
+    else:
+        frame.to_csv(path, index=False, sep="\t" if suffix == ".tsv" else ",")
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from .inference import predict
+
+    rows = predict(args.checkpoint, data=args.data, pairs=[tuple(args.pair)] if args.pair else None,
+                   format=args.format, columns=args.columns, limit=args.limit)
+    if args.output:
+        _write_table(rows, args.output)
+        print(f"wrote {len(rows)} predictions to {args.output}")
+    else:
+        for row in rows:
+            probs = " ".join(f"{k[2:]}={v:.4f}" for k, v in row.items() if k.startswith("p_"))
+            print(f"{row['id']}\t{row['predicted']}\t{probs}")
+    return 0
+
+
+def _add_data_args(parser: argparse.ArgumentParser, data_required: bool = False, allow_pair: bool = False) -> None:
+    if allow_pair:
+        parser.add_argument("data", nargs="?", help="a file of pairs")
+        parser.add_argument("--pair", nargs=2, metavar=("SENTENCE_A", "SENTENCE_B"), help="one pair instead of a file")
+    else:
+        parser.add_argument("data", help="a labelled file of pairs")
+    parser.add_argument("--format", default="auto", help="file format (default: detected)")
+    parser.add_argument("--columns", help="generic/HF columns, e.g. a=q1,b=q2,label=y")
+    parser.add_argument("--limit", type=int, help="read at most this many pairs")
+    parser.add_argument("--on-error", default="raise", help="raise | skip")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vaa", description="Sentence matching with vulnerability via adversarial attack (Zhang et al., COLING 2020).")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="stage one: train model A", description="Train model A (ESIM or a Hugging Face encoder).")
+    _common_run_args(p)
+    _add_flags(p, RUN_FLAGS)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("demo", help="the main job on the built-in synthetic demo data", description="Train on the built-in SYNTHETIC demo set.")
+    _common_run_args(p)
+    _add_flags(p, RUN_FLAGS)
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("evaluate", help="accuracy, per-class P/R/F1 and confusion matrix on a labelled file")
+    p.add_argument("checkpoint", help="checkpoint file or run folder (either stage)")
+    _add_data_args(p)
+    p.add_argument("--json", help="also write the report as JSON here")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("predict", help="labels and probabilities for a file or one pair")
+    p.add_argument("checkpoint", help="checkpoint file or run folder (either stage)")
+    _add_data_args(p, allow_pair=True)
+    p.add_argument("--output", help="write predictions to .csv/.tsv/.jsonl/.parquet instead of printing")
+    p.set_defaults(func=cmd_predict)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from .data.pairs import DataError
+    from .runs import RunError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "pair", None) is None and hasattr(args, "pair") and not args.data:
+        parser.error("give a data file or --pair SENTENCE_A SENTENCE_B")
+    try:
+        return args.func(args)
+    except (DataError, RunError, FileNotFoundError, ValueError) as exc:
+        print(f"vaa: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("vaa: interrupted; run the same command again to resume from the last checkpoint", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,74 @@
+"""From a ``DataConfig`` to train/valid/test pair sets and the label map.
+
+This is the one place that decides where a run's data comes from: the files a
+user names, a seeded split of the training file when no validation file is
+given, or the built-in synthetic demo set when no file is given at all.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..config import DataConfig
+from .demo import DEMO_LABELS, demo_splits
+from .pairs import DataError, LabelMap, PairDataset
+from .readers import ColumnSpec, preferred_labels, read_pairs
+from .split import train_valid_split
+
+
+@dataclass
+class Splits:
+    train: PairDataset
+    valid: PairDataset
+    test: PairDataset | None
+    label_map: LabelMap
+    notes: list[str]
+
+    def reports(self) -> dict[str, Any]:
+        out = {"train": self.train.report.to_json(), "valid": self.valid.report.to_json(), "notes": self.notes}
+        if self.test is not None:
+            out["test"] = self.test.report.to_json()
+        return out
+
+
+def read_file(path: str, cfg: DataConfig, require_labels: bool = False) -> PairDataset:
+    """Read one file with the run's format, column and error settings."""
+    columns = ColumnSpec.parse(cfg.columns) if cfg.columns else None
+    return read_pairs(path, format=cfg.format, columns=columns, on_error=cfg.on_error, limit=cfg.limit, require_labels=require_labels)
+
+
+def check_labels(label_map: LabelMap, data: PairDataset) -> None:
+    """Every gold label of ``data`` must be one the model knows."""
+    unknown = sorted({p.label for p in data if p.label is not None and p.label not in label_map})
+    if unknown:
+        raise DataError(f"labels {unknown} do not occur in the training data (known: {label_map.names})", data.report.path)
+
+
+def load_splits(cfg: DataConfig, label_map: LabelMap | None = None) -> Splits:
+    """The run's data. ``label_map`` (from a checkpoint) fixes the label order;
+    otherwise it is built from the training labels."""
+    notes: list[str] = []
+    if cfg.train is None:
+        demo = demo_splits(seed=cfg.split_seed)
+        train, valid, test = demo["train"], demo["valid"], demo["test"]
+        if cfg.limit:
+            train = train.subset(range(min(cfg.limit, len(train))), "limit")
+            valid = valid.subset(range(min(cfg.limit, len(valid))), "limit")
+        notes.append("no data given: using the built-in SYNTHETIC demo set (generated paraphrase pairs, not real data)")
+        preferred: tuple[str, ...] | None = DEMO_LABELS
+    else:
+        train = read_file(cfg.train, cfg, require_labels=True)
+        preferred = preferred_labels(train.report.format)
+        if cfg.valid:
+            valid = read_file(cfg.valid, cfg, require_labels=True)
+        else:
+            train, valid = train_valid_split(train, cfg.valid_fraction, seed=cfg.split_seed)
+            notes.append(f"no validation file: held out {cfg.valid_fraction:.0%} of the training file (seed {cfg.split_seed})")
+        test = read_file(cfg.test, cfg) if cfg.test else None
+    if label_map is None:
+        label_map = LabelMap.from_labels(train.labels(), preferred)
+    for part in (train, valid, test):
+        if part is not None:
+            check_labels(label_map, part)
+    return Splits(train, valid, test, label_map, notes)

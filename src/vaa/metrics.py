@@ -1,0 +1,43 @@
+"""Classification metrics: accuracy, per-class precision/recall/F1, confusion."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
+
+def classification_report(gold: np.ndarray, predicted: np.ndarray, names: Sequence[str]) -> dict[str, Any]:
+    """Metrics over the labelled pairs (``gold >= 0``) as plain JSON types."""
+    known = gold >= 0
+    gold, predicted = gold[known], predicted[known]
+    if gold.size == 0:
+        raise ValueError("no labelled pairs to score")
+    labels = list(range(len(names)))
+    p, r, f, s = precision_recall_fscore_support(gold, predicted, labels=labels, zero_division=0)
+    per_class = {names[i]: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])} for i in labels}
+    return {
+        "pairs": int(gold.size),
+        "accuracy": float((gold == predicted).mean()),
+        "macro_f1": float(np.mean(f)),
+        "per_class": per_class,
+        "confusion_matrix": {"labels": list(names), "rows_gold_cols_predicted": confusion_matrix(gold, predicted, labels=labels).tolist()},
+    }
+
+
+def format_report(report: dict[str, Any], title: str = "") -> str:
+    """The report as a text table for the terminal."""
+    names = report["confusion_matrix"]["labels"]
+    width = max(12, *(len(n) for n in names))
+    lines = [title] if title else []
+    lines.append(f"pairs {report['pairs']}  accuracy {report['accuracy']:.4f}  macro-F1 {report['macro_f1']:.4f}")
+    lines.append(f"{'class':<{width}} {'precision':>9} {'recall':>9} {'f1':>9} {'support':>8}")
+    for name in names:
+        c = report["per_class"][name]
+        lines.append(f"{name:<{width}} {c['precision']:>9.4f} {c['recall']:>9.4f} {c['f1']:>9.4f} {c['support']:>8d}")
+    lines.append("confusion matrix (rows: gold, columns: predicted)")
+    lines.append(" " * width + " " + " ".join(f"{n[:10]:>10}" for n in names))
+    for name, row in zip(names, report["confusion_matrix"]["rows_gold_cols_predicted"]):
+        lines.append(f"{name:<{width}} " + " ".join(f"{v:>10d}" for v in row))
+    return "\n".join(lines)

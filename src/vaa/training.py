@@ -1,0 +1,336 @@
+"""One trainer for both stages.
+
+It trains any ``nn.Module`` whose forward maps a batch to logits (model A in
+stage one, the VAA model in stage two): seeded, with a progress bar, validation
+accuracy every epoch, early stopping, the learning-rate schedule, the training
+loss every ``log_every`` batches (the paper's Fig. 5), and best/last checkpoints
+written atomically. A run interrupted at any point resumes from its last
+checkpoint and replays the same batches, so the result does not depend on the
+interruption.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .checkpoint import atomic_save, read_checkpoint
+from .config import OptimConfig
+from .data.batching import Batch, BatchIterator, Example
+from .progress import bar as progress_bar, say
+
+
+def set_seed(seed: int) -> None:
+    """Seed every random source a run touches."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+@dataclass
+class Predictions:
+    """Model outputs on a list of examples, in the examples' order."""
+
+    probs: np.ndarray  # [N, num_labels]
+    labels: np.ndarray  # [N], -1 where unknown
+    loss: float | None  # mean cross-entropy over labelled examples
+
+    @property
+    def predicted(self) -> np.ndarray:
+        return self.probs.argmax(1)
+
+    @property
+    def accuracy(self) -> float | None:
+        known = self.labels >= 0
+        return float((self.predicted[known] == self.labels[known]).mean()) if known.any() else None
+
+
+def predict_examples(model: nn.Module, examples: Sequence[Example], batch_size: int = 256, progress: bool = False, desc: str = "predict") -> Predictions:
+    """Run ``model`` in eval mode over ``examples`` and restore their order."""
+    was_training = model.training
+    model.eval()
+    probs: list[np.ndarray] = [None] * len(examples)  # type: ignore[list-item]
+    total, count = 0.0, 0
+    iterator = BatchIterator(examples, batch_size, shuffle=False)
+    with torch.no_grad():
+        for batch in progress_bar(iterator.epoch(), progress, total=iterator.num_batches(), desc=desc):
+            logits = model(batch)
+            labels = batch["label"]
+            known = labels >= 0
+            if known.any():
+                total += float(F.cross_entropy(logits[known], labels[known], reduction="sum"))
+                count += int(known.sum())
+            p = torch.softmax(logits, -1).numpy()
+            for row, i in zip(p, batch["index"].tolist()):
+                probs[i] = row
+    model.train(was_training)
+    if not examples:
+        raise ValueError("no examples to predict")
+    return Predictions(np.stack(probs), np.asarray([e["label"] for e in examples]), total / count if count else None)
+
+
+def make_optimizer(params: Sequence[tuple[str, nn.Parameter]], cfg: OptimConfig) -> torch.optim.Optimizer:
+    """Adam (the paper's ESIM) or AdamW (BERT fine-tuning; no decay on biases
+    and norms, as usual)."""
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam([p for _, p in params], lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adamw":
+        decay = [p for n, p in params if p.ndim >= 2]
+        no_decay = [p for n, p in params if p.ndim < 2]
+        groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        return torch.optim.AdamW(groups, lr=cfg.lr)
+    raise ValueError(f"unknown optimizer {cfg.optimizer!r} (adam | adamw)")
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, cfg: OptimConfig, steps_per_epoch: int) -> Any:
+    if cfg.scheduler == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=cfg.plateau_factor, patience=cfg.plateau_patience)
+    if cfg.scheduler == "linear":
+        total = max(1, cfg.max_epochs * steps_per_epoch)
+        warmup = int(cfg.warmup_ratio * total)
+
+        def factor(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / max(1, warmup)
+            return max(0.0, (total - step) / max(1, total - warmup))
+
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    if cfg.scheduler == "none":
+        return None
+    raise ValueError(f"unknown scheduler {cfg.scheduler!r} (plateau | linear | none)")
+
+
+def _append_jsonl(path: Path, record: dict[str, Any]) -> None:
+    with path.open("a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
+    path = Path(path)
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _keep_jsonl(path: Path, keep: Callable[[dict[str, Any]], bool]) -> None:
+    """Drop records written after the checkpoint we resume from."""
+    records = [r for r in read_jsonl(path) if keep(r)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+
+
+@dataclass
+class TrainState:
+    """Where training is; saved in ``last.pt`` for resuming."""
+
+    epoch: int = 0  # current epoch (0-based)
+    batch_in_epoch: int = 0  # batches of ``epoch`` already done
+    global_step: int = 0
+    best_accuracy: float = -1.0
+    best_epoch: int = -1
+    bad_epochs: int = 0
+    epoch_loss_sum: float = 0.0
+    epoch_seen: int = 0
+    finished: bool = False
+    stop_reason: str = ""
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+class Trainer:
+    """Trains ``model`` on labelled examples; see the module docstring.
+
+    ``describe`` returns the checkpoint payload for the model (without
+    training state); the trainer adds the weights and, for ``last.pt``, the
+    optimiser, scheduler, RNG and loop state.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        train: Sequence[Example],
+        valid: Sequence[Example],
+        optim: OptimConfig,
+        run_dir: str | Path,
+        describe: Callable[[], dict[str, Any]],
+        seed: int = 0,
+        log_every: int = 20,
+        checkpoint_every: int = 0,
+        progress: bool = True,
+        step_offset: int = 0,
+        stage: str = "stage1",
+    ):
+        if not train:
+            raise ValueError("no training examples")
+        if any(e["label"] < 0 for e in train):  # type: ignore[operator]
+            raise ValueError("every training pair needs a label")
+        self.model = model
+        self.train_examples = train
+        self.valid_examples = valid
+        self.cfg = optim
+        self.run_dir = Path(run_dir)
+        self.describe = describe
+        self.seed = seed
+        self.log_every = max(1, log_every)
+        self.checkpoint_every = checkpoint_every
+        self.progress = progress
+        self.step_offset = step_offset  # where this stage's loss curve starts in Fig. 5
+        self.stage = stage
+        self.batches = BatchIterator(train, optim.batch_size, shuffle=True, seed=seed)
+        params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+        if not params:
+            raise ValueError("the model has no trainable parameters")
+        self.trainable = [p for _, p in params]
+        self.optimizer = make_optimizer(params, optim)
+        self.scheduler = make_scheduler(self.optimizer, optim, self.batches.num_batches())
+        self.state = TrainState()
+        self.ckpt_dir = self.run_dir / "checkpoints"
+        self.loss_log = self.run_dir / "loss.jsonl"
+        self.metrics_log = self.run_dir / "metrics.jsonl"
+
+    # -- checkpoints ------------------------------------------------------
+    def _payload(self, with_training_state: bool) -> dict[str, Any]:
+        payload = self.describe()
+        payload["state_dict"] = self.model.state_dict()
+        if with_training_state:
+            payload["training"] = {
+                "state": self.state.__dict__.copy(),
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+                "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
+            }
+        return payload
+
+    def save_last(self) -> None:
+        atomic_save(self._payload(True), self.ckpt_dir / "last.pt")
+
+    def save_best(self) -> None:
+        atomic_save(self._payload(False), self.ckpt_dir / "best.pt")
+
+    def try_resume(self) -> bool:
+        """Continue from ``checkpoints/last.pt`` if there is one."""
+        path = self.ckpt_dir / "last.pt"
+        if not path.exists():
+            return False
+        payload = read_checkpoint(path)
+        training = payload["training"]
+        self.model.load_state_dict(payload["state_dict"])
+        self.optimizer.load_state_dict(training["optimizer"])
+        if self.scheduler is not None and training["scheduler"] is not None:
+            self.scheduler.load_state_dict(training["scheduler"])
+        self.state = TrainState(**training["state"])
+        rng = training["rng"]
+        torch.set_rng_state(rng["torch"])
+        np.random.set_state(rng["numpy"])
+        random.setstate(rng["python"])
+        step, epoch = self.state.global_step, self.state.epoch
+        _keep_jsonl(self.loss_log, lambda r: r["stage"] != self.stage or r["stage_step"] <= step)
+        _keep_jsonl(self.metrics_log, lambda r: r["stage"] != self.stage or r["epoch"] < epoch)
+        return True
+
+    # -- the loop ---------------------------------------------------------
+    def _train_step(self, batch: Batch) -> float:
+        logits = self.model(batch)
+        loss = F.cross_entropy(logits, batch["label"])
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.cfg.grad_clip and self.cfg.grad_clip > 0:
+            nn.utils.clip_grad_norm_(self.trainable, self.cfg.grad_clip)
+        self.optimizer.step()
+        if self.cfg.scheduler == "linear":
+            self.scheduler.step()
+        return float(loss.detach())
+
+    def _end_epoch(self, seconds: float, seen: int) -> None:
+        st = self.state
+        preds = predict_examples(self.model, self.valid_examples, self.cfg.eval_batch_size, self.progress, desc="validate")
+        accuracy = preds.accuracy if preds.accuracy is not None else 0.0
+        if self.cfg.scheduler == "plateau":
+            self.scheduler.step(accuracy)
+        record = {
+            "stage": self.stage, "epoch": st.epoch, "train_loss": st.epoch_loss_sum / max(1, st.epoch_seen),
+            "valid_accuracy": accuracy, "valid_loss": preds.loss, "lr": self.optimizer.param_groups[0]["lr"],
+            "epoch_seconds": round(seconds, 3), "train_pairs_per_s": round(seen / seconds, 2) if seconds > 0 else None,
+        }
+        improved = accuracy > st.best_accuracy
+        if improved:
+            st.best_accuracy, st.best_epoch, st.bad_epochs = accuracy, st.epoch, 0
+        else:
+            st.bad_epochs += 1
+        record["best"] = improved
+        _append_jsonl(self.metrics_log, record)
+        st.history.append(record)
+        if improved:
+            self.save_best()
+        st.epoch += 1
+        st.batch_in_epoch = 0
+        st.epoch_loss_sum, st.epoch_seen = 0.0, 0
+        if st.bad_epochs >= self.cfg.patience:
+            st.finished, st.stop_reason = True, f"early stop: no gain in validation accuracy for {self.cfg.patience} epochs"
+        elif st.epoch >= self.cfg.max_epochs:
+            st.finished, st.stop_reason = True, f"reached max_epochs={self.cfg.max_epochs}"
+        self.save_last()
+        say(f"[{self.stage}] epoch {record['epoch'] + 1}: train loss {record['train_loss']:.4f}, "
+            f"validation accuracy {accuracy:.4f}{' (best)' if improved else ''} ({seconds:.0f} s)")
+
+    def fit(self, resume: bool = True, stop_after_batches: int | None = None) -> TrainState:
+        """Train until early stopping or ``max_epochs``.
+
+        ``stop_after_batches`` simulates an interruption (tests): the loop
+        returns after that many batches of this call, leaving the checkpoint
+        state as a crash at that point would."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if not (resume and self.try_resume()):
+            set_seed(self.seed)
+            for log in (self.loss_log, self.metrics_log):
+                _keep_jsonl(log, lambda r: r.get("stage") != self.stage)
+        st = self.state
+        done_here = 0
+        window: list[float] = []
+        self.model.train()
+        while not st.finished:
+            start = time.perf_counter()
+            seen_at_start = st.epoch_seen
+            total = self.batches.num_batches()
+            bar = progress_bar(None, self.progress, total=total, initial=st.batch_in_epoch, desc=f"{self.stage} epoch {st.epoch + 1}")
+            for batch in self.batches.epoch(st.epoch, skip=st.batch_in_epoch):
+                loss = self._train_step(batch)
+                n = int(batch["label"].numel())
+                st.epoch_loss_sum += loss * n
+                st.epoch_seen += n
+                st.batch_in_epoch += 1
+                st.global_step += 1
+                window.append(loss)
+                bar.update(1)
+                if st.global_step % self.log_every == 0:
+                    _append_jsonl(self.loss_log, {"stage": self.stage, "stage_step": st.global_step, "step": self.step_offset + st.global_step,
+                                                  "epoch": st.epoch, "loss": float(np.mean(window))})
+                    bar.set_postfix(loss=f"{np.mean(window):.4f}")
+                    window = []
+                if self.checkpoint_every and st.global_step % self.checkpoint_every == 0:
+                    self.save_last()
+                done_here += 1
+                if stop_after_batches is not None and done_here >= stop_after_batches:
+                    bar.close()
+                    return st
+            bar.close()
+            elapsed = time.perf_counter() - start
+            self._end_epoch(elapsed, st.epoch_seen - seen_at_start)
+            self.model.train()
+        return st
+
+
+def steps_in_log(path: str | Path) -> int:
+    """Largest global step recorded in a loss log (where stage two starts)."""
+    records = read_jsonl(path)
+    return max((r["step"] for r in records), default=0)
+
+
+__all__ = ["Trainer", "TrainState", "Predictions", "predict_examples", "set_seed", "read_jsonl", "steps_in_log"]

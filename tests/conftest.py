@@ -1,0 +1,93 @@
+"""Shared test helpers: a tiny model with an analytically known gradient, and
+tiny pair sets. Tests run on one thread: the models are tiny, and torch's
+thread pool only adds noise on a shared 2-core machine."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+import pytest
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).parent))
+torch.set_num_threads(1)
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+from vaa.data.pairs import LabelMap, Pair  # noqa: E402
+from vaa.models.base import Embedded, PairModel  # noqa: E402
+
+FIXTURES = Path(__file__).parent / "fixtures"
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+class ToyModel(PairModel):
+    """logits = W [mean(E_a); mean(E_b)] + c over whitespace tokens.
+
+    Its input gradient is known in closed form:
+    dJ/dE_a[t] = (1/len_a) W_a^T (softmax(O) - onehot(y)) on real tokens."""
+
+    family = "toy"
+
+    def __init__(self, words: Sequence[str], num_labels: int = 2, dim: int = 4):
+        super().__init__()
+        self.words = list(words)
+        self.index = {w: i + 1 for i, w in enumerate(self.words)}
+        self.num_labels = num_labels
+        self.embedding_dim = dim
+        self.hidden_size = 2 * dim
+        self.embedding = nn.Embedding(len(self.words) + 1, dim, padding_idx=0)
+        self.head = self.new_head(2 * dim)
+
+    def featurize(self, pair: Pair, label_map: LabelMap | None, index: int) -> dict[str, Any]:
+        ids = lambda s: [self.index.get(w, 0) or 1 for w in s.split()]  # noqa: E731
+        label = -1 if pair.label is None or label_map is None else label_map.index(pair.label)
+        return {"a_ids": ids(pair.a), "b_ids": ids(pair.b), "label": label, "index": index}
+
+    def embed(self, batch):
+        ma, mb = batch["a_ids_mask"], batch["b_ids_mask"]
+        return Embedded([self.embedding(batch["a_ids"]), self.embedding(batch["b_ids"])], [ma, mb], [(0, ma), (1, mb)])
+
+    def encode(self, emb: Embedded) -> torch.Tensor:
+        means = [(e * m.unsqueeze(-1)).sum(1) / m.sum(1, keepdim=True) for e, m in zip(emb.values, emb.masks)]
+        return torch.cat(means, -1)
+
+    def prepend(self, emb, vector):
+        v = vector.unsqueeze(1)
+        one = torch.ones_like(emb.masks[0][:, :1])
+        return Embedded([torch.cat([v, e], 1) for e in emb.values], [torch.cat([one, m], 1) for m in emb.masks],
+                        [(t, torch.cat([torch.zeros_like(one), g], 1)) for t, g in emb.groups])
+
+    def new_head(self, in_features: int) -> nn.Module:
+        return nn.Sequential(nn.Linear(in_features, self.num_labels))
+
+    def spec(self):
+        return {"dim": self.embedding_dim}
+
+    def featurizer_state(self):
+        return {"words": self.words}
+
+    @classmethod
+    def from_state(cls, spec, featurizer_state, num_labels):
+        return cls(featurizer_state["words"], num_labels, **spec)
+
+
+TOY_PAIRS = [
+    Pair("the cat sat", "a cat sat down", "duplicate", "p0"),
+    Pair("the dog ran", "no dog ran", "not_duplicate", "p1"),
+    Pair("a bird", "the bird sang loudly today", "duplicate", "p2"),
+    Pair("cat", "dog", "not_duplicate", "p3"),
+    Pair("the sun is hot", "the sun is not hot", "not_duplicate", "p4"),
+]
+TOY_LABELS = LabelMap(["not_duplicate", "duplicate"])
+
+
+@pytest.fixture
+def toy_model() -> ToyModel:
+    torch.manual_seed(0)
+    words = sorted({w for p in TOY_PAIRS for w in (p.a + " " + p.b).split()})
+    return ToyModel(words)

@@ -1,0 +1,122 @@
+"""Stage one end to end: train, resume after an interruption, evaluate, predict."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+import torch
+
+from vaa.cli import main
+from vaa.config import RunConfig, apply_overrides
+from vaa.data.sources import load_splits
+from vaa.models import build_model
+from vaa.checkpoint import header
+from vaa.runs import RunError
+from vaa.stage_one import train
+from vaa.training import Trainer, read_jsonl
+
+WORDS = "cat dog bird fish horse cow sheep goat lion tiger".split()
+
+
+def write_pairs(path, n, seed):
+    """A learnable toy task: duplicate when both sentences name the same animal."""
+    rng = random.Random(seed)
+    lines = ["a\tb\ty"]
+    for i in range(n):
+        x = rng.choice(WORDS)
+        y = x if i % 2 == 0 else rng.choice([w for w in WORDS if w != x])
+        lines.append(f"the {x} is here\twhere is the {y}\t{int(x == y)}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture
+def tiny_config(tmp_path):
+    train_file = write_pairs(tmp_path / "train.tsv", 48, 0)
+    valid_file = write_pairs(tmp_path / "valid.tsv", 16, 1)
+    return apply_overrides(RunConfig(), {
+        "data": {"train": str(train_file), "valid": str(valid_file), "format": "generic", "columns": "a=a,b=b,label=y"},
+        "model": {"hidden": 8},
+        "optim": {"batch_size": 8, "max_epochs": 2, "eval_batch_size": 16},
+        "output": str(tmp_path / "run"), "progress": False, "log_every": 2,
+    })
+
+
+def test_train_writes_a_self_describing_run_folder(tiny_config):
+    results = train(tiny_config, log=lambda s: None)
+    run = tiny_config.output
+    names = {p.name for p in __import__("pathlib").Path(run).iterdir()}
+    assert {"config.json", "label_map.json", "data.json", "metrics.jsonl", "loss.jsonl", "results.json", "checkpoints"} <= names
+    assert json.load(open(f"{run}/label_map.json"))["names"] == ["0", "1"]
+    assert RunConfig.load(f"{run}/config.json").model.hidden == 8
+    metrics = read_jsonl(f"{run}/metrics.jsonl")
+    assert [m["epoch"] for m in metrics] == [0, 1]
+    losses = read_jsonl(f"{run}/loss.jsonl")
+    assert [r["step"] for r in losses] == [2, 4, 6, 8, 10, 12]  # 6 batches/epoch, every 2 batches
+    assert 0.0 <= results["scores"]["valid"]["accuracy"] <= 1.0
+    assert results["scores"]["valid"]["pairs"] == 16
+    # a second call returns the finished run instead of training again
+    assert train(tiny_config, log=lambda s: None)["best_epoch"] == results["best_epoch"]
+
+
+def test_changed_config_in_existing_folder_is_refused(tiny_config):
+    train(tiny_config, log=lambda s: None)
+    changed = apply_overrides(tiny_config, {"optim": {"lr": 0.1}})
+    with pytest.raises(RunError, match="optim.lr"):
+        train(changed, log=lambda s: None)
+
+
+def _trainer(config, run_dir):
+    torch.manual_seed(0)
+    splits = load_splits(config.data)
+    model = build_model("esim", splits.train.pairs, splits.label_map, hidden=8)
+    tr = model.featurize_all(splits.train.pairs, splits.label_map)
+    va = model.featurize_all(splits.valid.pairs, splits.label_map)
+    return model, Trainer(model, tr, va, config.optim, run_dir, lambda: header(model, splits.label_map),
+                          seed=0, log_every=2, checkpoint_every=1, progress=False)
+
+
+def test_resume_after_interruption_gives_the_same_model(tiny_config, tmp_path):
+    straight, trainer = _trainer(tiny_config, tmp_path / "straight")
+    trainer.fit()
+    resumed, trainer = _trainer(tiny_config, tmp_path / "resumed")
+    trainer.fit(stop_after_batches=8)  # dies in the second epoch, after the first validation
+    assert trainer.state.epoch == 1 and trainer.state.batch_in_epoch == 2
+    resumed, trainer = _trainer(tiny_config, tmp_path / "resumed")  # a new process
+    state = trainer.fit()
+    assert state.finished and state.epoch == 2
+    for (name, a), (_, b) in zip(straight.state_dict().items(), resumed.state_dict().items()):
+        torch.testing.assert_close(a, b, msg=name)
+    steps = [r["step"] for r in read_jsonl(tmp_path / "resumed" / "loss.jsonl")]
+    assert steps == sorted(set(steps)) == [2, 4, 6, 8, 10, 12]
+    assert [m["epoch"] for m in read_jsonl(tmp_path / "resumed" / "metrics.jsonl")] == [0, 1]
+
+
+def test_cli_train_evaluate_predict(tiny_config, tmp_path, capsys):
+    data = tiny_config.data
+    run = str(tmp_path / "cli-run")
+    code = main(["train", "--train", data.train, "--valid", data.valid, "--format", "generic", "--columns", data.columns,
+                 "--hidden", "8", "--epochs", "1", "--batch-size", "8", "--output", run, "--no-progress"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "validation accuracy:" in out
+    assert main(["evaluate", run, data.valid, "--format", "generic", "--columns", data.columns, "--json", str(tmp_path / "e.json")]) == 0
+    out = capsys.readouterr().out
+    assert "confusion matrix" in out and "accuracy" in out
+    report = json.load(open(tmp_path / "e.json"))
+    assert sum(map(sum, report["confusion_matrix"]["rows_gold_cols_predicted"])) == 16
+    assert main(["predict", run, "--pair", "the cat is here", "where is the cat"]) == 0
+    line = capsys.readouterr().out.strip().split("\t")
+    assert line[1] in {"0", "1"} and abs(sum(float(x.split("=")[1]) for x in line[2].split()) - 1) < 1e-4
+    assert main(["predict", run, data.valid, "--format", "generic", "--columns", data.columns, "--output", str(tmp_path / "p.csv")]) == 0
+    assert len(open(tmp_path / "p.csv").read().splitlines()) == 17
+
+
+def test_cli_reports_bad_input_with_file_and_line(tmp_path, capsys):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"gold_label": "neutral", "sentence1": "a", "sentence2": "b"}\n{not json\n')
+    code = main(["train", "--train", str(bad), "--output", str(tmp_path / "r"), "--no-progress"])
+    assert code == 2
+    assert f"{bad}:2" in capsys.readouterr().err
