@@ -11,7 +11,8 @@ from typing import Any, Callable, Sequence
 
 import yaml
 
-from .config import RunConfig, apply_overrides, load_preset
+from .analysis.defaults import DEFAULT_EPS
+from .config import AttackConfig, RunConfig, apply_overrides, load_preset
 
 # (flag, config key, type, help) shared by the training commands. A flag left
 # unset does not override the preset.
@@ -178,6 +179,53 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _attack_config(args: argparse.Namespace) -> AttackConfig:
+    return AttackConfig(norm=args.norm, eps=args.eps, relative=args.relative, scope=args.scope, direction=args.direction, seed=args.attack_seed)
+
+
+def _add_attack_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--norm", default="l2", choices=["l2", "linf"], help="FGSM norm: l2 (eq. 5, default) | linf (eq. 4)")
+    parser.add_argument("--eps", type=float, default=0.02, help="attack strength (default 0.02, the paper's)")
+    parser.add_argument("--relative", action="store_true", help="eps as a fraction of each sentence's embedding scale")
+    parser.add_argument("--scope", default="sentence", choices=["sentence", "pair"], help="L2 norm per sentence (authors) or per pair")
+    parser.add_argument("--direction", default="fgsm", choices=["fgsm", "random"], help="fgsm | random (control)")
+    parser.add_argument("--attack-seed", type=int, default=0, help="seed of the random direction")
+    parser.add_argument("--batch-size", type=int, default=128, help="pairs per attack batch")
+
+
+def cmd_vulnerability(args: argparse.Namespace) -> int:
+    from .inference import vulnerability_rows
+
+    rows = vulnerability_rows(args.checkpoint, data=args.data, pairs=[tuple(args.pair)] if args.pair else None,
+                              attack=_attack_config(args), format=args.format, columns=args.columns, limit=args.limit,
+                              batch_size=args.batch_size, progress=not args.no_progress)
+    if args.output:
+        _write_table(rows, args.output)
+        print(f"wrote {len(rows)} rows to {args.output}")
+    else:
+        for row in rows:
+            print("  ".join(f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
+    return 0
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from .analysis.analyze import analyze
+
+    result = analyze(args.checkpoint, args.data, args.output, attack=_attack_config(args), eps_list=args.eps_list,
+                     norms=args.norms, run_sweep=not args.no_sweep, format=args.format, columns=args.columns,
+                     limit=args.limit, batch_size=args.batch_size, progress=not args.no_progress)
+    print(f"analysis of {result['pairs']} pairs written to {args.output} (report.md, analysis.json, *.png)")
+    return 0
+
+
+def cmd_theorem(args: argparse.Namespace) -> int:
+    from .analysis.theorem_report import theorem_text
+
+    print(theorem_text(n=args.n, d=args.d, sigma=args.sigma, samples=args.samples, seed=args.seed,
+                       analysis=args.analysis, plot=args.plot))
+    return 0
+
+
 def _add_data_args(parser: argparse.ArgumentParser, data_required: bool = False, allow_pair: bool = False) -> None:
     if allow_pair:
         parser.add_argument("data", nargs="?", help="a file of pairs")
@@ -215,6 +263,34 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_args(p, allow_pair=True)
     p.add_argument("--output", help="write predictions to .csv/.tsv/.jsonl/.parquet instead of printing")
     p.set_defaults(func=cmd_predict)
+    p = sub.add_parser("vulnerability", help="per-pair F1, F2, ||V1-V2|| from an FGSM attack on model A")
+    p.add_argument("checkpoint", help="checkpoint file or run folder (model A is used)")
+    _add_data_args(p, allow_pair=True)
+    _add_attack_args(p)
+    p.add_argument("--output", help="write rows to .csv/.tsv/.jsonl/.parquet instead of printing")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_vulnerability)
+
+    p = sub.add_parser("analyze", help="Fig. 2, Fig. 3a/3b and Theorem 1 for model A on a labelled file")
+    p.add_argument("checkpoint", help="checkpoint file or run folder (model A is used)")
+    _add_data_args(p)
+    _add_attack_args(p)
+    p.add_argument("--output", required=True, help="folder for the report, tables and plots")
+    p.add_argument("--eps-list", type=float, nargs="+", default=list(DEFAULT_EPS), help="eps values of the sweep")
+    p.add_argument("--norms", nargs="+", default=["l2", "linf"], choices=["l2", "linf"], help="norms of the sweep")
+    p.add_argument("--no-sweep", action="store_true", help="skip the sweep (Fig. 3b)")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_analyze)
+
+    p = sub.add_parser("theorem", help="Theorem 1: closed form, corollaries, Monte-Carlo check, measured criteria")
+    p.add_argument("--n", type=int, default=2, help="number of classes")
+    p.add_argument("--d", type=float, default=1.0, help="distance between adjacent class means")
+    p.add_argument("--sigma", type=float, default=1.0, help="within-class standard deviation")
+    p.add_argument("--samples", type=int, default=20000, help="Monte-Carlo draws per class")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--analysis", help="a folder written by `vaa analyze`: fit the theorem to its measured criteria")
+    p.add_argument("--plot", help="write P against d/sigma and n to this PNG")
+    p.set_defaults(func=cmd_theorem)
     return parser
 
 

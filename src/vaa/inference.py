@@ -108,3 +108,34 @@ def predict(
     preds = predict_examples(loaded.module, loaded.featurize(items), batch_size)
     return _rows(items, preds, loaded.label_map)
 
+
+
+def vulnerability_rows(
+    checkpoint: str | Path, data: str | Path | None = None, pairs: Sequence[tuple[str, str]] | None = None,
+    attack: AttackConfig = AttackConfig(), format: str = "auto", columns: str | None = None, limit: int | None = None,
+    batch_size: int = 128, progress: bool = True,
+) -> list[dict[str, Any]]:
+    """Per pair: id, gold label if known, A's prediction, F1, F2, ||V1-V2||
+    and whether the attack flipped the prediction (model A of the checkpoint)."""
+    from .vulnerability import measure
+
+    if (data is None) == (pairs is None):
+        raise ValueError("give either a data file or pairs")
+    loaded = load_model(checkpoint)
+    if pairs is not None:
+        items = [Pair(a, b, None, f"pair-{i}") for i, (a, b) in enumerate(pairs)]
+    else:
+        dataset = read_file(str(data), DataConfig(format=format, columns=columns, limit=limit))
+        check_labels(loaded.label_map, dataset)
+        items = dataset.pairs
+    v = measure(loaded.base, loaded.featurize(items), attack, batch_size, progress=progress)
+    names = loaded.label_map.names
+    rows = []
+    for i, pair in enumerate(items):
+        row: dict[str, Any] = {"id": pair.id}
+        if pair.label is not None:
+            row["gold"] = pair.label
+        row.update({"predicted": names[int(v.predicted[i])], "confidence": float(v.probs[i].max()), "F1": float(v.f1[i]),
+                    "F2": float(v.f2[i]), "distance": float(v.distance[i]), "flipped": bool(v.flipped[i])})
+        rows.append(row)
+    return rows

@@ -1,0 +1,183 @@
+"""``vaa analyze``: the paper's vulnerability analyses for one model A on one
+labelled file, written to a folder.
+
+    per_pair.csv           id, gold, predicted, F1, F2, ||V1-V2||, flipped (main setting)
+    per_class_F1.png ...   Fig. 2 for F1, F2 and ||V1-V2||
+    roc.png                Fig. 3a (F1 and F2, main setting)
+    sweep.csv / sweep.md / sweep.png   Fig. 3b: AUC for criterion x norm x eps,
+                           with the flip rate and mean ||V1-V2|| per setting
+    theorem.txt / theorem.png          Theorem 1 on the measured criteria
+    analysis.json / report.md          everything above in one place
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from ..config import AttackConfig, DataConfig
+from ..data.sources import check_labels, read_file
+from ..inference import load_model
+from ..models.base import PairModel
+from ..runs import write_json
+from ..vulnerability import Vulnerability, measure, sweep
+from .defaults import DEFAULT_EPS
+from .plots import plot_per_class, plot_roc, plot_sweep
+from .roc import criterion_roc
+from .theorem import fit_criterion, format_report, plot_accuracy_curves
+
+CRITERIA = ("F1", "F2")
+
+
+def class_statistics(values: np.ndarray, labels: np.ndarray, class_names: Sequence[str]) -> dict[str, dict[str, float]]:
+    """Mean, std and count of a criterion per gold class."""
+    out = {}
+    for k, name in enumerate(class_names):
+        v = values[labels == k]
+        if v.size:
+            out[name] = {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if v.size > 1 else 0.0, "count": int(v.size)}
+    return out
+
+
+def sweep_rows(results: Sequence[Vulnerability], settings: Sequence[AttackConfig], labels: np.ndarray, class_names: Sequence[str]) -> list[dict[str, Any]]:
+    """One row per (setting, criterion): AUC, flip rate, signal size."""
+    rows = []
+    for cfg, res in zip(settings, results):
+        for criterion in CRITERIA:
+            roc = criterion_roc(res.criterion(criterion), labels, class_names, criterion)
+            rows.append({
+                "criterion": criterion, "norm": cfg.norm, "eps": cfg.eps, "relative": cfg.relative, "direction": cfg.direction,
+                "auc": roc.auc, "auc_oriented": roc.auc_oriented,
+                "flip_rate": float(res.flipped.mean()), "mean_distance": float(res.distance.mean()),
+                "median_distance": float(np.median(res.distance)),
+            })
+    return rows
+
+
+def no_attack_reference(probs: np.ndarray, labels: np.ndarray, class_names: Sequence[str]) -> dict[str, float]:
+    """AUC of F1 and F2 at eps = 0, i.e. of A's own uncertainty (entropy and
+    -log max phi). The attack adds information only where the criteria beat this."""
+    logp = np.log(np.clip(probs, 1e-12, 1.0))
+    values = {"F1": -(probs * logp).sum(1), "F2": -logp.max(1)}
+    return {c: criterion_roc(v, labels, class_names, c).auc_oriented for c, v in values.items()}
+
+
+def sweep_markdown(rows: Sequence[dict[str, Any]]) -> str:
+    lines = ["| criterion | norm | direction | eps | AUC | AUC (oriented) | flipped | mean ‖V1−V2‖ |", "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['criterion']} | {r['norm']} | {r['direction']} | {r['eps']:g} | {r['auc']:.4f} | {r['auc_oriented']:.4f} | "
+                     f"{r['flip_rate']:.4f} | {r['mean_distance']:.4g} |")
+    return "\n".join(lines)
+
+
+def analyze_examples(
+    model: PairModel, examples: Sequence[Any], labels: np.ndarray, class_names: Sequence[str], output: str | Path,
+    attack: AttackConfig = AttackConfig(), eps_list: Sequence[float] = DEFAULT_EPS, norms: Sequence[str] = ("l2", "linf"),
+    run_sweep: bool = True, batch_size: int = 128, progress: bool = True, ids: Sequence[str] | None = None,
+    log: Callable[[str], None] = print, title: str = "",
+) -> dict[str, Any]:
+    """All analyses for featurised, labelled examples (see module docstring)."""
+    import pandas as pd
+
+    out = Path(output)
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    main = measure(model, examples, attack, batch_size, progress=progress)
+    seconds = time.perf_counter() - start
+    log(f"vulnerability of {len(examples)} pairs in {seconds:.1f} s ({len(examples) / seconds:.1f} pairs/s)")
+
+    pd.DataFrame({
+        "id": list(ids) if ids is not None else range(len(examples)), "gold": [class_names[k] for k in labels],
+        "predicted": [class_names[k] for k in main.predicted], "F1": main.f1, "F2": main.f2,
+        "distance": main.distance, "flipped": main.flipped,
+    }).to_csv(out / "per_pair.csv", index=False)
+
+    setting = f"{attack.norm}, eps {attack.eps:g}{' (relative)' if attack.relative else ''}"
+    stats = {}
+    for name, values in (("F1", main.f1), ("F2", main.f2), ("distance", main.distance)):
+        stats[name] = class_statistics(values, labels, class_names)
+        label = "||V1 - V2||" if name == "distance" else name
+        plot_per_class(values, labels, class_names, label, out / f"per_class_{name}.png",
+                       title=f"{title + ': ' if title else ''}{label} per gold class ({setting})")
+    rocs = [criterion_roc(main.criterion(c), labels, class_names, c) for c in CRITERIA]
+    plot_roc(rocs, out / "roc.png", title=f"{title + ': ' if title else ''}label from vulnerability alone ({setting})")
+    for r in rocs:
+        log(f"AUC of {r.criterion} ({setting}): {r.auc:.4f} (oriented {r.auc_oriented:.4f})")
+
+    reference = no_attack_reference(main.probs, labels, class_names)
+    log("AUC without attack (A's own uncertainty): " + ", ".join(f"{c} {v:.4f}" for c, v in reference.items()))
+    fits = {c: fit_criterion(main.criterion(c), labels, list(class_names)) for c in CRITERIA}
+    (out / "theorem.txt").write_text("\n\n".join(format_report(f, c) for c, f in fits.items()) + "\n")
+    plot_accuracy_curves(out / "theorem.png", mark=fits["F2"])
+
+    accuracy = float((main.predicted == labels).mean())
+    result: dict[str, Any] = {
+        "pairs": len(examples), "accuracy_of_A": accuracy, "attack": dataclasses.asdict(attack),
+        "pairs_per_s": len(examples) / seconds, "seconds": seconds,
+        "flip_rate": float(main.flipped.mean()), "mean_distance": float(main.distance.mean()),
+        "roc": [r.to_json() for r in rocs], "no_attack_auc_oriented": reference, "per_class": stats,
+        "theorem": {c: dataclasses.asdict(f) for c, f in fits.items()},
+    }
+    if run_sweep:
+        settings = [dataclasses.replace(attack, norm=n, eps=float(e), direction="fgsm") for n in norms for e in eps_list]
+        # the control: a random direction of the same norm at the main setting
+        settings.append(dataclasses.replace(attack, direction="random"))
+        start = time.perf_counter()
+        _, results = sweep(model, examples, settings, batch_size, progress=progress)
+        rows = sweep_rows(results, settings, labels, class_names)
+        result["sweep_seconds"] = time.perf_counter() - start
+        result["sweep"] = rows
+        pd.DataFrame(rows).to_csv(out / "sweep.csv", index=False)
+        (out / "sweep.md").write_text(sweep_markdown(rows) + "\n")
+        plot_sweep([r for r in rows if r["direction"] == "fgsm"], out / "sweep.png", reference=reference,
+                   title=f"{title + ': ' if title else ''}criterion x norm x eps")
+    write_json(out / "analysis.json", result)
+    (out / "report.md").write_text(report_markdown(result, class_names, title))
+    return result
+
+
+def report_markdown(result: dict[str, Any], class_names: Sequence[str], title: str = "") -> str:
+    a = result["attack"]
+    lines = [f"# Vulnerability analysis{': ' + title if title else ''}", "",
+             f"{result['pairs']} pairs; accuracy of A {result['accuracy_of_A']:.4f}; attack {a['norm']} eps {a['eps']:g}"
+             f"{' relative' if a['relative'] else ''} ({a['scope']} norm, {a['direction']}); "
+             f"{result['flip_rate']:.2%} of predictions flipped; mean ||V1-V2|| {result['mean_distance']:.4g}; "
+             f"{result['pairs_per_s']:.1f} pairs/s.", "", "## AUC of one criterion (Fig. 3a)", ""]
+    for r in result["roc"]:
+        lines.append(f"- {r['criterion']}: AUC {r['auc']:.4f}, oriented {r['auc_oriented']:.4f} "
+                     f"(without attack, from A's own uncertainty: {result['no_attack_auc_oriented'][r['criterion']]:.4f})")
+    lines += ["", "## Per-class means (Fig. 2)", "", "| criterion | " + " | ".join(class_names) + " |",
+              "|---|" + "---|" * len(class_names)]
+    for name, per in result["per_class"].items():
+        lines.append(f"| {name} | " + " | ".join(f"{per[c]['mean']:.4g} ± {per[c]['std']:.3g}" if c in per else "—" for c in class_names) + " |")
+    lines += ["", "Plots: per_class_F1.png, per_class_F2.png, per_class_distance.png, roc.png, theorem.png"
+              + (", sweep.png" if "sweep" in result else ""), ""]
+    if "sweep" in result:
+        lines += ["## Sweep (Fig. 3b)", "", sweep_markdown(result["sweep"]), ""]
+    return "\n".join(lines)
+
+
+def analyze(
+    checkpoint: str | Path, data: str | Path, output: str | Path, attack: AttackConfig = AttackConfig(),
+    eps_list: Sequence[float] = DEFAULT_EPS, norms: Sequence[str] = ("l2", "linf"), run_sweep: bool = True,
+    format: str = "auto", columns: str | None = None, limit: int | None = None, batch_size: int = 128,
+    progress: bool = True, log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Analyse model A of ``checkpoint`` (a stage-one model, or the A inside a
+    VAA model) on the labelled file ``data``."""
+    loaded = load_model(checkpoint)
+    dataset = read_file(str(data), DataConfig(format=format, columns=columns, limit=limit), require_labels=True)
+    check_labels(loaded.label_map, dataset)
+    examples = loaded.featurize(dataset.pairs)
+    labels = np.asarray([e["label"] for e in examples])
+    result = analyze_examples(loaded.base, examples, labels, loaded.label_map.names, output, attack, eps_list, norms,
+                              run_sweep, batch_size, progress, ids=[p.id for p in dataset.pairs], log=log,
+                              title=Path(str(data)).name)
+    result["checkpoint"] = loaded.path
+    result["data"] = dataset.report.to_json()
+    write_json(Path(output) / "analysis.json", result)
+    return result

@@ -1,0 +1,92 @@
+"""How well one vulnerability criterion alone predicts the gold label
+(paper Fig. 3a: QQP, F2, L2, eps 0.02 -> AUC 0.81).
+
+For two classes the score is the criterion and the positive class is class 1
+(``duplicate`` for QQP): AUC < 0.5 means the *other* class is the more
+vulnerable one. Since the paper reports the separability, not a direction,
+each AUC also comes *oriented* (max(AUC, 1 - AUC)) with the class that has the
+higher values named. For more classes: one-vs-rest per class and the macro
+average of both.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+from scipy.stats import rankdata
+
+
+def auc_score(scores: np.ndarray, positive: np.ndarray) -> float:
+    """Area under the ROC curve via the rank-sum (Mann-Whitney U) statistic;
+    tied scores count one half. ``positive`` is boolean."""
+    scores = np.asarray(scores, dtype=np.float64)
+    positive = np.asarray(positive, dtype=bool)
+    n_pos, n_neg = int(positive.sum()), int((~positive).sum())
+    if n_pos == 0 or n_neg == 0:
+        raise ValueError("AUC needs both positive and negative examples")
+    ranks = rankdata(scores)
+    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def roc_points(scores: np.ndarray, positive: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(false-positive rate, true-positive rate) at every distinct threshold."""
+    order = np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")
+    s, y = np.asarray(scores)[order], np.asarray(positive, dtype=bool)[order]
+    last_of_tie = np.r_[np.diff(s) != 0, True]
+    tp = np.cumsum(y)[last_of_tie]
+    fp = np.cumsum(~y)[last_of_tie]
+    return np.r_[0.0, fp / max(1, fp[-1])], np.r_[0.0, tp / max(1, tp[-1])]
+
+
+@dataclass
+class ClassAUC:
+    positive_class: str
+    auc: float  # score = criterion, positive = this class (vs the rest)
+    auc_oriented: float  # max(auc, 1 - auc)
+    higher_for: str  # "this class" or "the rest": which side has the higher criterion
+    fpr: np.ndarray = field(repr=False)
+    tpr: np.ndarray = field(repr=False)
+
+
+@dataclass
+class ROCResult:
+    criterion: str
+    per_class: list[ClassAUC]
+
+    @property
+    def binary(self) -> bool:
+        return len(self.per_class) == 1
+
+    @property
+    def auc(self) -> float:
+        """The binary AUC, or the macro average of one-vs-rest AUCs."""
+        return float(np.mean([c.auc for c in self.per_class]))
+
+    @property
+    def auc_oriented(self) -> float:
+        return float(np.mean([c.auc_oriented for c in self.per_class]))
+
+    def to_json(self) -> dict:
+        return {
+            "criterion": self.criterion, "auc": self.auc, "auc_oriented": self.auc_oriented,
+            "per_class": [{"positive_class": c.positive_class, "auc": c.auc, "auc_oriented": c.auc_oriented, "higher_for": c.higher_for}
+                          for c in self.per_class],
+        }
+
+
+def criterion_roc(values: np.ndarray, labels: np.ndarray, class_names: Sequence[str], criterion: str = "") -> ROCResult:
+    """ROC/AUC of predicting ``labels`` (class indices) from ``values``."""
+    labels = np.asarray(labels)
+    present = [k for k in range(len(class_names)) if (labels == k).any()]
+    if len(present) < 2:
+        raise ValueError("ROC needs at least two classes in the data")
+    positives = [present[1]] if len(present) == 2 else present
+    out = []
+    for k in positives:
+        is_pos = labels == k
+        auc = auc_score(values, is_pos)
+        fpr, tpr = roc_points(values, is_pos)
+        out.append(ClassAUC(class_names[k], auc, max(auc, 1 - auc), "this class" if auc >= 0.5 else "the rest", fpr, tpr))
+    return ROCResult(criterion, out)

@@ -1,0 +1,110 @@
+"""Vulnerability analyses: AUC, sweep, the analysis folder, the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import roc_auc_score, roc_curve, auc as sk_auc
+
+import vaa.vulnerability as vuln
+from conftest import TOY_LABELS, TOY_PAIRS
+from test_attack import tiny_esim
+from vaa.analysis.analyze import analyze_examples
+from vaa.analysis.roc import auc_score, criterion_roc, roc_points
+from vaa.checkpoint import save_model
+from vaa.cli import main
+from vaa.config import AttackConfig
+
+
+def test_auc_agrees_with_scikit_learn_including_ties():
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        y = rng.integers(0, 2, 300).astype(bool)
+        s = np.round(rng.normal(size=300) + y * 0.7, 1)  # rounding makes ties
+        assert auc_score(s, y) == pytest.approx(roc_auc_score(y, s), abs=1e-12)
+        fpr, tpr = roc_points(s, y)
+        assert sk_auc(fpr, tpr) == pytest.approx(roc_auc_score(y, s), abs=1e-12)
+        sk_fpr, sk_tpr, _ = roc_curve(y, s)
+        assert sk_auc(sk_fpr, sk_tpr) == pytest.approx(sk_auc(fpr, tpr), abs=1e-12)
+
+
+def test_criterion_roc_binary_and_one_vs_rest():
+    rng = np.random.default_rng(1)
+    labels = np.repeat([0, 1], 200)
+    values = rng.normal(size=400) - labels  # class 1 is *less* vulnerable
+    r = criterion_roc(values, labels, ["a", "b"], "F2")
+    assert r.binary and r.per_class[0].positive_class == "b"
+    assert r.auc == pytest.approx(roc_auc_score(labels == 1, values))
+    assert r.auc < 0.5 and r.auc_oriented == pytest.approx(1 - r.auc) and r.per_class[0].higher_for == "the rest"
+    labels3 = np.repeat([0, 1, 2], 100)
+    values3 = rng.normal(size=300) + labels3
+    r3 = criterion_roc(values3, labels3, ["x", "y", "z"])
+    assert [c.positive_class for c in r3.per_class] == ["x", "y", "z"]
+    want = np.mean([roc_auc_score(labels3 == k, values3) for k in range(3)])
+    assert r3.auc == pytest.approx(want)
+    with pytest.raises(ValueError):
+        criterion_roc(values, np.zeros(400, dtype=int), ["a", "b"])
+
+
+def _examples(model):
+    pairs = TOY_PAIRS * 4
+    return model.featurize_all(pairs, TOY_LABELS), np.asarray([TOY_LABELS.index(p.label) for p in pairs])
+
+
+def test_sweep_matches_single_measurements_and_shares_the_base_pass(monkeypatch):
+    model = tiny_esim().eval()
+    examples, _ = _examples(model)
+    settings = [AttackConfig(norm=n, eps=e) for n in ("l2", "linf") for e in (0.01, 0.5)]
+    calls = []
+    original = vuln.forward_with_gradient
+    monkeypatch.setattr(vuln, "forward_with_gradient", lambda m, b: (calls.append(1), original(m, b))[1])
+    predicted, results = vuln.sweep(model, examples, settings, batch_size=8)
+    assert len(calls) == 3  # 20 examples / 8 per batch: once per batch, not per setting
+    for cfg, res in zip(settings, results):
+        single = vuln.measure(model, examples, cfg, batch_size=7)
+        np.testing.assert_allclose(res.f2, single.f2, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(res.distance, single.distance, rtol=1e-4, atol=1e-6)
+        np.testing.assert_array_equal(predicted, single.predicted)
+    # a stronger attack moves V2 further
+    assert results[1].distance.mean() > results[0].distance.mean()
+
+
+def test_analysis_folder_holds_every_figure_and_table(tmp_path):
+    model = tiny_esim().eval()
+    examples, labels = _examples(model)
+    result = analyze_examples(model, examples, labels, TOY_LABELS.names, tmp_path, eps_list=(0.01, 1.0), batch_size=8,
+                              progress=False, log=lambda s: None)
+    for name in ("per_pair.csv", "per_class_F1.png", "per_class_F2.png", "per_class_distance.png", "roc.png",
+                 "sweep.csv", "sweep.md", "sweep.png", "theorem.txt", "theorem.png", "analysis.json", "report.md"):
+        assert (tmp_path / name).stat().st_size > 0, name
+    sweep = pd.read_csv(tmp_path / "sweep.csv")
+    assert len(sweep) == 2 * 2 * 2 + 2  # criterion x norm x eps, plus the random-direction control
+    assert set(sweep["direction"]) == {"fgsm", "random"}
+    per_pair = pd.read_csv(tmp_path / "per_pair.csv")
+    assert len(per_pair) == len(examples)
+    means = per_pair.groupby("gold")["F2"].mean()
+    assert result["per_class"]["F2"]["duplicate"]["mean"] == pytest.approx(means["duplicate"])
+    assert json.loads((tmp_path / "analysis.json").read_text())["pairs"] == len(examples)
+
+
+def test_cli_vulnerability_for_one_pair_and_a_file(tmp_path, capsys):
+    model = tiny_esim().eval()
+    save_model(model, TOY_LABELS, tmp_path / "a.pt")
+    assert main(["vulnerability", str(tmp_path / "a.pt"), "--pair", "the cat sat", "a cat sat", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "F1=" in out and "F2=" in out and "distance=" in out
+    data = tmp_path / "pairs.tsv"
+    data.write_text("".join(f"{'1' if p.label == 'duplicate' else '0'}\t{p.a}\t{p.b}\t{p.id}\n" for p in TOY_PAIRS))
+    assert main(["vulnerability", str(tmp_path / "a.pt"), str(data), "--output", str(tmp_path / "v.parquet"), "--no-progress"]) == 0
+    table = pd.read_parquet(tmp_path / "v.parquet")
+    assert list(table.columns) == ["id", "gold", "predicted", "confidence", "F1", "F2", "distance", "flipped"]
+    assert len(table) == len(TOY_PAIRS) and (table["F2"] >= 0).all()
+
+
+def test_cli_theorem_prints_closed_form_and_monte_carlo(capsys, tmp_path):
+    assert main(["theorem", "--n", "3", "--d", "1", "--sigma", "1", "--samples", "2000", "--plot", str(tmp_path / "t.png")]) == 0
+    out = capsys.readouterr().out
+    assert "P = (1 - 2S)/n + 2S" in out and "Monte-Carlo" in out and (tmp_path / "t.png").exists()
