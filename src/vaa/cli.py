@@ -125,6 +125,21 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train_vaa(args: argparse.Namespace) -> int:
+    from .stage_two import train_vaa
+
+    config = build_config(args, default_preset="esim-vaa")
+    if args.print_config:
+        _print(config.to_json())
+        return 0
+    results = train_vaa(config, overwrite=args.overwrite)
+    valid, base = results["scores"].get("valid"), results["model_a_scores"].get("valid")
+    if valid:
+        print(f"validation accuracy: {valid['accuracy']:.4f}" + (f" (model A: {base['accuracy']:.4f})" if base else ""))
+    print(f"run folder: {results['run']}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """The README's main job on the built-in synthetic data."""
     from .stage_one import train
@@ -246,6 +261,14 @@ def build_parser() -> argparse.ArgumentParser:
     _common_run_args(p)
     _add_flags(p, RUN_FLAGS)
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("train-vaa", help="stage two: train model B with the vulnerability vector from a frozen model A",
+                       description="Stage two. Data defaults to model A's; the preset defaults to esim-vaa.")
+    _common_run_args(p)
+    _add_flags(p, RUN_FLAGS + ATTACK_FLAGS + VAA_FLAGS)
+    p.add_argument("--relative", action="store_true", help="attack eps relative to each sentence's embedding scale")
+    p.add_argument("--no-cache", action="store_true", help="compute V1/V2 in every batch (the authors' way) instead of once per pair")
+    p.set_defaults(func=cmd_train_vaa)
 
     p = sub.add_parser("demo", help="the main job on the built-in synthetic demo data", description="Train on the built-in SYNTHETIC demo set.")
     _common_run_args(p)

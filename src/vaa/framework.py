@@ -107,13 +107,16 @@ class VAAModel(nn.Module):
     def forward(self, batch: Batch, vector: torch.Tensor | None = None) -> torch.Tensor:
         """Logits of B. ``vector`` overrides V (tests, analyses)."""
         adversarial_input = self.vaa_config.b_input == "adversarial"
+        use_attack = self.vaa_config.vulnerability == "attack"
         steps = None
-        if vector is None or adversarial_input:
+        if adversarial_input or (vector is None and use_attack):
             v1, v2, steps = self.a_features(batch, need_adversarial=adversarial_input)
             if vector is None:
                 vector = self.vulnerability_vector(v1, v2)
+        if vector is None:  # the zeros control needs nothing from A
+            vector = torch.zeros(batch["label"].shape[0], self.projection.out_features)
         emb = self.b.embed(batch)
-        if steps is not None and adversarial_input:
+        if adversarial_input and steps is not None:  # the authors' ESIM: B reads E~
             emb = emb.with_values([v + s for v, s in zip(emb.values, steps)])
         return self.forward_embedded(emb, vector)
 

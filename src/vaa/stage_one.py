@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
+import numpy as np
 import torch
 
 from .checkpoint import header, load_pair_model
 from .config import RunConfig
+from .data.batching import Example
 from .data.sources import Splits, load_splits
-from .inference import score_examples
+from .metrics import classification_report
 from .models import build_model
 from .runs import finished_results, prepare_run, write_json
-from .training import Trainer, set_seed
+from .training import Trainer, predict_examples, set_seed
 
 
 def apply_threads(config: RunConfig) -> None:
@@ -39,18 +41,21 @@ def report_data(splits: Splits, log: Callable[[str], None]) -> None:
             log(part.report.summary())
 
 
-def final_scores(run_dir: Path, splits: Splits, model: torch.nn.Module, base_featurize: Any, config: RunConfig,
-                 log: Callable[[str], None]) -> dict[str, Any]:
-    """Scores of the best checkpoint on validation (and test if given)."""
+def final_scores(run_dir: Path, model: torch.nn.Module, examples: dict[str, Sequence[Example]], splits: Splits,
+                 batch_size: int, log: Callable[[str], None]) -> dict[str, Any]:
+    """Scores of the best checkpoint on each labelled split; the predictions
+    go to ``predictions/<split>.npz`` (paired significance tests read them)."""
     scores = {}
-    for name, part in (("valid", splits.valid), ("test", splits.test)):
-        if part is None:
-            continue
-        examples = base_featurize(part.pairs, splits.label_map)
-        report = score_examples(model, examples, splits.label_map, config.optim.eval_batch_size)
-        if report is not None:
+    for name, part in examples.items():
+        preds = predict_examples(model, part, batch_size)
+        out = run_dir / "predictions"
+        out.mkdir(exist_ok=True)
+        np.savez_compressed(out / f"{name}.npz", predicted=preds.predicted, gold=preds.labels, probs=preds.probs)
+        if (preds.labels >= 0).any():
+            report = classification_report(preds.labels, preds.predicted, splits.label_map.names)
             scores[name] = report
-            log(f"{name} accuracy of the best checkpoint: {report['accuracy']:.4f} ({report['pairs']} pairs, {part.report.path})")
+            source = getattr(splits, name).report.path
+            log(f"{name} accuracy of the best checkpoint: {report['accuracy']:.4f} ({report['pairs']} pairs, {source})")
     return scores
 
 
@@ -90,11 +95,14 @@ def train(config: RunConfig, overwrite: bool = False, log: Callable[[str], None]
     log(state.stop_reason)
 
     best, _, _ = load_pair_model(run_dir / "checkpoints" / "best.pt")
+    examples = {"valid": valid_examples}
+    if splits.test is not None:
+        examples["test"] = model.featurize_all(splits.test.pairs, splits.label_map)
     results = {
         "stage": "stage1", "run": str(run_dir), "family": config.model.family, "seed": config.seed,
         "best_epoch": state.best_epoch + 1, "epochs": state.epoch, "stop_reason": state.stop_reason,
         "train_seconds_this_call": round(time.perf_counter() - started, 1), "model_info": info,
-        "history": state.history, "scores": final_scores(run_dir, splits, best, best.featurize_all, config, log),
+        "history": state.history, "scores": final_scores(run_dir, best, examples, splits, config.optim.eval_batch_size, log),
     }
     write_json(run_dir / "results.json", results)
     return results

@@ -1,0 +1,149 @@
+"""Stage two: train model B with the vulnerability vector (``vaa train-vaa``).
+
+Model A comes from a stage-one checkpoint and stays frozen. Unless told
+otherwise, stage two reads the same data as A's run (its ``config.json``), with
+A's label map. V1/V2 are computed once per pair and cached next to A's
+checkpoint (see ``vulnerability.FeatureCache``); ``cache: false`` computes them
+on the fly in every batch, as the authors' code does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+
+from .analysis.plots import plot_losses
+from .checkpoint import header, load_pair_model
+from .config import RunConfig
+from .data.batching import Example
+from .data.sources import load_splits
+from .framework import VAAModel
+from .inference import load_model
+from .runs import RunError, finished_results, prepare_run, read_json, write_json
+from .stage_one import apply_threads, final_scores, report_data
+from .training import Trainer, read_jsonl, set_seed, steps_in_log
+from .vulnerability import FeatureCache, state_fingerprint
+
+
+def a_run_folder(model_a: str | Path) -> Path | None:
+    """The stage-one run folder of a checkpoint path or run folder, if any."""
+    path = Path(model_a)
+    for folder in (path, path.parent.parent if path.is_file() else None):
+        if folder is not None and (folder / "config.json").exists():
+            return folder
+    return None
+
+
+def resolve_config(config: RunConfig) -> RunConfig:
+    """Fill what stage two inherits from A's run: its data, when none is given."""
+    if not config.vaa.model_a:
+        raise RunError("stage two needs model A: pass --model-a RUN_FOLDER_OR_CHECKPOINT")
+    folder = a_run_folder(config.vaa.model_a)
+    if config.data.train is None and folder is not None:
+        data = RunConfig.load(folder / "config.json").data
+        if config.data.limit is not None:  # a quick run may still cut A's data short
+            data = dataclasses.replace(data, limit=config.data.limit)
+        config = dataclasses.replace(config, data=data)
+    return config
+
+
+def attach_vectors(examples: Sequence[Example], v1: torch.Tensor, v2: torch.Tensor) -> list[Example]:
+    """Copies of the examples carrying their cached V1/V2."""
+    return [{**e, "v1": v1[i], "v2": v2[i]} for i, e in enumerate(examples)]
+
+
+def signal_statistics(v1: torch.Tensor, v2: torch.Tensor) -> dict[str, float]:
+    """How big ||V1 - V2|| is: a vanishing signal means B learns nothing from V."""
+    d = (v1 - v2).norm(dim=-1).numpy()
+    scale = v1.norm(dim=-1).numpy()
+    return {"mean": float(d.mean()), "median": float(np.median(d)), "p90": float(np.quantile(d, 0.9)),
+            "max": float(d.max()), "zero_share": float((d == 0).mean()), "mean_relative_to_V1": float((d / np.maximum(scale, 1e-12)).mean())}
+
+
+def plot_both_stages(a_dir: Path | None, run_dir: Path, label: str = "stage two") -> Path | None:
+    """Fig. 5: A's loss curve followed by this run's."""
+    curves = []
+    boundary = None
+    if a_dir is not None:
+        a = read_jsonl(a_dir / "loss.jsonl")
+        if a:
+            curves.append(("stage one (model A)", np.array([r["step"] for r in a]), np.array([r["loss"] for r in a])))
+            boundary = float(curves[0][1][-1])
+    b = read_jsonl(run_dir / "loss.jsonl")
+    if b:
+        curves.append((label, np.array([r["step"] for r in b]), np.array([r["loss"] for r in b])))
+    return plot_losses(curves, run_dir / "loss_both_stages.png", boundary) if curves else None
+
+
+def train_vaa(config: RunConfig, overwrite: bool = False, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Train model B (with W) from the frozen model A in ``config.vaa.model_a``."""
+    config = resolve_config(config)
+    run_dir = prepare_run(config, overwrite)
+    done = finished_results(run_dir)
+    if done is not None:
+        log(f"{run_dir} is already finished; its results are in {run_dir / 'results.json'}")
+        return done
+    apply_threads(config)
+    set_seed(config.seed)
+    model_a, label_map, payload_a = load_pair_model(config.vaa.model_a)
+    a_dir = a_run_folder(config.vaa.model_a)
+    splits = load_splits(config.data, label_map=label_map)
+    report_data(splits, log)
+    label_map.save(run_dir / "label_map.json")
+    write_json(run_dir / "data.json", splits.reports())
+
+    parts = {"train": splits.train, "valid": splits.valid}
+    if splits.test is not None:
+        parts["test"] = splits.test
+    examples = {name: model_a.featurize_all(d.pairs, label_map) for name, d in parts.items()}
+    info: dict[str, Any] = {"model_a": payload_a["path"]}
+    cached = config.vaa.cache and config.vaa.b_input == "normal" and config.vaa.vulnerability == "attack"
+    if cached:
+        cache = FeatureCache(Path(payload_a["path"]).parent / "vcache")
+        fingerprint = state_fingerprint(model_a)
+        info["cache"] = {}
+        for name in examples:
+            v1, v2, hit = cache.get_or_compute(model_a, examples[name], config.attack, fingerprint,
+                                               batch_size=config.optim.eval_batch_size, progress=config.progress)
+            examples[name] = attach_vectors(examples[name], v1, v2)
+            stats = signal_statistics(v1, v2)
+            info["cache"][name] = hit
+            info[f"signal_{name}"] = stats
+            how = "cache hit" if hit["hit"] else f"computed in {hit['seconds']:.1f} s"
+            log(f"V1/V2 for {len(v1)} {name} pairs: {how}; "
+                f"||V1-V2|| mean {stats['mean']:.4g}, median {stats['median']:.4g} ({stats['mean_relative_to_V1']:.2%} of ||V1||)")
+    else:
+        log("V1/V2 computed on the fly in every batch (no cache)" if config.vaa.vulnerability == "attack" else
+            "control: V replaced by zeros")
+
+    model = VAAModel(model_a, config.vaa, config.attack)
+    trainer = Trainer(
+        model, examples["train"], examples["valid"], config.optim, run_dir,
+        describe=lambda: header(model_a, label_map, kind="vaa", **model.describe(), model_a_checkpoint=payload_a["path"]),
+        seed=config.seed, log_every=config.log_every, checkpoint_every=config.checkpoint_every,
+        progress=config.progress, step_offset=steps_in_log(a_dir / "loss.jsonl") if a_dir else 0, stage="stage2",
+    )
+    started = time.perf_counter()
+    state = trainer.fit()
+    log(state.stop_reason)
+    best = load_model(run_dir / "checkpoints" / "best.pt")
+    scored = {name: ex for name, ex in examples.items() if name != "train"}
+    a_results = read_json(a_dir / "results.json") if a_dir and (a_dir / "results.json").exists() else {}
+    results = {
+        "stage": "stage2", "run": str(run_dir), "family": payload_a["model"]["family"], "seed": config.seed,
+        "vaa": dataclasses.asdict(config.vaa), "attack": dataclasses.asdict(config.attack),
+        "best_epoch": state.best_epoch + 1, "epochs": state.epoch, "stop_reason": state.stop_reason,
+        "train_seconds_this_call": round(time.perf_counter() - started, 1), "info": info, "history": state.history,
+        "scores": final_scores(run_dir, best.module, scored, splits, config.optim.eval_batch_size, log),
+        "model_a_scores": a_results.get("scores", {}),
+    }
+    plot = plot_both_stages(a_dir, run_dir)
+    if plot:
+        log(f"loss across both stages: {plot}")
+    write_json(run_dir / "results.json", results)
+    return results
