@@ -1,0 +1,63 @@
+"""vaa reproduce: runs per seed and variant, paired tests, the table."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from test_training import write_pairs
+from vaa.cli import main
+from vaa.experiments import mcnemar_p, paired_bootstrap_p
+
+
+def test_mcnemar_exact_values():
+    a = np.array([True] * 10 + [False] * 10)
+    b = np.array([True] * 10 + [True] * 8 + [False] * 2)
+    # 0 pairs where only a is right, 8 where only b is: p = 2 * 0.5**8
+    assert mcnemar_p(a, b) == pytest.approx(2 * 0.5 ** 8)
+    assert mcnemar_p(a, a) == 1.0
+
+
+def test_paired_bootstrap_separates_real_and_null_differences():
+    rng = np.random.default_rng(0)
+    base = rng.random((3, 2000)) < 0.7
+    better = base | (rng.random((3, 2000)) < 0.1)
+    assert paired_bootstrap_p(base, better, resamples=2000) < 0.01
+    noise = rng.random((3, 2000)) < 0.7
+    assert paired_bootstrap_p(base, noise, resamples=2000) > 0.01
+
+
+def test_reproduce_end_to_end(tmp_path, capsys):
+    train = write_pairs(tmp_path / "train.tsv", 32, 0)
+    valid = write_pairs(tmp_path / "valid.tsv", 16, 1)
+    test = write_pairs(tmp_path / "test.tsv", 12, 2)
+    preset = tmp_path / "tiny.yaml"
+    preset.write_text(f"""extends: esim
+data: {{train: {train}, valid: {valid}, format: generic, columns: "a=a,b=b,label=y"}}
+model: {{hidden: 6}}
+optim: {{batch_size: 8, max_epochs: 1}}
+log_every: 2
+""")
+    stage_two = tmp_path / "tiny-vaa.yaml"
+    stage_two.write_text(f"extends: {tmp_path / 'esim-vaa-base.yaml'}\nmodel: {{hidden: 6}}\noptim: {{batch_size: 8, max_epochs: 1}}\nlog_every: 2\n")
+    (tmp_path / "esim-vaa-base.yaml").write_text("extends: esim-vaa\n")
+    out = tmp_path / "repro"
+    args = ["reproduce", "--preset", str(preset), "--stage-two-preset", str(stage_two), "--seeds", "0", "1",
+            "--output", str(out), "--test", str(test), "--no-progress"]
+    assert main(args) == 0
+    summary = json.loads((out / "table3.json").read_text())
+    assert summary["splits"] == ["valid", "test"]
+    assert set(summary["rows"]) == {"baseline", "vaa", "zeros", "random"}
+    vaa = summary["rows"]["vaa"]["valid"]
+    assert len(vaa["per_seed"]) == 2 and len(vaa["mcnemar_p_per_seed"]) == 2 and 0 < vaa["paired_bootstrap_p"] <= 1
+    assert summary["rows"]["baseline"]["test"]["mean"] == pytest.approx(
+        np.mean([json.loads((out / f"seed{k}" / "a" / "results.json").read_text())["scores"]["test"]["accuracy"] for k in (0, 1)]))
+    for name in ("table3.md", "table3.png", "loss_seed0.png"):
+        assert (out / name).exists()
+    assert "+VAA" in (out / "table3.md").read_text()
+    # a second call reuses every finished run
+    capsys.readouterr()
+    assert main(args) == 0
+    assert capsys.readouterr().out.count("already finished") == 8
