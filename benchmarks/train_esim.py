@@ -6,8 +6,8 @@ and peak resident memory; writes the same as JSON next to the run.
 
     .venv/bin/python benchmarks/train_esim.py --dataset qqp --seed 0 --threads 1
 
-The run folder is the same one ``vaa reproduce`` uses for its baseline, so a
-later reproduction reuses this model A instead of training it again.
+The run folder is the one ``benchmarks/table3.py`` (``vaa reproduce``) uses
+for its baseline, so the reproduction reuses this model A.
 """
 
 from __future__ import annotations
@@ -18,31 +18,20 @@ import resource
 import time
 from pathlib import Path
 
-from vaa.config import apply_overrides, load_preset
+from protocol import DATASETS, OUT, STAGE_ONE, with_threads
+from vaa.experiments import stage_one_config
 from vaa.stage_one import train
-
-# The caps that make the protocol fit a 2-core machine (the paper: up to 64
-# epochs, patience 5). Recorded in benchmarks/RESULTS.md with every figure.
-BENCH_OPTIM = {"max_epochs": 10, "patience": 3}
-
-
-def stage_one_config(dataset: str, seed: int, out: str, threads: int):
-    config = load_preset(f"{dataset}-esim")
-    return apply_overrides(config, {
-        "optim": BENCH_OPTIM, "seed": seed, "threads": threads,
-        "output": str(Path(out) / dataset / f"seed{seed}" / "a"), "progress": False,
-    })
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dataset", choices=["qqp", "snli", "mnli"], required=True)
+    parser.add_argument("--dataset", choices=DATASETS, required=True)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--out", default="benchmarks/out")
+    parser.add_argument("--out", default=OUT)
     args = parser.parse_args()
 
-    config = stage_one_config(args.dataset, args.seed, args.out, args.threads)
+    config = stage_one_config(f"{args.dataset}-esim", args.seed, Path(args.out) / args.dataset, with_threads(STAGE_ONE, args.threads))
     start = time.perf_counter()
     results = train(config)
     wall = time.perf_counter() - start

@@ -113,7 +113,8 @@ def _print(obj: Any) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     from .stage_one import train
 
-    config = build_config(args)
+    # a family given on the command line brings its own defaults (BERT is not fine-tuned like ESIM)
+    config = build_config(args, default_preset="hf" if getattr(args, "cfg:model.family") == "hf" else None)
     if args.print_config:
         _print(config.to_json())
         return 0
@@ -125,10 +126,20 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _stage_two_preset(model_a: str | None) -> str:
+    """esim-vaa or hf-vaa, after model A's family."""
+    from .checkpoint import read_checkpoint
+
+    if not model_a:
+        return "esim-vaa"
+    family = read_checkpoint(model_a)["model"]["family"]
+    return "hf-vaa" if family == "hf" else "esim-vaa"
+
+
 def cmd_train_vaa(args: argparse.Namespace) -> int:
     from .stage_two import train_vaa
 
-    config = build_config(args, default_preset="esim-vaa")
+    config = build_config(args, default_preset=_stage_two_preset(getattr(args, "cfg:vaa.model_a")))
     if args.print_config:
         _print(config.to_json())
         return 0
@@ -298,7 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("reproduce", help="Table 3: baseline vs +VAA vs two controls over seeds, with paired tests")
     p.add_argument("--preset", required=True, help="stage-one preset, e.g. qqp-esim")
-    p.add_argument("--stage-two-preset", default="esim-vaa", help="stage-two preset (default esim-vaa)")
+    p.add_argument("--stage-two-preset", help="stage-two preset (default: esim-vaa or hf-vaa after model A's family)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="model seeds (default 0 1 2)")
     p.add_argument("--variants", nargs="+", default=["vaa", "zeros", "random"], choices=["vaa", "zeros", "random"])
     p.add_argument("--output", required=True, help="folder for all runs and the table")
@@ -361,6 +372,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .data.pairs import DataError
     from .runs import RunError
 
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    for noisy in ("transformers", "httpx", "huggingface_hub", "sentence_transformers", "datasets", "filelock"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "pair", None) is None and hasattr(args, "pair") and not args.data:

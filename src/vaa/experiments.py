@@ -191,15 +191,18 @@ def plot_stage_losses(output: Path, seed: int, variants: Sequence[str]) -> Path 
 
 
 def reproduce(
-    preset: str, output: str | Path, seeds: Sequence[int] = (0, 1, 2), stage_two_preset: str = "esim-vaa",
+    preset: str, output: str | Path, seeds: Sequence[int] = (0, 1, 2), stage_two_preset: str | None = None,
     variants: Sequence[str] = tuple(VARIANTS), overrides_a: dict[str, Any] | None = None,
     overrides_b: dict[str, Any] | None = None, title: str = "", log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Train (or reuse) every run, then write table3.md/.json/.png and the
-    loss plots into ``output``."""
+    loss plots into ``output``. ``stage_two_preset`` defaults to esim-vaa or
+    hf-vaa after model A's family."""
     output = Path(output)
     for seed in seeds:
         a_config = stage_one_config(preset, seed, output, overrides_a)
+        if stage_two_preset is None:  # B is trained like its family's A
+            stage_two_preset = "hf-vaa" if a_config.model.family == "hf" else "esim-vaa"
         log(f"== seed {seed}: model A ({a_config.output})")
         train(a_config, log=log)
         for variant in variants:

@@ -1,0 +1,135 @@
+"""The Hugging Face family on a tiny randomly initialised BERT built in the
+test (no download): shapes, masking, FGSM on word positions only, injection,
+frozen A, save/load."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from conftest import TOY_LABELS, TOY_PAIRS
+from vaa.attack import forward_with_gradient, perturbation
+from vaa.checkpoint import load_pair_model, save_model
+from vaa.config import AttackConfig, VAAConfig
+from vaa.data.batching import collate
+from vaa.data.pairs import Pair
+from vaa.framework import VAAModel
+from vaa.models.hf import HFPairModel
+
+transformers = pytest.importorskip("transformers")
+
+
+@pytest.fixture(scope="module")
+def tiny_bert_dir(tmp_path_factory):
+    """A 2-layer, 16-wide BERT and a WordPiece tokenizer over the toy words."""
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    words = sorted({w for p in TOY_PAIRS for w in (p.a + " " + p.b).split()})
+    (folder / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words, "##s"]) + "\n")
+    tokenizer = transformers.BertTokenizerFast(vocab_file=str(folder / "vocab.txt"))
+    config = transformers.BertConfig(vocab_size=len(words) + 6, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                                     intermediate_size=32, max_position_embeddings=64, hidden_dropout_prob=0.1)
+    torch.manual_seed(0)
+    transformers.BertModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture
+def tiny_bert(tiny_bert_dir):
+    return HFPairModel.build(TOY_PAIRS, TOY_LABELS, path=str(tiny_bert_dir), max_length=16).eval()
+
+
+def test_shapes_and_word_positions(tiny_bert):
+    examples = tiny_bert.featurize_all(TOY_PAIRS, TOY_LABELS)
+    ex = examples[0]  # [CLS] the cat sat [SEP] a cat sat down [SEP]
+    assert ex["word_a"] == [0, 1, 1, 1, 0, 0, 0, 0, 0, 0]
+    assert ex["word_b"] == [0, 0, 0, 0, 0, 1, 1, 1, 1, 0]
+    assert ex["b_start"] == 5
+    batch = collate(examples)
+    emb = tiny_bert.embed(batch)
+    hidden = tiny_bert.encode(emb)
+    assert hidden.shape == (5, 16) and tiny_bert.classify(hidden).shape == (5, 2)
+
+
+def test_padding_does_not_change_outputs(tiny_bert):
+    with torch.no_grad():
+        together = tiny_bert(collate(tiny_bert.featurize_all(TOY_PAIRS, TOY_LABELS)))
+        for i, pair in enumerate(TOY_PAIRS):
+            alone = tiny_bert(collate(tiny_bert.featurize_all([pair], TOY_LABELS)))
+            torch.testing.assert_close(together[i], alone[0], rtol=1e-4, atol=1e-5)
+
+
+def test_truncation_is_counted(tiny_bert, caplog):
+    long = Pair(" ".join(["cat"] * 30), "dog", "duplicate", "long")
+    examples = tiny_bert.featurize_all([long, TOY_PAIRS[0]], TOY_LABELS)
+    assert len(examples[0]["input_ids"]) == 16 and tiny_bert.last_truncated == (1, 2)
+    assert "truncated" in caplog.text
+
+
+@pytest.mark.parametrize("norm", ["l2", "linf"])
+def test_fgsm_touches_only_real_word_positions(tiny_bert, norm):
+    batch = collate(tiny_bert.featurize_all(TOY_PAIRS, TOY_LABELS))
+    base = forward_with_gradient(tiny_bert, batch)
+    step = perturbation(base, AttackConfig(norm=norm, eps=0.1))[0]
+    words = batch["word_a"].bool() | batch["word_b"].bool()
+    assert (step[~words] == 0).all()  # [CLS], [SEP], padding untouched
+    assert (step[words].abs().sum(-1) > 0).all()
+    if norm == "l2":  # per-sentence norm: eps for a and for b separately
+        for group in ("word_a", "word_b"):
+            m = batch[group].bool().unsqueeze(-1)
+            torch.testing.assert_close((step * m).flatten(1).norm(dim=1), torch.full((5,), 0.1), rtol=1e-4, atol=1e-5)
+
+
+def test_token_injection_layout(tiny_bert):
+    batch = collate(tiny_bert.featurize_all(TOY_PAIRS[:1], TOY_LABELS))
+    emb = tiny_bert.embed(batch)
+    v = torch.randn(1, 16)
+    out = tiny_bert.prepend(emb, v)
+    # [CLS] V the cat sat [SEP] V a cat sat down [SEP]
+    torch.testing.assert_close(out.values[0][0, 1], v[0])
+    torch.testing.assert_close(out.values[0][0, 6], v[0])
+    torch.testing.assert_close(out.values[0][0, 2:5], emb.values[0][0, 1:4])
+    torch.testing.assert_close(out.values[0][0, 7:12], emb.values[0][0, 5:10])
+    assert out.extras["token_type_ids"][0].tolist() == [0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1]
+    assert out.masks[0].all()
+    assert out.groups[0][1][0].tolist() == [False, False, True, True, True] + [False] * 7
+    assert not out.groups[1][1][0, 6]
+
+
+@pytest.mark.parametrize("injection", ["token", "classifier", "add"])
+def test_v_injection_changes_the_output(tiny_bert, injection):
+    model = VAAModel(tiny_bert, VAAConfig(injection=injection), AttackConfig()).eval()
+    if injection == "classifier":
+        with torch.no_grad():
+            model.b_head[1].weight[:, 16:].normal_()
+    batch = collate(tiny_bert.featurize_all(TOY_PAIRS, TOY_LABELS))
+    v = torch.randn(5, 16)
+    with torch.no_grad():
+        base = model(batch, vector=v)
+        torch.testing.assert_close(model(batch, vector=v.clone()), base)
+        assert not torch.allclose(model(batch, vector=v * 3), base)
+
+
+def test_a_stays_frozen_in_stage_two(tiny_bert):
+    model = VAAModel(tiny_bert, VAAConfig(), AttackConfig())
+    before = {k: v.clone() for k, v in model.a.state_dict().items()}
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    batch = collate(tiny_bert.featurize_all(TOY_PAIRS, TOY_LABELS))
+    model.train()
+    for _ in range(2):
+        loss = torch.nn.functional.cross_entropy(model(batch), batch["label"])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    for k, v in model.a.state_dict().items():
+        torch.testing.assert_close(v, before[k], msg=k)
+    assert any(not torch.equal(model.b.state_dict()[k], before[k]) for k in before)
+
+
+def test_checkpoint_round_trip_without_the_model_folder(tiny_bert, tmp_path):
+    save_model(tiny_bert, TOY_LABELS, tmp_path / "m.pt")
+    loaded, label_map, _ = load_pair_model(tmp_path / "m.pt")
+    batch = collate(tiny_bert.featurize_all(TOY_PAIRS, TOY_LABELS))
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(batch), tiny_bert(batch))
+    assert loaded.featurize_all(TOY_PAIRS, TOY_LABELS) == tiny_bert.featurize_all(TOY_PAIRS, TOY_LABELS)
