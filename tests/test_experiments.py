@@ -61,3 +61,15 @@ log_every: 2
     capsys.readouterr()
     assert main(args) == 0
     assert capsys.readouterr().out.count("already finished") == 8
+
+
+def test_demo_runs_the_whole_pipeline_on_synthetic_data(tmp_path):
+    from vaa.experiments import demo
+
+    summary = demo(tmp_path / "demo", overrides={"data": {"limit": 40}, "model": {"hidden": 6}, "optim": {"max_epochs": 1},
+                                                  "progress": False}, log=lambda s: None)
+    for key in ("valid_accuracy_a", "valid_accuracy_vaa", "auc_f2"):
+        assert 0.0 <= summary[key] <= 1.0
+    for path in ("a/results.json", "analysis/report.md", "analysis/sweep.png", "vaa/results.json", "summary.json"):
+        assert (tmp_path / "demo" / path).exists(), path
+    assert json.loads((tmp_path / "demo" / "a" / "data.json").read_text())["train"]["format"] == "demo-synthetic"

@@ -133,3 +133,37 @@ def test_checkpoint_round_trip_without_the_model_folder(tiny_bert, tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(loaded(batch), tiny_bert(batch))
     assert loaded.featurize_all(TOY_PAIRS, TOY_LABELS) == tiny_bert.featurize_all(TOY_PAIRS, TOY_LABELS)
+
+
+def test_every_command_works_for_the_hf_family(tmp_path, capsys):
+    """train, evaluate, predict, vulnerability, analyze, train-vaa with the
+    same arguments as for ESIM (plus --family hf --model DIR)."""
+    from test_training import WORDS, write_pairs
+    from vaa.cli import main
+
+    folder = tmp_path / "bert"
+    folder.mkdir()
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "is", "here", "where", *WORDS]
+    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    transformers.BertTokenizerFast(vocab_file=str(folder / "vocab.txt")).save_pretrained(folder)
+    config = transformers.BertConfig(vocab_size=len(vocab), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                     intermediate_size=32, max_position_embeddings=64)
+    transformers.BertModel(config).save_pretrained(folder)
+    train_file, valid_file = write_pairs(tmp_path / "t.tsv", 32, 0), write_pairs(tmp_path / "v.tsv", 12, 1)
+    data = ["--format", "generic", "--columns", "a=a,b=b,label=y"]
+    run_a, run_b = str(tmp_path / "a"), str(tmp_path / "b")
+    assert main(["train", "--family", "hf", "--model", str(folder), "--train", str(train_file), "--valid", str(valid_file),
+                 *data, "--epochs", "1", "--output", run_a, "--no-progress"]) == 0
+    assert "validation accuracy" in capsys.readouterr().out
+    assert main(["evaluate", run_a, str(valid_file), *data]) == 0
+    assert main(["predict", run_a, "--pair", "the cat is here", "where is the dog"]) == 0
+    assert main(["vulnerability", run_a, str(valid_file), *data, "--no-progress"]) == 0
+    assert main(["analyze", run_a, str(valid_file), *data, "--eps-list", "0.01", "0.1", "--output", str(tmp_path / "an"), "--no-progress"]) == 0
+    assert main(["train-vaa", "--model-a", run_a, "--epochs", "1", "--output", run_b, "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "model A:" in out
+    assert main(["evaluate", run_b, str(valid_file), *data]) == 0
+    assert "accuracy" in capsys.readouterr().out
+    import json
+    b_config = json.load(open(f"{run_b}/config.json"))
+    assert b_config["optim"]["optimizer"] == "adamw" and b_config["model"]["family"] == "hf"  # the hf-vaa preset

@@ -218,3 +218,33 @@ def reproduce(
         plot_stage_losses(output, seed, variants)
     log(table_markdown(summary))
     return summary
+
+
+DEMO_EPS = (0.005, 0.02, 0.1, 0.5)
+
+
+def demo(output: str | Path = "runs/demo", preset: str = "demo", stage_two_preset: str = "demo-vaa",
+         overrides: dict[str, Any] | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """The main job end to end on the built-in synthetic data: model A, the
+    vulnerability analyses of its validation pairs, stage two; returns the
+    headline figures."""
+    from .analysis.analyze import analyze
+
+    output = Path(output)
+    log("vaa demo: the built-in SYNTHETIC paraphrase set (generated question pairs, not real data)")
+    a_config = apply_overrides(load_preset(preset), {**(overrides or {}), "output": str(output / "a")})
+    a = train(a_config, log=log)
+    log("== vulnerability of model A's validation pairs (FGSM, L2, eps 0.02; small sweep)")
+    analysis = analyze(a["run"], None, output / "analysis", eps_list=DEMO_EPS, progress=a_config.progress, log=log)
+    log("== stage two: model B with the vulnerability vector")
+    b_config = stage_two_config(stage_two_preset, a_config, "vaa", output, overrides)
+    b_config = dataclasses.replace(b_config, output=str(output / "vaa"))
+    b = train_vaa(b_config, log=log)
+    f2 = next(r for r in analysis["roc"] if r["criterion"] == "F2")
+    summary = {
+        "valid_accuracy_a": a["scores"]["valid"]["accuracy"], "valid_accuracy_vaa": b["scores"]["valid"]["accuracy"],
+        "test_accuracy_a": a["scores"].get("test", {}).get("accuracy"), "test_accuracy_vaa": b["scores"].get("test", {}).get("accuracy"),
+        "auc_f2": f2["auc_oriented"], "flip_rate": analysis["flip_rate"], "folder": str(output),
+    }
+    write_json(output / "summary.json", summary)
+    return summary

@@ -162,22 +162,42 @@ def report_markdown(result: dict[str, Any], class_names: Sequence[str], title: s
 
 
 def analyze(
-    checkpoint: str | Path, data: str | Path, output: str | Path, attack: AttackConfig = AttackConfig(),
+    checkpoint: str | Path, data: str | Path | None, output: str | Path, attack: AttackConfig = AttackConfig(),
     eps_list: Sequence[float] = DEFAULT_EPS, norms: Sequence[str] = ("l2", "linf"), run_sweep: bool = True,
     format: str = "auto", columns: str | None = None, limit: int | None = None, batch_size: int = 128,
     progress: bool = True, log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Analyse model A of ``checkpoint`` (a stage-one model, or the A inside a
-    VAA model) on the labelled file ``data``."""
+    VAA model) on the labelled file ``data``; with ``data=None``, on the
+    validation split of the run that trained A."""
     loaded = load_model(checkpoint)
-    dataset = read_file(str(data), DataConfig(format=format, columns=columns, limit=limit), require_labels=True)
-    check_labels(loaded.label_map, dataset)
+    if data is None:
+        dataset = _run_validation_split(checkpoint, loaded.label_map, limit)
+    else:
+        dataset = read_file(str(data), DataConfig(format=format, columns=columns, limit=limit), require_labels=True)
+        check_labels(loaded.label_map, dataset)
     examples = loaded.featurize(dataset.pairs)
     labels = np.asarray([e["label"] for e in examples])
     result = analyze_examples(loaded.base, examples, labels, loaded.label_map.names, output, attack, eps_list, norms,
                               run_sweep, batch_size, progress, ids=[p.id for p in dataset.pairs], log=log,
-                              title=Path(str(data)).name)
+                              title=Path(str(data)).name if data is not None else "validation split")
     result["checkpoint"] = loaded.path
     result["data"] = dataset.report.to_json()
     write_json(Path(output) / "analysis.json", result)
     return result
+
+
+def _run_validation_split(checkpoint: str | Path, label_map: Any, limit: int | None) -> Any:
+    """The validation pairs of the run that produced ``checkpoint``."""
+    from ..config import RunConfig
+    from ..data.pairs import DataError
+    from ..data.sources import load_splits
+    from ..stage_two import a_run_folder
+
+    folder = a_run_folder(checkpoint)
+    if folder is None:
+        raise DataError("no data file given and no run folder (config.json) next to this checkpoint", checkpoint)
+    data = RunConfig.load(folder / "config.json").data
+    if limit is not None:
+        data = dataclasses.replace(data, limit=limit)
+    return load_splits(data, label_map=label_map).valid
