@@ -5,6 +5,7 @@ thread pool only adds noise on a shared 2-core machine."""
 from __future__ import annotations
 
 import os
+import random
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -18,6 +19,7 @@ torch.set_num_threads(1)
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
+from vaa.config import RunConfig, apply_overrides  # noqa: E402
 from vaa.data.pairs import LabelMap, Pair  # noqa: E402
 from vaa.models.base import Embedded, PairModel  # noqa: E402
 
@@ -91,3 +93,30 @@ def toy_model() -> ToyModel:
     torch.manual_seed(0)
     words = sorted({w for p in TOY_PAIRS for w in (p.a + " " + p.b).split()})
     return ToyModel(words)
+
+
+WORDS = "cat dog bird fish horse cow sheep goat lion tiger".split()
+
+
+def write_pairs(path, n, seed):
+    """A learnable toy task: duplicate when both sentences name the same animal."""
+    rng = random.Random(seed)
+    lines = ["a\tb\ty"]
+    for i in range(n):
+        x = rng.choice(WORDS)
+        y = x if i % 2 == 0 else rng.choice([w for w in WORDS if w != x])
+        lines.append(f"the {x} is here\twhere is the {y}\t{int(x == y)}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture
+def tiny_config(tmp_path):
+    train_file = write_pairs(tmp_path / "train.tsv", 48, 0)
+    valid_file = write_pairs(tmp_path / "valid.tsv", 16, 1)
+    return apply_overrides(RunConfig(), {
+        "data": {"train": str(train_file), "valid": str(valid_file), "format": "generic", "columns": "a=a,b=b,label=y"},
+        "model": {"hidden": 8},
+        "optim": {"batch_size": 8, "max_epochs": 2, "eval_batch_size": 16},
+        "output": str(tmp_path / "run"), "progress": False, "log_every": 2,
+    })

@@ -61,13 +61,13 @@ def test_sweep_matches_single_measurements_and_shares_the_base_pass(monkeypatch)
     calls = []
     original = vuln.forward_with_gradient
     monkeypatch.setattr(vuln, "forward_with_gradient", lambda m, b: (calls.append(1), original(m, b))[1])
-    predicted, results = vuln.sweep(model, examples, settings, batch_size=8)
+    results = vuln.sweep(model, examples, settings, batch_size=8)
     assert len(calls) == 3  # 20 examples / 8 per batch: once per batch, not per setting
     for cfg, res in zip(settings, results):
         single = vuln.measure(model, examples, cfg, batch_size=7)
         np.testing.assert_allclose(res.f2, single.f2, rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(res.distance, single.distance, rtol=1e-4, atol=1e-6)
-        np.testing.assert_array_equal(predicted, single.predicted)
+        np.testing.assert_array_equal(res.predicted, single.predicted)
     # a stronger attack moves V2 further
     assert results[1].distance.mean() > results[0].distance.mean()
 

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from test_training import write_pairs
+from conftest import write_pairs
 from vaa.cli import main
 from vaa.experiments import mcnemar_p, paired_bootstrap_p
 

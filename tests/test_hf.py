@@ -138,7 +138,7 @@ def test_checkpoint_round_trip_without_the_model_folder(tiny_bert, tmp_path):
 def test_every_command_works_for_the_hf_family(tmp_path, capsys):
     """train, evaluate, predict, vulnerability, analyze, train-vaa with the
     same arguments as for ESIM (plus --family hf --model DIR)."""
-    from test_training import WORDS, write_pairs
+    from conftest import WORDS, write_pairs
     from vaa.cli import main
 
     folder = tmp_path / "bert"

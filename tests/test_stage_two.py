@@ -9,7 +9,6 @@ import torch
 
 from conftest import TOY_LABELS, TOY_PAIRS
 from test_attack import tiny_esim
-from test_training import tiny_config  # noqa: F401  (fixture)
 from vaa.config import AttackConfig, VAAConfig, apply_overrides
 from vaa.data.batching import collate
 from vaa.framework import VAAModel
@@ -101,7 +100,7 @@ def test_cache_hit_and_invalidation(tmp_path):
     assert not info["hit"] and not torch.allclose(changed1, v1)
 
 
-def test_stage_two_end_to_end_leaves_a_unchanged(tiny_config, tmp_path):  # noqa: F811
+def test_stage_two_end_to_end_leaves_a_unchanged(tiny_config, tmp_path):
     train(tiny_config, log=lambda s: None)
     a_before = load_model(tiny_config.output).module.state_dict()
     config = apply_overrides(tiny_config, {"vaa": {"model_a": tiny_config.output}, "optim": {"max_epochs": 1},

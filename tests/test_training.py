@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import random
-
 import pytest
 import torch
 
@@ -16,33 +14,6 @@ from vaa.checkpoint import header
 from vaa.runs import RunError
 from vaa.stage_one import train
 from vaa.training import Trainer, read_jsonl
-
-WORDS = "cat dog bird fish horse cow sheep goat lion tiger".split()
-
-
-def write_pairs(path, n, seed):
-    """A learnable toy task: duplicate when both sentences name the same animal."""
-    rng = random.Random(seed)
-    lines = ["a\tb\ty"]
-    for i in range(n):
-        x = rng.choice(WORDS)
-        y = x if i % 2 == 0 else rng.choice([w for w in WORDS if w != x])
-        lines.append(f"the {x} is here\twhere is the {y}\t{int(x == y)}")
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
-@pytest.fixture
-def tiny_config(tmp_path):
-    train_file = write_pairs(tmp_path / "train.tsv", 48, 0)
-    valid_file = write_pairs(tmp_path / "valid.tsv", 16, 1)
-    return apply_overrides(RunConfig(), {
-        "data": {"train": str(train_file), "valid": str(valid_file), "format": "generic", "columns": "a=a,b=b,label=y"},
-        "model": {"hidden": 8},
-        "optim": {"batch_size": 8, "max_epochs": 2, "eval_batch_size": 16},
-        "output": str(tmp_path / "run"), "progress": False, "log_every": 2,
-    })
-
 
 def test_train_writes_a_self_describing_run_folder(tiny_config):
     results = train(tiny_config, log=lambda s: None)

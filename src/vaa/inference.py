@@ -79,6 +79,19 @@ def evaluate(
     return report
 
 
+def _model_and_pairs(checkpoint: str | Path, data: str | Path | None, pairs: Sequence[tuple[str, str]] | None,
+                     format: str, columns: str | None, limit: int | None) -> tuple[LoadedModel, list[Pair]]:
+    """The model, and the pairs of a file or of (a, b) tuples (exactly one)."""
+    if (data is None) == (pairs is None):
+        raise ValueError("give either a data file or pairs")
+    loaded = load_model(checkpoint)
+    if pairs is not None:
+        return loaded, [Pair(a, b, None, f"pair-{i}") for i, (a, b) in enumerate(pairs)]
+    dataset = read_file(str(data), DataConfig(format=format, columns=columns, limit=limit))
+    check_labels(loaded.label_map, dataset)
+    return loaded, dataset.pairs
+
+
 def _rows(pairs: Sequence[Pair], preds: Predictions, label_map: LabelMap) -> list[dict[str, Any]]:
     rows = []
     for pair, probs, predicted in zip(pairs, preds.probs, preds.predicted):
@@ -96,18 +109,9 @@ def predict(
 ) -> list[dict[str, Any]]:
     """Predicted label and class probabilities per pair, for a file or for
     ``pairs`` given as (sentence a, sentence b) tuples."""
-    if (data is None) == (pairs is None):
-        raise ValueError("give either a data file or pairs")
-    loaded = load_model(checkpoint)
-    if pairs is not None:
-        items = [Pair(a, b, None, f"pair-{i}") for i, (a, b) in enumerate(pairs)]
-    else:
-        dataset = read_file(str(data), DataConfig(format=format, columns=columns, limit=limit))
-        check_labels(loaded.label_map, dataset)
-        items = dataset.pairs
+    loaded, items = _model_and_pairs(checkpoint, data, pairs, format, columns, limit)
     preds = predict_examples(loaded.module, loaded.featurize(items), batch_size)
     return _rows(items, preds, loaded.label_map)
-
 
 
 def vulnerability_rows(
@@ -119,15 +123,7 @@ def vulnerability_rows(
     and whether the attack flipped the prediction (model A of the checkpoint)."""
     from .vulnerability import measure
 
-    if (data is None) == (pairs is None):
-        raise ValueError("give either a data file or pairs")
-    loaded = load_model(checkpoint)
-    if pairs is not None:
-        items = [Pair(a, b, None, f"pair-{i}") for i, (a, b) in enumerate(pairs)]
-    else:
-        dataset = read_file(str(data), DataConfig(format=format, columns=columns, limit=limit))
-        check_labels(loaded.label_map, dataset)
-        items = dataset.pairs
+    loaded, items = _model_and_pairs(checkpoint, data, pairs, format, columns, limit)
     v = measure(loaded.base, loaded.featurize(items), attack, batch_size, progress=progress)
     names = loaded.label_map.names
     rows = []

@@ -19,9 +19,18 @@ from .runs import finished_results, prepare_run, write_json
 from .training import Trainer, predict_examples, set_seed
 
 
-def apply_threads(config: RunConfig) -> None:
+def open_run(config: RunConfig, overwrite: bool, log: Callable[[str], None]) -> tuple[Path, dict[str, Any] | None]:
+    """Open the run folder; return the saved results if the run is finished,
+    else set threads and seeds for the work ahead."""
+    run_dir = prepare_run(config, overwrite)
+    done = finished_results(run_dir)
+    if done is not None:
+        log(f"{run_dir} is already finished; its results are in {run_dir / 'results.json'}")
+        return run_dir, done
     if config.threads and config.threads > 0:
         torch.set_num_threads(config.threads)
+    set_seed(config.seed)
+    return run_dir, None
 
 
 def model_options(config: RunConfig) -> dict[str, Any]:
@@ -64,13 +73,9 @@ def train(config: RunConfig, overwrite: bool = False, log: Callable[[str], None]
 
     Re-running an interrupted run resumes it; a finished run returns its saved
     results without training again."""
-    run_dir = prepare_run(config, overwrite)
-    done = finished_results(run_dir)
+    run_dir, done = open_run(config, overwrite, log)
     if done is not None:
-        log(f"{run_dir} is already finished; its results are in {run_dir / 'results.json'}")
         return done
-    apply_threads(config)
-    set_seed(config.seed)
     splits = load_splits(config.data)
     report_data(splits, log)
     splits.label_map.save(run_dir / "label_map.json")

@@ -24,9 +24,9 @@ from .data.batching import Example
 from .data.sources import load_splits
 from .framework import VAAModel
 from .inference import load_model
-from .runs import RunError, finished_results, prepare_run, read_json, write_json
-from .stage_one import apply_threads, final_scores, report_data
-from .training import Trainer, read_jsonl, set_seed, steps_in_log
+from .runs import RunError, read_json, write_json
+from .stage_one import final_scores, open_run, report_data
+from .training import Trainer, read_jsonl, steps_in_log
 from .vulnerability import FeatureCache, state_fingerprint
 
 
@@ -83,13 +83,9 @@ def plot_both_stages(a_dir: Path | None, run_dir: Path, label: str = "stage two"
 def train_vaa(config: RunConfig, overwrite: bool = False, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Train model B (with W) from the frozen model A in ``config.vaa.model_a``."""
     config = resolve_config(config)
-    run_dir = prepare_run(config, overwrite)
-    done = finished_results(run_dir)
+    run_dir, done = open_run(config, overwrite, log)
     if done is not None:
-        log(f"{run_dir} is already finished; its results are in {run_dir / 'results.json'}")
         return done
-    apply_threads(config)
-    set_seed(config.seed)
     model_a, label_map, payload_a = load_pair_model(config.vaa.model_a)
     a_dir = a_run_folder(config.vaa.model_a)
     splits = load_splits(config.data, label_map=label_map)

@@ -127,7 +127,7 @@ def analyze_examples(
         # the control: a random direction of the same norm at the main setting
         settings.append(dataclasses.replace(attack, direction="random"))
         start = time.perf_counter()
-        _, results = sweep(model, examples, settings, batch_size, progress=progress)
+        results = sweep(model, examples, settings, batch_size, progress=progress)
         rows = sweep_rows(results, settings, labels, class_names)
         result["sweep_seconds"] = time.perf_counter() - start
         result["sweep"] = rows
