@@ -42,7 +42,8 @@ def main() -> None:
         "epochs": results["epochs"], "stop_reason": results["stop_reason"],
         "train_pairs_per_s": round(sum(h["train_pairs_per_s"] for h in history) / len(history), 1),
         "epoch_seconds": round(sum(h["epoch_seconds"] for h in history) / len(history), 1),
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        # the process's peak resident memory, as recorded at each epoch's end (survives resuming)
+        "peak_rss_mb": max((h.get("peak_rss_mb") or 0 for h in history), default=None) or round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "wall_seconds_this_call": round(wall, 1), "run": results["run"],
     }
     Path(results["run"], "benchmark.json").write_text(json.dumps(summary, indent=2) + "\n")

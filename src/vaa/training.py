@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import random
+import resource
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -258,6 +259,7 @@ class Trainer:
             "stage": self.stage, "epoch": st.epoch, "train_loss": st.epoch_loss_sum / max(1, st.epoch_seen),
             "valid_accuracy": accuracy, "valid_loss": preds.loss, "lr": self.optimizer.param_groups[0]["lr"],
             "epoch_seconds": round(seconds, 3), "train_pairs_per_s": round(seen / seconds, 2) if seconds > 0 else None,
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         }
         improved = accuracy > st.best_accuracy
         if improved:
