@@ -167,3 +167,11 @@ def test_every_command_works_for_the_hf_family(tmp_path, capsys):
     import json
     b_config = json.load(open(f"{run_b}/config.json"))
     assert b_config["optim"]["optimizer"] == "adamw" and b_config["model"]["family"] == "hf"  # the hf-vaa preset
+    preset = tmp_path / "tiny-hf.yaml"
+    preset.write_text(f"extends: hf\nmodel: {{path: {folder}}}\noptim: {{max_epochs: 1}}\n"
+                      f"data: {{train: {train_file}, valid: {valid_file}, format: generic, columns: 'a=a,b=b,label=y'}}\n")
+    assert main(["reproduce", "--preset", str(preset), "--seeds", "0", "--variants", "vaa", "--set-b", "optim.max_epochs=1",
+                 "--output", str(tmp_path / "repro"), "--no-progress"]) == 0
+    table = json.load(open(tmp_path / "repro" / "table3.json"))
+    assert set(table["rows"]) == {"baseline", "vaa"}
+    assert json.load(open(tmp_path / "repro" / "seed0" / "vaa" / "config.json"))["optim"]["optimizer"] == "adamw"
