@@ -19,13 +19,17 @@ from vaa.models.hf import HFPairModel
 transformers = pytest.importorskip("transformers")
 
 
+def make_tokenizer(vocab):
+    """A WordPiece tokenizer over ``vocab``, built in memory (no download)."""
+    return transformers.BertTokenizerFast(vocab={w: i for i, w in enumerate(vocab)})
+
+
 @pytest.fixture(scope="module")
 def tiny_bert_dir(tmp_path_factory):
     """A 2-layer, 16-wide BERT and a WordPiece tokenizer over the toy words."""
     folder = tmp_path_factory.mktemp("tiny-bert")
     words = sorted({w for p in TOY_PAIRS for w in (p.a + " " + p.b).split()})
-    (folder / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words, "##s"]) + "\n")
-    tokenizer = transformers.BertTokenizerFast(vocab_file=str(folder / "vocab.txt"))
+    tokenizer = make_tokenizer(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words, "##s"])
     config = transformers.BertConfig(vocab_size=len(words) + 6, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
                                      intermediate_size=32, max_position_embeddings=64, hidden_dropout_prob=0.1)
     torch.manual_seed(0)
@@ -42,6 +46,7 @@ def tiny_bert(tiny_bert_dir):
 def test_shapes_and_word_positions(tiny_bert):
     examples = tiny_bert.featurize_all(TOY_PAIRS, TOY_LABELS)
     ex = examples[0]  # [CLS] the cat sat [SEP] a cat sat down [SEP]
+    assert 1 not in ex["input_ids"]  # every word is in the vocabulary: no [UNK]
     assert ex["word_a"] == [0, 1, 1, 1, 0, 0, 0, 0, 0, 0]
     assert ex["word_b"] == [0, 0, 0, 0, 0, 1, 1, 1, 1, 0]
     assert ex["b_start"] == 5
@@ -144,8 +149,7 @@ def test_every_command_works_for_the_hf_family(tmp_path, capsys):
     folder = tmp_path / "bert"
     folder.mkdir()
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "is", "here", "where", *WORDS]
-    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    transformers.BertTokenizerFast(vocab_file=str(folder / "vocab.txt")).save_pretrained(folder)
+    make_tokenizer(vocab).save_pretrained(folder)
     config = transformers.BertConfig(vocab_size=len(vocab), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
                                      intermediate_size=32, max_position_embeddings=64)
     transformers.BertModel(config).save_pretrained(folder)
