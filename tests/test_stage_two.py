@@ -121,3 +121,42 @@ def test_stage_two_end_to_end_leaves_a_unchanged(tiny_config, tmp_path):
     # the same stage two again hits the cache
     config2 = apply_overrides(config, {"output": str(tmp_path / "b2")})
     assert train_vaa(config2, log=lambda s: None)["info"]["cache"]["train"]["hit"] is True
+
+
+def test_stage_two_inherits_a_data_but_keeps_what_it_is_given(tiny_config, tmp_path):
+    from vaa.runs import RunError
+    from vaa.stage_two import resolve_config
+
+    train(tiny_config, log=lambda s: None)
+    given = apply_overrides(tiny_config, {"vaa": {"model_a": tiny_config.output},
+                                          "data": {"train": None, "valid": None, "test": "extra.tsv", "limit": 7}})
+    data = resolve_config(given).data
+    assert (data.train, data.valid) == (tiny_config.data.train, tiny_config.data.valid)
+    assert (data.test, data.limit, data.format) == ("extra.tsv", 7, "generic")
+    loose = tmp_path / "loose.pt"
+    loose.write_bytes((tmp_path / "run" / "checkpoints" / "best.pt").read_bytes())
+    with pytest.raises(RunError, match="--train"):
+        resolve_config(apply_overrides(given, {"vaa": {"model_a": str(loose)}}))
+
+
+def test_limit_never_moves_training_pairs_into_validation(tmp_path):
+    from conftest import write_pairs
+    from vaa.config import DataConfig
+    from vaa.data.sources import load_splits
+
+    path = write_pairs(tmp_path / "all.tsv", 200, 0)
+    cfg = DataConfig(train=str(path), format="generic", columns="a=a,b=b,label=y", valid_fraction=0.2)
+    full = load_splits(cfg)
+    small = load_splits(dataclasses.replace(cfg, limit=10))
+    full_valid = {p.id for p in full.valid}
+    assert {p.id for p in small.valid} <= full_valid
+    assert not {p.id for p in small.train} & full_valid
+    assert len(small.train) == len(small.valid) == 10
+
+
+def test_train_vaa_refuses_model_flags(capsys):
+    from vaa.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["train-vaa", "--model-a", "x", "--hidden", "17"])
+    assert "unrecognized arguments: --hidden" in capsys.readouterr().err

@@ -16,7 +16,7 @@ from .config import AttackConfig, RunConfig, apply_overrides, load_preset
 
 # (flag, config key, type, help) shared by the training commands. A flag left
 # unset does not override the preset.
-RUN_FLAGS: list[tuple[str, str, Callable[[str], Any], str]] = [
+DATA_FLAGS: list[tuple[str, str, Callable[[str], Any], str]] = [
     ("--train", "data.train", str, "training file (default: the built-in synthetic demo set)"),
     ("--valid", "data.valid", str, "validation file for model selection (default: a seeded split of --train)"),
     ("--test", "data.test", str, "test file, reported separately, never used for selection"),
@@ -25,12 +25,17 @@ RUN_FLAGS: list[tuple[str, str, Callable[[str], Any], str]] = [
     ("--valid-fraction", "data.valid_fraction", float, "share of --train held out when no --valid is given"),
     ("--limit", "data.limit", int, "read at most this many pairs per file (quick runs)"),
     ("--on-error", "data.on_error", str, "raise (default) | skip malformed rows and count them"),
+]
+# Model A's architecture: stage one only (model B is always a copy of A).
+MODEL_FLAGS: list[tuple[str, str, Callable[[str], Any], str]] = [
     ("--family", "model.family", str, "model family: esim | hf"),
     ("--model", "model.path", str, "HF family: local model folder (default: all-MiniLM-L6-v2 from PyPI)"),
     ("--vectors", "model.vectors", str, "ESIM: glove-6b-50d (default) or a GloVe-format text file"),
     ("--hidden", "model.hidden", int, "ESIM hidden size (paper: 300)"),
     ("--dropout", "model.dropout", float, "dropout rate"),
     ("--max-length", "model.max_length", int, "HF family: max tokens per pair"),
+]
+RUN_FLAGS: list[tuple[str, str, Callable[[str], Any], str]] = [
     ("--lr", "optim.lr", float, "learning rate"),
     ("--batch-size", "optim.batch_size", int, "training batch size"),
     ("--epochs", "optim.max_epochs", int, "maximum epochs"),
@@ -219,7 +224,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .inference import predict
 
     rows = predict(args.checkpoint, data=args.data, pairs=[tuple(args.pair)] if args.pair else None,
-                   format=args.format, columns=args.columns, limit=args.limit)
+                   format=args.format, columns=args.columns, limit=args.limit, on_error=args.on_error)
     if args.output:
         _write_table(rows, args.output)
         print(f"wrote {len(rows)} predictions to {args.output}")
@@ -249,7 +254,7 @@ def cmd_vulnerability(args: argparse.Namespace) -> int:
 
     rows = vulnerability_rows(args.checkpoint, data=args.data, pairs=[tuple(args.pair)] if args.pair else None,
                               attack=_attack_config(args), format=args.format, columns=args.columns, limit=args.limit,
-                              batch_size=args.batch_size, progress=not args.no_progress)
+                              batch_size=args.batch_size, progress=not args.no_progress, on_error=args.on_error)
     if args.output:
         _write_table(rows, args.output)
         print(f"wrote {len(rows)} rows to {args.output}")
@@ -264,7 +269,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
     result = analyze(args.checkpoint, args.data, args.output, attack=_attack_config(args), eps_list=args.eps_list,
                      norms=args.norms, run_sweep=not args.no_sweep, format=args.format, columns=args.columns,
-                     limit=args.limit, batch_size=args.batch_size, progress=not args.no_progress)
+                     limit=args.limit, batch_size=args.batch_size, progress=not args.no_progress, on_error=args.on_error)
     print(f"analysis of {result['pairs']} pairs written to {args.output} (report.md, analysis.json, *.png)")
     return 0
 
@@ -297,13 +302,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="stage one: train model A", description="Train model A (ESIM or a Hugging Face encoder).")
     _common_run_args(p)
-    _add_flags(p, RUN_FLAGS)
+    _add_flags(p, DATA_FLAGS + MODEL_FLAGS + RUN_FLAGS)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("train-vaa", help="stage two: train model B with the vulnerability vector from a frozen model A",
                        description="Stage two. Data defaults to model A's; the preset defaults to esim-vaa.")
     _common_run_args(p)
-    _add_flags(p, RUN_FLAGS + ATTACK_FLAGS + VAA_FLAGS)
+    _add_flags(p, DATA_FLAGS + RUN_FLAGS + ATTACK_FLAGS + VAA_FLAGS)
     p.add_argument("--relative", action="store_true", help="attack eps relative to each sentence's embedding scale")
     p.add_argument("--no-cache", action="store_true", help="compute V1/V2 in every batch (the authors' way) instead of once per pair")
     p.set_defaults(func=cmd_train_vaa)

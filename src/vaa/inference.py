@@ -80,14 +80,14 @@ def evaluate(
 
 
 def _model_and_pairs(checkpoint: str | Path, data: str | Path | None, pairs: Sequence[tuple[str, str]] | None,
-                     format: str, columns: str | None, limit: int | None) -> tuple[LoadedModel, list[Pair]]:
+                     settings: DataConfig) -> tuple[LoadedModel, list[Pair]]:
     """The model, and the pairs of a file or of (a, b) tuples (exactly one)."""
     if (data is None) == (pairs is None):
         raise ValueError("give either a data file or pairs")
     loaded = load_model(checkpoint)
     if pairs is not None:
         return loaded, [Pair(a, b, None, f"pair-{i}") for i, (a, b) in enumerate(pairs)]
-    dataset = read_file(str(data), DataConfig(format=format, columns=columns, limit=limit))
+    dataset = read_file(str(data), settings)
     check_labels(loaded.label_map, dataset)
     return loaded, dataset.pairs
 
@@ -106,10 +106,11 @@ def _rows(pairs: Sequence[Pair], preds: Predictions, label_map: LabelMap) -> lis
 def predict(
     checkpoint: str | Path, data: str | Path | None = None, pairs: Sequence[tuple[str, str]] | None = None,
     format: str = "auto", columns: str | None = None, batch_size: int = 256, limit: int | None = None,
+    on_error: str = "raise",
 ) -> list[dict[str, Any]]:
     """Predicted label and class probabilities per pair, for a file or for
     ``pairs`` given as (sentence a, sentence b) tuples."""
-    loaded, items = _model_and_pairs(checkpoint, data, pairs, format, columns, limit)
+    loaded, items = _model_and_pairs(checkpoint, data, pairs, DataConfig(format=format, columns=columns, limit=limit, on_error=on_error))
     preds = predict_examples(loaded.module, loaded.featurize(items), batch_size)
     return _rows(items, preds, loaded.label_map)
 
@@ -117,13 +118,13 @@ def predict(
 def vulnerability_rows(
     checkpoint: str | Path, data: str | Path | None = None, pairs: Sequence[tuple[str, str]] | None = None,
     attack: AttackConfig = AttackConfig(), format: str = "auto", columns: str | None = None, limit: int | None = None,
-    batch_size: int = 128, progress: bool = True,
+    batch_size: int = 128, progress: bool = True, on_error: str = "raise",
 ) -> list[dict[str, Any]]:
     """Per pair: id, gold label if known, A's prediction, F1, F2, ||V1-V2||
     and whether the attack flipped the prediction (model A of the checkpoint)."""
     from .vulnerability import measure
 
-    loaded, items = _model_and_pairs(checkpoint, data, pairs, format, columns, limit)
+    loaded, items = _model_and_pairs(checkpoint, data, pairs, DataConfig(format=format, columns=columns, limit=limit, on_error=on_error))
     v = measure(loaded.base, loaded.featurize(items), attack, batch_size, progress=progress)
     names = loaded.label_map.names
     rows = []

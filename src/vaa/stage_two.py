@@ -19,7 +19,7 @@ import torch
 
 from .analysis.plots import plot_losses
 from .checkpoint import header, load_pair_model
-from .config import RunConfig
+from .config import DataConfig, RunConfig
 from .data.batching import Example
 from .data.sources import load_splits
 from .framework import VAAModel
@@ -40,16 +40,20 @@ def a_run_folder(model_a: str | Path) -> Path | None:
 
 
 def resolve_config(config: RunConfig) -> RunConfig:
-    """Fill what stage two inherits from A's run: its data, when none is given."""
+    """Fill what stage two inherits from A's run: its data. Data settings given
+    for stage two (any that differ from the defaults) win over A's."""
     if not config.vaa.model_a:
         raise RunError("stage two needs model A: pass --model-a RUN_FOLDER_OR_CHECKPOINT")
+    if config.data.train is not None:
+        return config
     folder = a_run_folder(config.vaa.model_a)
-    if config.data.train is None and folder is not None:
-        data = RunConfig.load(folder / "config.json").data
-        if config.data.limit is not None:  # a quick run may still cut A's data short
-            data = dataclasses.replace(data, limit=config.data.limit)
-        config = dataclasses.replace(config, data=data)
-    return config
+    if folder is None:
+        raise RunError(f"{config.vaa.model_a} is not inside a run folder, so its data are unknown: pass --train (and --valid)")
+    inherited = RunConfig.load(folder / "config.json").data
+    defaults = DataConfig()
+    given = {f.name: getattr(config.data, f.name) for f in dataclasses.fields(DataConfig)
+             if getattr(config.data, f.name) != getattr(defaults, f.name)}
+    return dataclasses.replace(config, data=dataclasses.replace(inherited, **given))
 
 
 def attach_vectors(examples: Sequence[Example], v1: torch.Tensor, v2: torch.Tensor) -> list[Example]:

@@ -165,7 +165,7 @@ def analyze(
     checkpoint: str | Path, data: str | Path | None, output: str | Path, attack: AttackConfig = AttackConfig(),
     eps_list: Sequence[float] = DEFAULT_EPS, norms: Sequence[str] = ("l2", "linf"), run_sweep: bool = True,
     format: str = "auto", columns: str | None = None, limit: int | None = None, batch_size: int = 128,
-    progress: bool = True, log: Callable[[str], None] = print,
+    progress: bool = True, log: Callable[[str], None] = print, on_error: str = "raise",
 ) -> dict[str, Any]:
     """Analyse model A of ``checkpoint`` (a stage-one model, or the A inside a
     VAA model) on the labelled file ``data``; with ``data=None``, on the
@@ -174,7 +174,7 @@ def analyze(
     if data is None:
         dataset = _run_validation_split(checkpoint, loaded.label_map, limit)
     else:
-        dataset = read_file(str(data), DataConfig(format=format, columns=columns, limit=limit), require_labels=True)
+        dataset = read_file(str(data), DataConfig(format=format, columns=columns, limit=limit, on_error=on_error), require_labels=True)
         check_labels(loaded.label_map, dataset)
     examples = loaded.featurize(dataset.pairs)
     labels = np.asarray([e["label"] for e in examples])

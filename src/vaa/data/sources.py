@@ -7,6 +7,7 @@ given, or the built-in synthetic demo set when no file is given at all.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +33,10 @@ class Splits:
         return out
 
 
+def _head(data: PairDataset, limit: int) -> PairDataset:
+    return data if len(data) <= limit else data.subset(range(limit), f"first {limit}")
+
+
 def read_file(path: str, cfg: DataConfig, require_labels: bool = False) -> PairDataset:
     """Read one file with the run's format, column and error settings."""
     columns = ColumnSpec.parse(cfg.columns) if cfg.columns else None
@@ -53,18 +58,22 @@ def load_splits(cfg: DataConfig, label_map: LabelMap | None = None) -> Splits:
         demo = demo_splits(seed=cfg.split_seed)
         train, valid, test = demo["train"], demo["valid"], demo["test"]
         if cfg.limit:
-            train = train.subset(range(min(cfg.limit, len(train))), "limit")
-            valid = valid.subset(range(min(cfg.limit, len(valid))), "limit")
+            train, valid = (_head(part, cfg.limit) for part in (train, valid))
         notes.append("no data given: using the built-in SYNTHETIC demo set (generated paraphrase pairs, not real data)")
         preferred: tuple[str, ...] | None = DEMO_LABELS
     else:
-        train = read_file(cfg.train, cfg, require_labels=True)
-        preferred = preferred_labels(train.report.format)
         if cfg.valid:
+            train = read_file(cfg.train, cfg, require_labels=True)
             valid = read_file(cfg.valid, cfg, require_labels=True)
         else:
-            train, valid = train_valid_split(train, cfg.valid_fraction, seed=cfg.split_seed)
+            # split the whole file first and cut to the limit afterwards, so that
+            # a quick run (--limit) never moves training pairs into validation
+            whole = read_file(cfg.train, dataclasses.replace(cfg, limit=None), require_labels=True)
+            train, valid = train_valid_split(whole, cfg.valid_fraction, seed=cfg.split_seed)
+            if cfg.limit:
+                train, valid = (_head(part, cfg.limit) for part in (train, valid))
             notes.append(f"no validation file: held out {cfg.valid_fraction:.0%} of the training file (seed {cfg.split_seed})")
+        preferred = preferred_labels(train.report.format)
         test = read_file(cfg.test, cfg) if cfg.test else None
     if label_map is None:
         label_map = LabelMap.from_labels(train.labels(), preferred)
