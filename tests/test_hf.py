@@ -179,3 +179,12 @@ def test_every_command_works_for_the_hf_family(tmp_path, capsys):
     table = json.load(open(tmp_path / "repro" / "table3.json"))
     assert set(table["rows"]) == {"baseline", "vaa"}
     assert json.load(open(tmp_path / "repro" / "seed0" / "vaa" / "config.json"))["optim"]["optimizer"] == "adamw"
+
+
+def test_max_length_leaves_room_for_the_two_v_positions(tiny_bert_dir):
+    model = HFPairModel.build(TOY_PAIRS, TOY_LABELS, path=str(tiny_bert_dir), max_length=64)  # the model has 64 positions
+    assert model.max_length == 62
+    long = Pair(" ".join(["cat"] * 40), " ".join(["dog"] * 40), "duplicate", "long")
+    vaa = VAAModel(model, VAAConfig(), AttackConfig()).eval()
+    with torch.no_grad():
+        assert vaa(collate(model.featurize_all([long], TOY_LABELS))).shape == (1, 2)

@@ -9,7 +9,7 @@ tokens, longest sentence first; truncations are counted and reported).
   perturbs the words only.
 - ``encode``: encoder + pooling -> the vector before the final layer
   (``cls``: BERT's pooler on [CLS], or [CLS] itself where a model has no pooler;
-  ``mean``: mean of the last layer over real tokens).
+  ``mean``: mean of the last layer over all attended positions, [CLS]/[SEP] included).
 - ``classify``: dropout + linear.
 - The attack's groups are the real word positions of each sentence: never
   [CLS], [SEP] or padding.
@@ -23,6 +23,7 @@ Quora duplicates, so its scores on them are optimistic.
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import logging
 import os
 import tempfile
@@ -96,6 +97,13 @@ class HFPairModel(PairModel):
         super().__init__()
         if pooling not in ("cls", "mean"):
             raise ValueError(f"unknown pooling {pooling!r} (cls | mean)")
+        if not getattr(tokenizer, "is_fast", False):
+            raise ValueError("the HF family needs a fast (Rust) tokenizer: the folder must hold tokenizer.json")
+        positions = getattr(encoder.config, "max_position_embeddings", None)
+        if positions is not None and max_length + 2 > positions:
+            # stage two's token injection adds two positions (V before each sentence)
+            log.warning("max_length %d leaves no room for the two V positions of stage two; using %d", max_length, positions - 2)
+            max_length = positions - 2
         self.encoder = encoder
         self.tokenizer = tokenizer
         self.num_labels = num_labels
@@ -104,6 +112,8 @@ class HFPairModel(PairModel):
         self.dropout_p = dropout
         self.model_path = model_path
         self.hidden_size = int(encoder.config.hidden_size)
+        # DistilBERT and friends take no segment ids; RoBERTa has a single segment type
+        self.uses_segments = "token_type_ids" in inspect.signature(encoder.forward).parameters
         self.embedding_dim = int(encoder.get_input_embeddings().embedding_dim)
         self.head = self.new_head(self.hidden_size)
 
@@ -157,7 +167,7 @@ class HFPairModel(PairModel):
         examples = []
         for i, pair in enumerate(pairs):
             ids, types, special = enc["input_ids"][i], enc["token_type_ids"][i], enc["special_tokens_mask"][i]
-            segment = enc.sequence_ids(i) if hasattr(enc, "sequence_ids") else types
+            segment = enc.sequence_ids(i)  # 0 / 1 for the sentences, None for special tokens
             word_a = [int(s == 0 and not sp) for s, sp in zip(segment, special)]
             word_b = [int(s == 1 and not sp) for s, sp in zip(segment, special)]
             # where sentence b starts: the first position of segment 1 (after the [SEP] of a)
@@ -181,7 +191,8 @@ class HFPairModel(PairModel):
 
     def encode(self, emb: Embedded) -> torch.Tensor:
         mask = emb.masks[0]
-        out = self.encoder(inputs_embeds=emb.values[0], attention_mask=mask.long(), token_type_ids=emb.extras["token_type_ids"])
+        segments = {"token_type_ids": emb.extras["token_type_ids"]} if self.uses_segments else {}
+        out = self.encoder(inputs_embeds=emb.values[0], attention_mask=mask.long(), **segments)
         if self.pooling == "mean":
             m = mask.unsqueeze(-1).to(out.last_hidden_state.dtype)
             return (out.last_hidden_state * m).sum(1) / m.sum(1).clamp(min=1)
@@ -205,6 +216,7 @@ class HFPairModel(PairModel):
         masks = [_insert_two(emb.masks[0], pos_a, pos_b, yes, yes)]
         groups = [(0, _insert_two(g, pos_a, pos_b, no, no)) for _, g in emb.groups]
         types = emb.extras["token_type_ids"]
-        extras = {"token_type_ids": _insert_two(types, pos_a, pos_b, torch.zeros(batch, dtype=types.dtype), torch.ones(batch, dtype=types.dtype)),
-                  "b_start": pos_b + 2}
+        # each V takes the segment id of the sentence it precedes (1 for b in BERT, 0 where a model has one segment type)
+        type_a, type_b = types[:, 1], types.gather(1, pos_b.unsqueeze(1)).squeeze(1)
+        extras = {"token_type_ids": _insert_two(types, pos_a, pos_b, type_a, type_b), "b_start": pos_b + 2}
         return Embedded(values=values, masks=masks, groups=groups, extras=extras)
