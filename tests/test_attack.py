@@ -140,7 +140,7 @@ def test_random_direction_has_the_same_norm_but_another_direction(toy_model):
     batch = toy_batch(toy_model)
     base = forward_with_gradient(toy_model, batch)
     fgsm = perturbation(base, AttackConfig(norm="l2", eps=0.2))
-    rand = perturbation(base, AttackConfig(norm="l2", eps=0.2, direction="random"), torch.Generator().manual_seed(1))
+    rand = perturbation(base, AttackConfig(norm="l2", eps=0.2, direction="random", seed=1))
     for f, r, m in zip(fgsm, rand, base.emb.masks):
         torch.testing.assert_close(r.flatten(1).norm(dim=1), f.flatten(1).norm(dim=1), rtol=1e-5, atol=1e-6)
         assert (r[~m] == 0).all()
@@ -166,3 +166,18 @@ def test_criteria_on_hand_computed_logits():
     p = torch.softmax(torch.tensor([0.0, 2.0]), 0)
     assert f2.item() == pytest.approx(-math.log(p[1].item()), rel=1e-6)
     assert f1.item() == pytest.approx(-(p * p.log()).sum().item(), rel=1e-6)
+
+
+@pytest.mark.parametrize("norm", ["l2", "linf"])
+def test_random_direction_does_not_depend_on_the_batch(toy_model, norm):
+    cfg = AttackConfig(norm=norm, eps=0.2, direction="random", seed=3)
+    full = perturbation(forward_with_gradient(toy_model, toy_batch(toy_model)), cfg)
+    for i, pair in enumerate(TOY_PAIRS):
+        single = toy_batch(toy_model, [pair])
+        single["index"] = torch.tensor([i])  # the pair's index in its dataset
+        steps = perturbation(forward_with_gradient(toy_model, single), cfg)
+        for s_full, s_one in zip(full, steps):
+            n = s_one.shape[1]
+            torch.testing.assert_close(s_full[i, :n], s_one[0], rtol=1e-5, atol=1e-7)
+    other_seed = perturbation(forward_with_gradient(toy_model, toy_batch(toy_model)), AttackConfig(norm=norm, eps=0.2, direction="random", seed=4))
+    assert not torch.allclose(other_seed[0], full[0])

@@ -57,8 +57,9 @@ def test_b_computes_a_exactly_before_training_when_v_is_zero(injection):
         torch.testing.assert_close(model(batch, vector=torch.zeros(len(TOY_PAIRS), model.a.embedding_dim)), model.a(batch))
 
 
-def test_cached_vectors_give_the_same_logits_as_the_attack_on_the_fly():
-    model = VAAModel(tiny_esim(), VAAConfig(), AttackConfig(eps=0.3)).eval()
+@pytest.mark.parametrize("direction", ["fgsm", "random"])
+def test_cached_vectors_give_the_same_logits_as_the_attack_on_the_fly(direction):
+    model = VAAModel(tiny_esim(), VAAConfig(), AttackConfig(eps=0.3, direction=direction)).eval()
     examples = model.a.featurize_all(TOY_PAIRS, TOY_LABELS)
     v1, v2 = vector_features(model.a, examples, model.attack_config, batch_size=2)
     with torch.no_grad():

@@ -21,7 +21,8 @@ Step sizes
   (its L2 norm for ``l2``, its mean absolute entry for ``linf``), so one setting
   means the same for GloVe 50-d, GloVe 300-d and BERT.
 - ``direction="random"``: a control with the same norm as the FGSM step but a
-  random direction (Gaussian for l2, random signs for linf).
+  random direction (Gaussian for l2, random signs for linf), drawn per pair
+  from (seed, pair index, sentence) so that it does not depend on the batch.
 Padding and special tokens stay untouched.
 """
 
@@ -31,6 +32,7 @@ import contextlib
 from dataclasses import dataclass
 from typing import Iterator
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -52,6 +54,7 @@ class BasePass:
     hidden: torch.Tensor  # V1 = A^-(E)
     grads: list[torch.Tensor]  # dJ(A(E), y_pred)/dE, one per tensor of E
     predicted: torch.Tensor  # y_pred
+    index: torch.Tensor  # each pair's index in its dataset (seeds the random-direction control)
 
 
 @contextlib.contextmanager
@@ -102,6 +105,7 @@ def forward_with_gradient(model: PairModel, batch: Batch) -> BasePass:
     return BasePass(
         emb=emb.with_values([v.detach() for v in values]), logits=logits.detach(), hidden=hidden.detach(),
         grads=[g.detach() for g in grads], predicted=predicted.detach(),
+        index=batch["index"] if "index" in batch else torch.arange(predicted.shape[0]),
     )
 
 
@@ -116,22 +120,32 @@ def _sq_norm(x: torch.Tensor) -> torch.Tensor:
     return x.pow(2).flatten(1).sum(1)
 
 
-def perturbation(base: BasePass, cfg: AttackConfig, generator: torch.Generator | None = None) -> list[torch.Tensor]:
+def random_direction(like: torch.Tensor, mask: torch.Tensor, index: torch.Tensor, seed: int, group: int, norm: str) -> torch.Tensor:
+    """A random direction on each pair's real positions, drawn from a
+    generator seeded by (seed, pair index, sentence): the same for a pair
+    whatever batch it is in (so cached and on-the-fly V2 agree)."""
+    out = torch.zeros_like(like)
+    for row, pair in enumerate(index.tolist()):
+        positions = mask[row].nonzero().squeeze(1)
+        rng = np.random.default_rng([seed, pair, group])
+        shape = (positions.numel(), like.shape[-1])
+        draw = rng.standard_normal(shape) if norm == "l2" else rng.choice([-1.0, 1.0], size=shape)
+        out[row, positions] = torch.from_numpy(draw).to(like.dtype)
+    return out
+
+
+def perturbation(base: BasePass, cfg: AttackConfig) -> list[torch.Tensor]:
     """The step added to each tensor of E (zero outside real word positions)."""
     validate(cfg)
     values = base.emb.values
     steps = [torch.zeros_like(v) for v in values]
     # The direction of the step, restricted to each group's real tokens.
     directions: list[torch.Tensor] = []
-    for t, mask in base.emb.groups:
-        m = mask.unsqueeze(-1).to(values[t].dtype)
+    for k, (t, mask) in enumerate(base.emb.groups):
         if cfg.direction == "fgsm":
-            d = base.grads[t]
-        elif cfg.norm == "l2":
-            d = torch.randn(values[t].shape, generator=generator, dtype=values[t].dtype)
+            directions.append(base.grads[t] * mask.unsqueeze(-1).to(values[t].dtype))
         else:
-            d = torch.randint(0, 2, values[t].shape, generator=generator).to(values[t].dtype) * 2 - 1
-        directions.append(d * m)
+            directions.append(random_direction(values[t], mask, base.index, cfg.seed, k, cfg.norm))
 
     if cfg.norm == "linf":
         for (t, mask), d in zip(base.emb.groups, directions):
@@ -171,15 +185,15 @@ def _pair_eps(cfg: AttackConfig, emb: Embedded) -> torch.Tensor:
     return cfg.eps * total.sqrt()
 
 
-def perturb(base: BasePass, cfg: AttackConfig, generator: torch.Generator | None = None) -> Embedded:
+def perturb(base: BasePass, cfg: AttackConfig) -> Embedded:
     """E~ = E + step."""
-    steps = perturbation(base, cfg, generator)
+    steps = perturbation(base, cfg)
     return base.emb.with_values([v + s for v, s in zip(base.emb.values, steps)])
 
 
-def attack(model: PairModel, batch: Batch, cfg: AttackConfig, generator: torch.Generator | None = None) -> tuple[BasePass, Embedded, torch.Tensor, torch.Tensor]:
+def attack(model: PairModel, batch: Batch, cfg: AttackConfig) -> tuple[BasePass, Embedded, torch.Tensor, torch.Tensor]:
     """The whole attack on one batch: (base pass, E~, O~, V2)."""
     base = forward_with_gradient(model, batch)
-    emb_adv = perturb(base, cfg, generator)
+    emb_adv = perturb(base, cfg)
     logits_adv, hidden_adv = forward_embedded(model, emb_adv)
     return base, emb_adv, logits_adv, hidden_adv

@@ -76,7 +76,6 @@ class VAAModel(nn.Module):
         if vaa.injection == "classifier":
             self.b_head = self.b.new_head(h + l)
             _extend_head(self.b.head, self.b_head, h)
-        self._generator = torch.Generator().manual_seed(attack.seed)
 
     def train(self, mode: bool = True) -> "VAAModel":
         """Train B and W; A always stays in eval mode."""
@@ -91,7 +90,7 @@ class VAAModel(nn.Module):
         if "v1" in batch and not need_adversarial:
             return batch["v1"], batch["v2"], None
         base = forward_with_gradient(self.a, batch)
-        steps = perturbation(base, self.attack_config, self._generator)
+        steps = perturbation(base, self.attack_config)
         emb_adv = base.emb.with_values([v + s for v, s in zip(base.emb.values, steps)])
         _, hidden_adv = forward_embedded(self.a, emb_adv)
         return base.hidden, hidden_adv, steps
