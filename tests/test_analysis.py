@@ -108,3 +108,23 @@ def test_cli_theorem_prints_closed_form_and_monte_carlo(capsys, tmp_path):
     assert main(["theorem", "--n", "3", "--d", "1", "--sigma", "1", "--samples", "2000", "--plot", str(tmp_path / "t.png")]) == 0
     out = capsys.readouterr().out
     assert "P = (1 - 2S)/n + 2S" in out and "Monte-Carlo" in out and (tmp_path / "t.png").exists()
+
+
+def test_macro_f1_ignores_classes_absent_from_the_file():
+    from vaa.metrics import classification_report
+
+    report = classification_report(np.array([0, 0, 0]), np.array([0, 0, 0]), ["a", "b", "c"])
+    assert report["accuracy"] == 1.0 and report["macro_f1"] == 1.0
+
+
+def test_analysis_of_single_class_data_still_writes_the_per_class_picture(tmp_path):
+    model = tiny_esim().eval()
+    examples, _ = _examples(model)
+    labels = np.zeros(len(examples), dtype=int)
+    messages = []
+    result = analyze_examples(model, examples, labels, TOY_LABELS.names, tmp_path, eps_list=(0.01,), batch_size=8,
+                              progress=False, log=messages.append)
+    assert result["roc"] == [] and result["theorem"] == {}
+    assert (tmp_path / "per_class_F2.png").exists() and (tmp_path / "report.md").exists() and not (tmp_path / "roc.png").exists()
+    assert any("one class" in m for m in messages)
+    assert pd.read_csv(tmp_path / "sweep.csv")["auc"].isna().all()

@@ -73,3 +73,17 @@ def test_demo_runs_the_whole_pipeline_on_synthetic_data(tmp_path):
     for path in ("a/results.json", "analysis/report.md", "analysis/sweep.png", "vaa/results.json", "summary.json"):
         assert (tmp_path / "demo" / path).exists(), path
     assert json.loads((tmp_path / "demo" / "a" / "data.json").read_text())["train"]["format"] == "demo-synthetic"
+
+
+def test_summary_scores_labelled_pairs_only(tmp_path):
+    from vaa.experiments import summarize
+
+    gold = np.array([0, 1, -1, -1])
+    for folder, predicted in (("a", [0, 1, 1, 0]), ("vaa", [0, 0, 1, 1])):
+        (tmp_path / "seed0" / folder / "predictions").mkdir(parents=True)
+        for split, g in (("valid", gold), ("test", np.full(4, -1))):
+            np.savez(tmp_path / "seed0" / folder / "predictions" / f"{split}.npz", predicted=np.array(predicted), gold=g)
+    summary = summarize(tmp_path, [0], ["vaa"])
+    assert summary["splits"] == ["valid"]  # the unlabelled test file is not a scored split
+    assert summary["rows"]["baseline"]["valid"]["mean"] == 1.0 and summary["rows"]["vaa"]["valid"]["mean"] == 0.5
+    assert summary["rows"]["vaa"]["valid"]["pairs"] == 2

@@ -94,8 +94,16 @@ def summarize(output: str | Path, seeds: Sequence[int], variants: Sequence[str],
     """Table 3 from finished runs: accuracy mean ± std and paired tests."""
     output = Path(output)
     rows: dict[str, Any] = {}
-    splits = [s for s in ("valid", "test") if all(_load_predictions(output / f"seed{k}" / "a", s) is not None for k in seeds)]
     correct: dict[str, dict[str, np.ndarray]] = {}
+    splits: list[str] = []
+    for split in ("valid", "test"):
+        base = [_load_predictions(output / f"seed{k}" / "a", split) for k in seeds]
+        if any(b is None for b in base):
+            continue
+        gold = base[0][1]
+        labelled = gold >= 0  # unlabelled pairs (a test file without labels) are not scored
+        if labelled.any():
+            splits.append(split)
     for name in ["baseline", *variants]:
         folder = "a" if name == "baseline" else name
         row: dict[str, Any] = {"label": LABELS.get(name, name)}
@@ -103,16 +111,18 @@ def summarize(output: str | Path, seeds: Sequence[int], variants: Sequence[str],
             per_seed = []
             for k in seeds:
                 loaded = _load_predictions(output / f"seed{k}" / folder, split)
-                if loaded is None or (loaded[1] < 0).all():
+                if loaded is None:
                     per_seed = []
                     break
-                per_seed.append(loaded[0] == loaded[1])
+                predicted, gold = loaded
+                per_seed.append((predicted == gold)[gold >= 0])
             if not per_seed:
                 continue
             matrix = np.stack(per_seed)
             correct.setdefault(name, {})[split] = matrix
             acc = matrix.mean(1)
-            row[split] = {"per_seed": acc.tolist(), "mean": float(acc.mean()), "std": float(acc.std(ddof=1)) if len(acc) > 1 else 0.0}
+            row[split] = {"per_seed": acc.tolist(), "mean": float(acc.mean()), "std": float(acc.std(ddof=1)) if len(acc) > 1 else 0.0,
+                          "pairs": int(matrix.shape[1])}
         rows[name] = row
     for name in variants:
         for split in splits:
@@ -153,7 +163,7 @@ def plot_table(summary: dict[str, Any], path: Path) -> Path:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    splits = summary["splits"]
+    splits = [s for s in summary["splits"] if any(s in r for r in summary["rows"].values())]
     fig = Figure(figsize=(5 * max(1, len(splits)), 4.2))
     for k, split in enumerate(splits):
         ax = fig.add_subplot(1, len(splits), k + 1)

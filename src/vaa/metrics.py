@@ -9,7 +9,8 @@ from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
 
 def classification_report(gold: np.ndarray, predicted: np.ndarray, names: Sequence[str]) -> dict[str, Any]:
-    """Metrics over the labelled pairs (``gold >= 0``) as plain JSON types."""
+    """Metrics over the labelled pairs (``gold >= 0``) as plain JSON types;
+    macro-F1 averages the classes that occur in the gold labels."""
     known = gold >= 0
     gold, predicted = gold[known], predicted[known]
     if gold.size == 0:
@@ -17,10 +18,11 @@ def classification_report(gold: np.ndarray, predicted: np.ndarray, names: Sequen
     labels = list(range(len(names)))
     p, r, f, s = precision_recall_fscore_support(gold, predicted, labels=labels, zero_division=0)
     per_class = {names[i]: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])} for i in labels}
+    present = s > 0  # a class absent from the file would add a meaningless F1 of 0
     return {
         "pairs": int(gold.size),
         "accuracy": float((gold == predicted).mean()),
-        "macro_f1": float(np.mean(f)),
+        "macro_f1": float(np.mean(f[present])),
         "per_class": per_class,
         "confusion_matrix": {"labels": list(names), "rows_gold_cols_predicted": confusion_matrix(gold, predicted, labels=labels).tolist()},
     }

@@ -142,6 +142,7 @@ class TrainState:
     epoch_seen: int = 0
     finished: bool = False
     stop_reason: str = ""
+    loss_window: list[float] = field(default_factory=list)  # losses since the last loss.jsonl record
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -295,7 +296,7 @@ class Trainer:
                 _keep_jsonl(log, lambda r: r.get("stage") != self.stage)
         st = self.state
         done_here = 0
-        window: list[float] = []
+        window = st.loss_window
         self.model.train()
         while not st.finished:
             start = time.perf_counter()
@@ -315,7 +316,7 @@ class Trainer:
                     _append_jsonl(self.loss_log, {"stage": self.stage, "stage_step": st.global_step, "step": self.step_offset + st.global_step,
                                                   "epoch": st.epoch, "loss": float(np.mean(window))})
                     bar.set_postfix(loss=f"{np.mean(window):.4f}")
-                    window = []
+                    window.clear()
                 if self.checkpoint_every and st.global_step % self.checkpoint_every == 0:
                     self.save_last()
                 done_here += 1

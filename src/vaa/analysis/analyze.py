@@ -43,15 +43,24 @@ def class_statistics(values: np.ndarray, labels: np.ndarray, class_names: Sequen
     return out
 
 
+def _separable(labels: np.ndarray) -> bool:
+    """ROC/AUC need at least two classes in the data."""
+    return np.unique(labels).size >= 2
+
+
+def _fmt(value: float | None, spec: str = ".4f") -> str:
+    return "—" if value is None else format(value, spec)
+
+
 def sweep_rows(results: Sequence[Vulnerability], settings: Sequence[AttackConfig], labels: np.ndarray, class_names: Sequence[str]) -> list[dict[str, Any]]:
     """One row per (setting, criterion): AUC, flip rate, signal size."""
     rows = []
     for cfg, res in zip(settings, results):
         for criterion in CRITERIA:
-            roc = criterion_roc(res.criterion(criterion), labels, class_names, criterion)
+            roc = criterion_roc(res.criterion(criterion), labels, class_names, criterion) if _separable(labels) else None
             rows.append({
                 "criterion": criterion, "norm": cfg.norm, "eps": cfg.eps, "relative": cfg.relative, "direction": cfg.direction,
-                "auc": roc.auc, "auc_oriented": roc.auc_oriented,
+                "auc": roc.auc if roc else None, "auc_oriented": roc.auc_oriented if roc else None,
                 "flip_rate": float(res.flipped.mean()), "mean_distance": float(res.distance.mean()),
                 "median_distance": float(np.median(res.distance)),
             })
@@ -69,7 +78,7 @@ def no_attack_reference(probs: np.ndarray, labels: np.ndarray, class_names: Sequ
 def sweep_markdown(rows: Sequence[dict[str, Any]]) -> str:
     lines = ["| criterion | norm | direction | eps | AUC | AUC (oriented) | flipped | mean ‖V1−V2‖ |", "|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['criterion']} | {r['norm']} | {r['direction']} | {r['eps']:g} | {r['auc']:.4f} | {r['auc_oriented']:.4f} | "
+        lines.append(f"| {r['criterion']} | {r['norm']} | {r['direction']} | {r['eps']:g} | {_fmt(r['auc'])} | {_fmt(r['auc_oriented'])} | "
                      f"{r['flip_rate']:.4f} | {r['mean_distance']:.4g} |")
     return "\n".join(lines)
 
@@ -103,16 +112,23 @@ def analyze_examples(
         label = "||V1 - V2||" if name == "distance" else name
         plot_per_class(values, labels, class_names, label, out / f"per_class_{name}.png",
                        title=f"{title + ': ' if title else ''}{label} per gold class ({setting})")
-    rocs = [criterion_roc(main.criterion(c), labels, class_names, c) for c in CRITERIA]
-    plot_roc(rocs, out / "roc.png", title=f"{title + ': ' if title else ''}label from vulnerability alone ({setting})")
-    for r in rocs:
-        log(f"AUC of {r.criterion} ({setting}): {r.auc:.4f} (oriented {r.auc_oriented:.4f})")
-
-    reference = no_attack_reference(main.probs, labels, class_names)
-    log("AUC without attack (A's own uncertainty): " + ", ".join(f"{c} {v:.4f}" for c, v in reference.items()))
-    fits = {c: fit_criterion(main.criterion(c), labels, list(class_names)) for c in CRITERIA}
-    (out / "theorem.txt").write_text("\n\n".join(format_report(f, c) for c, f in fits.items()) + "\n")
-    plot_accuracy_curves(out / "theorem.png", mark=fits["F2"])
+    rocs, reference, fits = [], {}, {}
+    if _separable(labels):
+        rocs = [criterion_roc(main.criterion(c), labels, class_names, c) for c in CRITERIA]
+        plot_roc(rocs, out / "roc.png", title=f"{title + ': ' if title else ''}label from vulnerability alone ({setting})")
+        for r in rocs:
+            log(f"AUC of {r.criterion} ({setting}): {r.auc:.4f} (oriented {r.auc_oriented:.4f})")
+        reference = no_attack_reference(main.probs, labels, class_names)
+        log("AUC without attack (A's own uncertainty): " + ", ".join(f"{c} {v:.4f}" for c, v in reference.items()))
+    else:
+        log("only one class in the data: no ROC/AUC and no Theorem 1 fit (per-class plots still written)")
+    try:
+        fits = {c: fit_criterion(main.criterion(c), labels, list(class_names)) for c in CRITERIA}
+    except ValueError as exc:  # fewer than two classes with two pairs each
+        log(f"no Theorem 1 fit: {exc}")
+    if fits:
+        (out / "theorem.txt").write_text("\n\n".join(format_report(f, c) for c, f in fits.items()) + "\n")
+        plot_accuracy_curves(out / "theorem.png", mark=fits["F2"])
 
     accuracy = float((main.predicted == labels).mean())
     result: dict[str, Any] = {
@@ -150,12 +166,15 @@ def report_markdown(result: dict[str, Any], class_names: Sequence[str], title: s
     for r in result["roc"]:
         lines.append(f"- {r['criterion']}: AUC {r['auc']:.4f}, oriented {r['auc_oriented']:.4f} "
                      f"(without attack, from A's own uncertainty: {result['no_attack_auc_oriented'][r['criterion']]:.4f})")
+    if not result["roc"]:
+        lines.append("- not computed: the data hold a single class")
     lines += ["", "## Per-class means (Fig. 2)", "", "| criterion | " + " | ".join(class_names) + " |",
               "|---|" + "---|" * len(class_names)]
     for name, per in result["per_class"].items():
         lines.append(f"| {name} | " + " | ".join(f"{per[c]['mean']:.4g} ± {per[c]['std']:.3g}" if c in per else "—" for c in class_names) + " |")
-    lines += ["", "Plots: per_class_F1.png, per_class_F2.png, per_class_distance.png, roc.png, theorem.png"
-              + (", sweep.png" if "sweep" in result else ""), ""]
+    plots = ["per_class_F1.png", "per_class_F2.png", "per_class_distance.png"] + (["roc.png"] if result["roc"] else []) \
+        + (["theorem.png"] if result["theorem"] else []) + (["sweep.png"] if "sweep" in result else [])
+    lines += ["", "Plots: " + ", ".join(plots), ""]
     if "sweep" in result:
         lines += ["## Sweep (Fig. 3b)", "", sweep_markdown(result["sweep"]), ""]
     return "\n".join(lines)

@@ -74,8 +74,9 @@ def plot_sweep(rows: Sequence[dict[str, Any]], path: str | Path, title: str = ""
     combos = sorted({(r["criterion"], r["norm"]) for r in rows})
     for criterion, norm in combos:
         sel = sorted((r for r in rows if r["criterion"] == criterion and r["norm"] == norm), key=lambda r: r["eps"])
-        eps = [r["eps"] for r in sel]
-        axes[0].plot(eps, [r["auc_oriented"] for r in sel], marker="o", label=f"{criterion}, {norm}")
+        sel = [r for r in sel if r["auc_oriented"] is not None]  # no AUC for single-class data
+        if sel:
+            axes[0].plot([r["eps"] for r in sel], [r["auc_oriented"] for r in sel], marker="o", label=f"{criterion}, {norm}")
     for norm in sorted({n for _, n in combos}):
         sel = sorted((r for r in rows if r["norm"] == norm and r["criterion"] == combos[0][0]), key=lambda r: r["eps"])
         axes[1].plot([r["eps"] for r in sel], [r["flip_rate"] for r in sel], marker="o", label=norm)
