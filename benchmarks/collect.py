@@ -39,10 +39,10 @@ def analysis_summary(out: Path) -> str:
     for path in sorted(out.glob("*/analysis/analysis.json")):
         a = json.loads(path.read_text())
         roc = {r["criterion"]: r for r in a["roc"]}
-        parts.append(f"- {path.parent.parent.name}: {a['pairs']} pairs, A accuracy {a['accuracy_of_A']:.4f}; "
-                     f"AUC F2 {roc['F2']['auc']:.4f} (oriented {roc['F2']['auc_oriented']:.4f}), F1 {roc['F1']['auc']:.4f}; "
-                     f"no-attack AUC {a['no_attack_auc_oriented']['F2']:.4f}; flipped {a['flip_rate']:.2%}; "
-                     f"mean ||V1-V2|| {a['mean_distance']:.4g}; {a['pairs_per_s']:.1f} pairs/s")
+        aucs = "; ".join(f"{c} {r['auc']:.4f} (oriented {r['auc_oriented']:.4f}, no-attack reference "
+                         f"{a['no_attack_auc_oriented'].get(c, float('nan')):.4f})" for c, r in roc.items())
+        parts.append(f"- {path.parent.parent.name}: {a['pairs']} pairs, A accuracy {a['accuracy_of_A']:.4f}; AUC {aucs}; "
+                     f"flipped {a['flip_rate']:.2%}; mean ||V1-V2|| {a['mean_distance']:.4g}; {a['pairs_per_s']:.1f} pairs/s")
     return "\n".join(parts)
 
 

@@ -81,7 +81,7 @@ def test_analysis_folder_holds_every_figure_and_table(tmp_path):
                  "sweep.csv", "sweep.md", "sweep.png", "theorem.txt", "theorem.png", "analysis.json", "report.md"):
         assert (tmp_path / name).stat().st_size > 0, name
     sweep = pd.read_csv(tmp_path / "sweep.csv")
-    assert len(sweep) == 2 * 2 * 2 + 2  # criterion x norm x eps, plus the random-direction control
+    assert len(sweep) == 3 * 2 * 2 + 3  # criterion (F1, F2, ||V1-V2||) x norm x eps, plus the random-direction control
     assert set(sweep["direction"]) == {"fgsm", "random"}
     per_pair = pd.read_csv(tmp_path / "per_pair.csv")
     assert len(per_pair) == len(examples)

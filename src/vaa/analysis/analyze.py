@@ -30,7 +30,10 @@ from .plots import plot_per_class, plot_roc, plot_sweep
 from .roc import criterion_roc
 from .theorem import fit_criterion, format_report, plot_accuracy_curves
 
-CRITERIA = ("F1", "F2")
+# F1 and F2 are the paper's criteria; ||V1 - V2|| is the raw feature behind
+# them, scored the same way because it can carry more than the output does.
+CRITERIA = ("F1", "F2", "distance")
+NO_ATTACK = {"F1": "A's entropy", "F2": "-log max phi", "distance": "||V1||"}
 
 
 def class_statistics(values: np.ndarray, labels: np.ndarray, class_names: Sequence[str]) -> dict[str, dict[str, float]]:
@@ -67,11 +70,12 @@ def sweep_rows(results: Sequence[Vulnerability], settings: Sequence[AttackConfig
     return rows
 
 
-def no_attack_reference(probs: np.ndarray, labels: np.ndarray, class_names: Sequence[str]) -> dict[str, float]:
-    """AUC of F1 and F2 at eps = 0, i.e. of A's own uncertainty (entropy and
-    -log max phi). The attack adds information only where the criteria beat this."""
-    logp = np.log(np.clip(probs, 1e-12, 1.0))
-    values = {"F1": -(probs * logp).sum(1), "F2": -logp.max(1)}
+def no_attack_reference(main: Vulnerability, labels: np.ndarray, class_names: Sequence[str]) -> dict[str, float]:
+    """What A says about a pair without any attack, scored like each criterion:
+    F1 and F2 at eps = 0 (A's entropy and -log max phi), and ||V1|| for
+    ||V1 - V2||. The attack adds information only where a criterion beats this."""
+    logp = np.log(np.clip(main.probs, 1e-12, 1.0))
+    values = {"F1": -(main.probs * logp).sum(1), "F2": -logp.max(1), "distance": main.v1_norm}
     return {c: criterion_roc(v, labels, class_names, c).auc_oriented for c, v in values.items()}
 
 
@@ -102,7 +106,7 @@ def analyze_examples(
     pd.DataFrame({
         "id": list(ids) if ids is not None else range(len(examples)), "gold": [class_names[k] for k in labels],
         "predicted": [class_names[k] for k in main.predicted], "F1": main.f1, "F2": main.f2,
-        "distance": main.distance, "flipped": main.flipped,
+        "distance": main.distance, "flipped": main.flipped, "v1_norm": main.v1_norm,
     }).to_csv(out / "per_pair.csv", index=False)
 
     setting = f"{attack.norm}, eps {attack.eps:g}{' (relative)' if attack.relative else ''}"
@@ -118,8 +122,8 @@ def analyze_examples(
         plot_roc(rocs, out / "roc.png", title=f"{title + ': ' if title else ''}label from vulnerability alone ({setting})")
         for r in rocs:
             log(f"AUC of {r.criterion} ({setting}): {r.auc:.4f} (oriented {r.auc_oriented:.4f})")
-        reference = no_attack_reference(main.probs, labels, class_names)
-        log("AUC without attack (A's own uncertainty): " + ", ".join(f"{c} {v:.4f}" for c, v in reference.items()))
+        reference = no_attack_reference(main, labels, class_names)
+        log("AUC without attack (entropy, -log max phi, ||V1||): " + ", ".join(f"{c} {v:.4f}" for c, v in reference.items()))
     else:
         log("only one class in the data: no ROC/AUC and no Theorem 1 fit (per-class plots still written)")
     try:
@@ -128,7 +132,7 @@ def analyze_examples(
         log(f"no Theorem 1 fit: {exc}")
     if fits:
         (out / "theorem.txt").write_text("\n\n".join(format_report(f, c) for c, f in fits.items()) + "\n")
-        plot_accuracy_curves(out / "theorem.png", mark=fits["F2"])
+        plot_accuracy_curves(out / "theorem.png", mark=fits["F2"])  # the paper's criterion; theorem.txt has all
 
     accuracy = float((main.predicted == labels).mean())
     result: dict[str, Any] = {
@@ -165,7 +169,7 @@ def report_markdown(result: dict[str, Any], class_names: Sequence[str], title: s
              f"{result['pairs_per_s']:.1f} pairs/s.", "", "## AUC of one criterion (Fig. 3a)", ""]
     for r in result["roc"]:
         lines.append(f"- {r['criterion']}: AUC {r['auc']:.4f}, oriented {r['auc_oriented']:.4f} "
-                     f"(without attack, from A's own uncertainty: {result['no_attack_auc_oriented'][r['criterion']]:.4f})")
+                     f"(without attack — {NO_ATTACK[r['criterion']]}: {result['no_attack_auc_oriented'][r['criterion']]:.4f})")
     if not result["roc"]:
         lines.append("- not computed: the data hold a single class")
     lines += ["", "## Per-class means (Fig. 2)", "", "| criterion | " + " | ".join(class_names) + " |",

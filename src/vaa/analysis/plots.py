@@ -82,7 +82,7 @@ def plot_sweep(rows: Sequence[dict[str, Any]], path: str | Path, title: str = ""
         axes[1].plot([r["eps"] for r in sel], [r["flip_rate"] for r in sel], marker="o", label=norm)
         axes[2].plot([r["eps"] for r in sel], [r["mean_distance"] for r in sel], marker="o", label=norm)
     for k, (criterion, value) in enumerate(sorted((reference or {}).items())):
-        axes[0].axhline(value, linestyle=":", color=f"C{k + 5}", label=f"{criterion} without attack")
+        axes[0].axhline(value, linestyle=":", color=f"C{k + 5}", label=f"{criterion}: reference without attack")
     axes[0].axhline(0.5, linestyle="--", color="grey", label="chance")
     for ax, ylabel in zip(axes, ("AUC (oriented: max(AUC, 1-AUC))", "share of predictions flipped by the attack", "mean ||V1 - V2||")):
         ax.set_xscale("log")
