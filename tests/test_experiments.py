@@ -87,3 +87,21 @@ def test_summary_scores_labelled_pairs_only(tmp_path):
     assert summary["splits"] == ["valid"]  # the unlabelled test file is not a scored split
     assert summary["rows"]["baseline"]["valid"]["mean"] == 1.0 and summary["rows"]["vaa"]["valid"]["mean"] == 0.5
     assert summary["rows"]["vaa"]["valid"]["pairs"] == 2
+
+
+def test_summary_compares_vaa_with_each_control(tmp_path):
+    from vaa.experiments import summarize, table_markdown
+
+    gold = np.zeros(10, dtype=int)
+    runs = {"a": [0] * 5 + [1] * 5, "vaa": [0] * 8 + [1] * 2, "zeros": [0] * 6 + [1] * 4, "random": [0] * 9 + [1]}
+    for folder, predicted in runs.items():
+        (tmp_path / "seed0" / folder / "predictions").mkdir(parents=True)
+        np.savez(tmp_path / "seed0" / folder / "predictions" / "valid.npz", predicted=np.array(predicted), gold=gold)
+    summary = summarize(tmp_path, [0], ["vaa", "zeros", "random"])
+    versus = summary["vaa_vs_controls"]
+    assert set(versus) == {"zeros", "random"}
+    assert versus["zeros"]["valid"]["delta"] == pytest.approx(0.2)
+    assert versus["random"]["valid"]["delta"] == pytest.approx(-0.1)
+    # zeros is right on a subset of the pairs +VAA gets right: 2 discordant pairs, both for +VAA
+    assert versus["zeros"]["valid"]["mcnemar_p_per_seed"] == [pytest.approx(0.5)]
+    assert "+VAA against each control" in table_markdown(summary)

@@ -128,11 +128,23 @@ def summarize(output: str | Path, seeds: Sequence[int], variants: Sequence[str],
         for split in splits:
             if split not in correct.get(name, {}) or split not in correct.get("baseline", {}):
                 continue
-            base, other = correct["baseline"][split], correct[name][split]
-            rows[name][split]["delta_vs_baseline"] = float(other.mean() - base.mean())
-            rows[name][split]["mcnemar_p_per_seed"] = [mcnemar_p(b, o) for b, o in zip(base, other)]
-            rows[name][split]["paired_bootstrap_p"] = paired_bootstrap_p(base, other)
-    return {"title": title, "seeds": list(seeds), "variants": list(variants), "splits": splits, "rows": rows}
+            rows[name][split].update(_paired(correct["baseline"][split], correct[name][split], "delta_vs_baseline"))
+    # the question the controls answer: does +VAA beat the same stage two without the attack's signal?
+    versus: dict[str, Any] = {}
+    for name in variants:
+        if name == "vaa" or "vaa" not in correct or name not in correct:
+            continue
+        for split in splits:
+            if split in correct["vaa"] and split in correct[name]:
+                versus.setdefault(name, {})[split] = _paired(correct[name][split], correct["vaa"][split], "delta")
+    return {"title": title, "seeds": list(seeds), "variants": list(variants), "splits": splits, "rows": rows,
+            "vaa_vs_controls": versus}
+
+
+def _paired(base: np.ndarray, other: np.ndarray, delta_key: str) -> dict[str, Any]:
+    """Accuracy difference (other - base) and its paired tests; inputs are [seeds, pairs]."""
+    return {delta_key: float(other.mean() - base.mean()), "mcnemar_p_per_seed": [mcnemar_p(b, o) for b, o in zip(base, other)],
+            "paired_bootstrap_p": paired_bootstrap_p(base, other)}
 
 
 def table_markdown(summary: dict[str, Any]) -> str:
@@ -155,6 +167,14 @@ def table_markdown(summary: dict[str, Any]) -> str:
             else:
                 cells += ["", "", ""]
         lines.append(f"| {row['label']} | " + " | ".join(cells) + " |")
+    versus = summary.get("vaa_vs_controls", {})
+    if versus:
+        lines += ["", "+VAA against each control (same seeds, same pairs):", "",
+                  "| +VAA vs | split | Δ (+VAA − control) | McNemar p per seed | bootstrap p |", "|---|---|---|---|---|"]
+        for name, per_split in versus.items():
+            for split, r in per_split.items():
+                lines.append(f"| {LABELS.get(name, name)} | {split} | {100 * r['delta']:+.2f} | "
+                             f"{', '.join(f'{p:.3g}' for p in r['mcnemar_p_per_seed'])} | {r['paired_bootstrap_p']:.3g} |")
     return "\n".join(lines).strip() + "\n"
 
 
