@@ -17,7 +17,7 @@ import argparse
 from pathlib import Path
 
 from protocol import DATASETS, MODELS, OUT, SEEDS, with_threads
-from vaa.experiments import reproduce
+from vaa.experiments import VARIANTS, reproduce
 
 
 def main() -> None:
@@ -26,6 +26,8 @@ def main() -> None:
     parser.add_argument("--model", choices=sorted(MODELS), default="esim")
     parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS),
+                        help="stage-two variants to run (e.g. one per process); the table covers these only")
     parser.add_argument("--test", help="a test file (reported separately)")
     parser.add_argument("--out", default=OUT)
     args = parser.parse_args()
@@ -34,7 +36,7 @@ def main() -> None:
     if args.test:
         over_a = {**over_a, "data": {**over_a.get("data", {}), "test": args.test}}
     folder = args.dataset if args.model == "esim" else f"{args.dataset}-{args.model}"
-    reproduce(f"{args.dataset}-{args.model}", Path(args.out) / folder, seeds=args.seeds, overrides_a=over_a,
+    reproduce(f"{args.dataset}-{args.model}", Path(args.out) / folder, seeds=args.seeds, variants=args.variants, overrides_a=over_a,
               overrides_b=with_threads(stage_two, args.threads), title=f"{args.dataset.upper()}, {args.model}")
 
 
