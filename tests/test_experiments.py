@@ -87,6 +87,16 @@ def test_summary_scores_labelled_pairs_only(tmp_path):
     assert summary["splits"] == ["valid"]  # the unlabelled test file is not a scored split
     assert summary["rows"]["baseline"]["valid"]["mean"] == 1.0 and summary["rows"]["vaa"]["valid"]["mean"] == 0.5
     assert summary["rows"]["vaa"]["valid"]["pairs"] == 2
+    assert summary["missing"] == []
+
+
+def test_summary_names_runs_without_predictions(tmp_path):
+    from vaa.experiments import summarize, table_markdown
+
+    (tmp_path / "seed0" / "a").mkdir(parents=True)
+    summary = summarize(tmp_path, [0], ["vaa"])
+    assert summary["splits"] == [] and summary["missing"] == ["seed0/a/predictions/valid.npz"]
+    assert "seed0/a/predictions/valid.npz" in table_markdown(summary)
 
 
 def test_summary_compares_vaa_with_each_control(tmp_path):

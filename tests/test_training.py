@@ -32,6 +32,21 @@ def test_train_writes_a_self_describing_run_folder(tiny_config):
     assert train(tiny_config, log=lambda s: None)["best_epoch"] == results["best_epoch"]
 
 
+def test_finished_run_without_predictions_gets_them_from_its_best_checkpoint(tiny_config):
+    import numpy as np
+
+    train(tiny_config, log=lambda s: None)
+    path = __import__("pathlib").Path(tiny_config.output) / "predictions" / "valid.npz"
+    saved = np.load(path)
+    predicted, gold = saved["predicted"].copy(), saved["gold"].copy()
+    path.unlink()  # a run made before predictions were saved
+    messages = []
+    train(tiny_config, log=messages.append)
+    assert any("no saved predictions" in m for m in messages)
+    again = np.load(path)
+    assert (again["predicted"] == predicted).all() and (again["gold"] == gold).all()
+
+
 def test_changed_config_in_existing_folder_is_refused(tiny_config):
     train(tiny_config, log=lambda s: None)
     changed = apply_overrides(tiny_config, {"optim": {"lr": 0.1}})

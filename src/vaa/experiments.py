@@ -96,9 +96,12 @@ def summarize(output: str | Path, seeds: Sequence[int], variants: Sequence[str],
     rows: dict[str, Any] = {}
     correct: dict[str, dict[str, np.ndarray]] = {}
     splits: list[str] = []
+    missing: list[str] = []
     for split in ("valid", "test"):
         base = [_load_predictions(output / f"seed{k}" / "a", split) for k in seeds]
         if any(b is None for b in base):
+            if split == "valid":
+                missing += [f"seed{k}/a/predictions/valid.npz" for k, b in zip(seeds, base) if b is None]
             continue
         gold = base[0][1]
         labelled = gold >= 0  # unlabelled pairs (a test file without labels) are not scored
@@ -112,6 +115,7 @@ def summarize(output: str | Path, seeds: Sequence[int], variants: Sequence[str],
             for k in seeds:
                 loaded = _load_predictions(output / f"seed{k}" / folder, split)
                 if loaded is None:
+                    missing.append(f"seed{k}/{folder}/predictions/{split}.npz")
                     per_seed = []
                     break
                 predicted, gold = loaded
@@ -138,7 +142,7 @@ def summarize(output: str | Path, seeds: Sequence[int], variants: Sequence[str],
             if split in correct["vaa"] and split in correct[name]:
                 versus.setdefault(name, {})[split] = _paired(correct[name][split], correct["vaa"][split], "delta")
     return {"title": title, "seeds": list(seeds), "variants": list(variants), "splits": splits, "rows": rows,
-            "vaa_vs_controls": versus}
+            "vaa_vs_controls": versus, "missing": missing}
 
 
 def _paired(base: np.ndarray, other: np.ndarray, delta_key: str) -> dict[str, Any]:
@@ -167,6 +171,8 @@ def table_markdown(summary: dict[str, Any]) -> str:
             else:
                 cells += ["", "", ""]
         lines.append(f"| {row['label']} | " + " | ".join(cells) + " |")
+    if summary.get("missing"):
+        lines += ["", "Not in the table (no saved predictions): " + ", ".join(summary["missing"])]
     versus = summary.get("vaa_vs_controls", {})
     if versus:
         lines += ["", "+VAA against each control (same seeds, same pairs):", "",

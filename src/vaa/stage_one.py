@@ -68,6 +68,19 @@ def final_scores(run_dir: Path, model: torch.nn.Module, examples: dict[str, Sequ
     return scores
 
 
+def rescore(config: RunConfig, run_dir: Path, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Score the best checkpoint of a finished run again and write its
+    predictions: runs made before predictions were saved need them for the
+    paired tests of Table 3."""
+    splits = load_splits(config.data)
+    best, _, _ = load_pair_model(run_dir / "checkpoints" / "best.pt")
+    examples = {"valid": best.featurize_all(splits.valid.pairs, splits.label_map)}
+    if splits.test is not None:
+        examples["test"] = best.featurize_all(splits.test.pairs, splits.label_map)
+    log(f"{run_dir} has no saved predictions; scoring its best checkpoint")
+    return final_scores(run_dir, best, examples, splits, config.optim.eval_batch_size, log)
+
+
 def train(config: RunConfig, overwrite: bool = False, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Train model A as ``config`` says; returns the run's results.
 
@@ -75,6 +88,8 @@ def train(config: RunConfig, overwrite: bool = False, log: Callable[[str], None]
     results without training again."""
     run_dir, done = open_run(config, overwrite, log)
     if done is not None:
+        if not (run_dir / "predictions" / "valid.npz").exists():
+            rescore(config, run_dir, log)
         return done
     splits = load_splits(config.data)
     report_data(splits, log)
