@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
+
+import numpy as np
 import pytest
 import torch
 
@@ -33,10 +36,8 @@ def test_train_writes_a_self_describing_run_folder(tiny_config):
 
 
 def test_finished_run_without_predictions_gets_them_from_its_best_checkpoint(tiny_config):
-    import numpy as np
-
     train(tiny_config, log=lambda s: None)
-    path = __import__("pathlib").Path(tiny_config.output) / "predictions" / "valid.npz"
+    path = Path(tiny_config.output) / "predictions" / "valid.npz"
     saved = np.load(path)
     predicted, gold = saved["predicted"].copy(), saved["gold"].copy()
     path.unlink()  # a run made before predictions were saved

@@ -68,16 +68,14 @@ def final_scores(run_dir: Path, model: torch.nn.Module, examples: dict[str, Sequ
     return scores
 
 
-def rescore(config: RunConfig, run_dir: Path, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Score the best checkpoint of a finished run again and write its
-    predictions: runs made before predictions were saved need them for the
-    paired tests of Table 3."""
-    splits = load_splits(config.data)
+def score_best(config: RunConfig, run_dir: Path, splits: Splits, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Scores of the run's best checkpoint on its validation (and test) split,
+    predictions saved. Also used for finished runs made before predictions
+    were saved: the paired tests of Table 3 need them."""
     best, _, _ = load_pair_model(run_dir / "checkpoints" / "best.pt")
     examples = {"valid": best.featurize_all(splits.valid.pairs, splits.label_map)}
     if splits.test is not None:
         examples["test"] = best.featurize_all(splits.test.pairs, splits.label_map)
-    log(f"{run_dir} has no saved predictions; scoring its best checkpoint")
     return final_scores(run_dir, best, examples, splits, config.optim.eval_batch_size, log)
 
 
@@ -89,7 +87,8 @@ def train(config: RunConfig, overwrite: bool = False, log: Callable[[str], None]
     run_dir, done = open_run(config, overwrite, log)
     if done is not None:
         if not (run_dir / "predictions" / "valid.npz").exists():
-            rescore(config, run_dir, log)
+            log(f"{run_dir} has no saved predictions; scoring its best checkpoint")
+            score_best(config, run_dir, load_splits(config.data), log)
         return done
     splits = load_splits(config.data)
     report_data(splits, log)
@@ -114,15 +113,11 @@ def train(config: RunConfig, overwrite: bool = False, log: Callable[[str], None]
     state = trainer.fit()
     log(state.stop_reason)
 
-    best, _, _ = load_pair_model(run_dir / "checkpoints" / "best.pt")
-    examples = {"valid": valid_examples}
-    if splits.test is not None:
-        examples["test"] = model.featurize_all(splits.test.pairs, splits.label_map)
     results = {
         "stage": "stage1", "run": str(run_dir), "family": config.model.family, "seed": config.seed,
         "best_epoch": state.best_epoch + 1, "epochs": state.epoch, "stop_reason": state.stop_reason,
         "train_seconds_this_call": round(time.perf_counter() - started, 1), "model_info": info,
-        "history": state.history, "scores": final_scores(run_dir, best, examples, splits, config.optim.eval_batch_size, log),
+        "history": state.history, "scores": score_best(config, run_dir, splits, log),
     }
     write_json(run_dir / "results.json", results)
     return results
