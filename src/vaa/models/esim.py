@@ -23,10 +23,19 @@ from ..data.embeddings import DEFAULT_VECTORS, build_embedding_matrix
 from ..data.pairs import LabelMap, Pair
 from ..data.text import Vocab, tokenize
 from .base import Embedded, PairModel
+from .unrolled_lstm import unrolled_bilstm
 
 
 def run_lstm(lstm: nn.LSTM, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """A batch-first LSTM over the real positions only; padding outputs are 0."""
+    """A batch-first LSTM over the real positions only; padding outputs are 0.
+
+    When autograd needs the input gradient but no weight gradient (the FGSM
+    attack on a frozen model A) on CPU, the LSTM is unrolled step by step:
+    PyTorch's packed-sequence backward is quadratic in the length there (see
+    :mod:`vaa.models.unrolled_lstm`). Every other case uses PyTorch's LSTM."""
+    if (torch.is_grad_enabled() and x.requires_grad and x.device.type == "cpu"
+            and not any(p.requires_grad for p in lstm.parameters())):
+        return unrolled_bilstm(lstm, x, mask)
     lengths = mask.sum(1).clamp(min=1).cpu()
     packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
     out, _ = lstm(packed)
