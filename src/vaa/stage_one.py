@@ -68,12 +68,16 @@ def final_scores(run_dir: Path, model: torch.nn.Module, examples: dict[str, Sequ
     return scores
 
 
-def score_best(config: RunConfig, run_dir: Path, splits: Splits, log: Callable[[str], None] = print) -> dict[str, Any]:
+def score_best(config: RunConfig, run_dir: Path, splits: Splits, log: Callable[[str], None] = print,
+               valid_examples: Sequence[Example] | None = None) -> dict[str, Any]:
     """Scores of the run's best checkpoint on its validation (and test) split,
     predictions saved. Also used for finished runs made before predictions
-    were saved: the paired tests of Table 3 need them."""
+    were saved: the paired tests of Table 3 need them. ``valid_examples``:
+    the validation split already featurised by training (same featuriser)."""
     best, _, _ = load_pair_model(run_dir / "checkpoints" / "best.pt")
-    examples = {"valid": best.featurize_all(splits.valid.pairs, splits.label_map)}
+    if valid_examples is None:
+        valid_examples = best.featurize_all(splits.valid.pairs, splits.label_map)
+    examples = {"valid": valid_examples}
     if splits.test is not None:
         examples["test"] = best.featurize_all(splits.test.pairs, splits.label_map)
     return final_scores(run_dir, best, examples, splits, config.optim.eval_batch_size, log)
@@ -117,7 +121,7 @@ def train(config: RunConfig, overwrite: bool = False, log: Callable[[str], None]
         "stage": "stage1", "run": str(run_dir), "family": config.model.family, "seed": config.seed,
         "best_epoch": state.best_epoch + 1, "epochs": state.epoch, "stop_reason": state.stop_reason,
         "train_seconds_this_call": round(time.perf_counter() - started, 1), "model_info": info,
-        "history": state.history, "scores": score_best(config, run_dir, splits, log),
+        "history": state.history, "scores": score_best(config, run_dir, splits, log, valid_examples),
     }
     write_json(run_dir / "results.json", results)
     return results

@@ -103,8 +103,6 @@ def _direction(data: torch.Tensor, batch_sizes: list[int], reverse: bool, w_ih: 
                bias: torch.Tensor) -> torch.Tensor:
     """One direction over packed data; the input-to-hidden product is one
     matrix product over every real token."""
-    if w_hh.requires_grad:
-        raise ValueError("the unrolled LSTM has no gradient for its recurrent weights")
     gates_x = F.linear(data, _reorder_gates(w_ih), _reorder_gates(bias))
     return _Recurrence.apply(gates_x, _reorder_gates(w_hh).t().contiguous(), batch_sizes, reverse)
 
@@ -133,6 +131,8 @@ def unrolled_bilstm(lstm: nn.LSTM, x: torch.Tensor, mask: torch.Tensor) -> torch
     step, and the backward of each copy clones the whole output gradient."""
     if lstm.num_layers != 1 or not lstm.bidirectional or not lstm.batch_first or not lstm.bias or lstm.proj_size:
         raise ValueError("unrolled_bilstm supports one bidirectional batch-first layer with biases")
+    if any(p.requires_grad for p in lstm.parameters()):
+        raise ValueError("the unrolled LSTM computes no gradient for its input or recurrent weights; freeze them")
     batch, steps, _ = x.shape
     positions, batch_sizes = packed_positions(mask)
     data = x.reshape(batch * steps, -1).index_select(0, positions)
