@@ -49,7 +49,11 @@ log_every: 2
     assert main(args) == 0
     summary = json.loads((out / "table3.json").read_text())
     assert summary["splits"] == ["valid", "test"]
-    assert set(summary["rows"]) == {"baseline", "vaa", "zeros", "random"}
+    assert set(summary["rows"]) == {"baseline", "vaa", "zeros", "random", "baseline_recal", "vaa_recal"}
+    assert set(summary["vaa_vs_controls"]) == {"zeros", "random", "baseline_recal"}
+    assert set(summary["recalibrated_vaa_vs_recalibrated_a"]) == {"valid", "test"}
+    for row in summary["rows"].values():
+        assert 0 <= row["valid"]["ece"] <= 1 and row["valid"]["log_loss"] > 0
     vaa = summary["rows"]["vaa"]["valid"]
     assert len(vaa["per_seed"]) == 2 and len(vaa["mcnemar_p_per_seed"]) == 2 and 0 < vaa["paired_bootstrap_p"] <= 1
     assert summary["rows"]["baseline"]["test"]["mean"] == pytest.approx(
@@ -115,3 +119,62 @@ def test_summary_compares_vaa_with_each_control(tmp_path):
     # zeros is right on a subset of the pairs +VAA gets right: 2 discordant pairs, both for +VAA
     assert versus["zeros"]["valid"]["mcnemar_p_per_seed"] == [pytest.approx(0.5)]
     assert "+VAA against each control" in table_markdown(summary)
+
+
+def _write_outputs(folder, split, probs, gold):
+    folder.mkdir(parents=True, exist_ok=True)
+    np.savez(folder / f"{split}.npz", predicted=probs.argmax(1), gold=gold, probs=probs)
+
+
+def test_recalibrated_baseline_is_cross_fitted_on_valid_and_fitted_on_all_of_valid_for_test(tmp_path):
+    """A's probabilities are shifted toward class 0 (a prior shift): the
+    re-fitted A gains, on validation (cross-fitted) and on test (fitted on
+    the whole validation split), exactly as calibration.cross_fit/fit say."""
+    from vaa.calibration import cross_fit, fit, softmax
+    from vaa.experiments import summarize, table_markdown
+
+    rng = np.random.default_rng(0)
+    outputs = {}
+    for split, n in (("valid", 3000), ("test", 2000)):
+        z = rng.normal(0, 2, size=(n, 2))
+        gold = np.array([rng.choice(2, p=p) for p in softmax(z)])
+        outputs[split] = (softmax(z + np.array([1.5, 0.0])), gold, softmax(z + np.array([0.2, 0.0])))
+    for split, (a_probs, gold, vaa_probs) in outputs.items():
+        _write_outputs(tmp_path / "seed0" / "a" / "predictions", split, a_probs, gold)
+        _write_outputs(tmp_path / "seed0" / "vaa" / "predictions", split, vaa_probs, gold)
+    summary = summarize(tmp_path, [0], ["vaa"])
+    rows = summary["rows"]
+    a_valid, gold_valid, _ = outputs["valid"]
+    a_test, gold_test, _ = outputs["test"]
+    crossed, _ = cross_fit(a_valid, gold_valid, seed=0)
+    assert rows["baseline_recal"]["valid"]["mean"] == pytest.approx((crossed.argmax(1) == gold_valid).mean())
+    refit_test = fit(a_valid, gold_valid).apply(a_test)
+    assert rows["baseline_recal"]["test"]["mean"] == pytest.approx((refit_test.argmax(1) == gold_test).mean())
+    for split in ("valid", "test"):
+        assert rows["baseline_recal"][split]["delta_vs_baseline"] > 0.02  # the prior shift is undone
+        assert rows["baseline_recal"][split]["ece"] < rows["baseline"][split]["ece"]
+    assert "A, recalibrated on validation (no training)" in table_markdown(summary)
+
+
+def test_seed_level_statistics():
+    from vaa.experiments import format_p, hierarchical_bootstrap_p, seed_level_tests
+
+    tests = seed_level_tests([0.02, 0.03, 0.025])
+    assert 0 < tests["seed_t_test_p"] < 0.05 and tests["sign_test_p"] == pytest.approx(0.25)
+    assert seed_level_tests([0.02, -0.03, 0.01])["seed_t_test_p"] > 0.5
+    assert seed_level_tests([0.01, 0.01])["seed_t_test_p"] is None  # identical deltas: t undefined
+    rng = np.random.default_rng(0)
+    base = rng.random((3, 3000)) < 0.7
+    # one seed gains a lot, two lose a little: pairs alone look convincing, seeds do not
+    other = base.copy()
+    other[0, :600] = True
+    other[1, :60] &= False
+    other[2, :60] &= False
+    from vaa.experiments import paired_bootstrap_p
+
+    assert paired_bootstrap_p(base, other, resamples=2000) < 0.01
+    assert hierarchical_bootstrap_p(base, other, resamples=2000) > 0.05
+    assert hierarchical_bootstrap_p(base[:1], other[:1]) is None
+    # p written (count + 1) / (R + 1): never 0, and its floor reads "< 1/R"
+    assert paired_bootstrap_p(np.zeros((1, 500), bool), np.ones((1, 500), bool), resamples=999) == pytest.approx(1 / 1000)
+    assert format_p(1 / 1000, 999) == "< 1e-03" and format_p(0.0123, 999) == "0.0123"

@@ -198,8 +198,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .inference import evaluate
     from .metrics import format_report
 
-    report = evaluate(args.checkpoint, args.data, format=args.format, columns=args.columns, limit=args.limit, on_error=args.on_error)
+    report = evaluate(args.checkpoint, args.data, format=args.format, columns=args.columns, limit=args.limit, on_error=args.on_error,
+                      raw=args.raw)
     print(format_report(report, title=f"{args.checkpoint} on {args.data}"))
+    _say_calibration(report["calibration"])
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
     return 0
@@ -220,11 +222,18 @@ def _write_table(rows: list[dict[str, Any]], path: str) -> None:
         frame.to_csv(path, index=False, sep="\t" if suffix == ".tsv" else ",")
 
 
+def _say_calibration(description: str | None) -> None:
+    """Say on stderr when a stored calibration changed the model's output."""
+    if description:
+        print(f"applied the run's {description}; --raw for the model's own output", file=sys.stderr)
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     from .inference import predict
 
     rows = predict(args.checkpoint, data=args.data, pairs=[tuple(args.pair)] if args.pair else None,
-                   format=args.format, columns=args.columns, limit=args.limit, on_error=args.on_error)
+                   format=args.format, columns=args.columns, limit=args.limit, on_error=args.on_error, raw=args.raw,
+                   on_calibration=_say_calibration)
     if args.output:
         _write_table(rows, args.output)
         print(f"wrote {len(rows)} predictions to {args.output}")
@@ -247,6 +256,14 @@ def _add_attack_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--direction", default="fgsm", choices=["fgsm", "random"], help="fgsm | random (control)")
     parser.add_argument("--attack-seed", type=int, default=0, help="seed of the random direction")
     parser.add_argument("--batch-size", type=int, default=128, help="pairs per attack batch")
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from .inference import calibrate
+
+    calibrate(args.checkpoint, args.data, method=args.method, format=args.format, columns=args.columns, limit=args.limit,
+              on_error=args.on_error)
+    return 0
 
 
 def cmd_vulnerability(args: argparse.Namespace) -> int:
@@ -338,13 +355,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint", help="checkpoint file or run folder (either stage)")
     _add_data_args(p)
     p.add_argument("--json", help="also write the report as JSON here")
+    p.add_argument("--raw", action="store_true", help="ignore a stored calibration (`vaa calibrate`): the model's own output")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("predict", help="labels and probabilities for a file or one pair")
     p.add_argument("checkpoint", help="checkpoint file or run folder (either stage)")
     _add_data_args(p, allow_pair=True)
     p.add_argument("--output", help="write predictions to .csv/.tsv/.jsonl/.parquet instead of printing")
+    p.add_argument("--raw", action="store_true", help="ignore a stored calibration (`vaa calibrate`): the model's own output")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("calibrate", help="re-fit a model's decision rule on validation (temperature + per-class bias)",
+                       description="Fit temperature scaling plus a per-class bias (or a multinomial logistic regression on "
+                                   "log-probabilities) on validation data; store it in the run folder, where predict and "
+                                   "evaluate apply it. Reports accuracy, log-loss and ECE before, after and cross-fitted.")
+    p.add_argument("checkpoint", help="run folder or checkpoint (either stage)")
+    _add_data_args(p, optional=True)
+    p.add_argument("--method", default="temperature-bias", choices=["temperature-bias", "logistic"],
+                   help="temperature-bias (n+1 parameters, default) | logistic (n^2+n)")
+    p.set_defaults(func=cmd_calibrate)
     p = sub.add_parser("vulnerability", help="per-pair F1, F2, ||V1-V2|| from an FGSM attack on model A")
     p.add_argument("checkpoint", help="checkpoint file or run folder (model A is used)")
     _add_data_args(p, allow_pair=True)
@@ -377,6 +406,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from .calibration import CalibrationError
     from .data.pairs import DataError
     from .runs import RunError
 
@@ -391,7 +421,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("give a data file or --pair SENTENCE_A SENTENCE_B")
     try:
         return args.func(args)
-    except (DataError, RunError, FileNotFoundError, ValueError) as exc:
+    except (DataError, RunError, CalibrationError, FileNotFoundError, ValueError) as exc:
         print(f"vaa: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

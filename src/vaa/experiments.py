@@ -9,10 +9,17 @@ on the same data and seed:
 - ``random``: E~ from a random direction of the same norm (does it come from
   the *adversarial* direction?).
 
-The summary gives mean ± std over seeds per split, and paired significance
-tests of each variant against the baseline A on the same pairs: an exact
-McNemar test per seed and a paired bootstrap of the seed-averaged accuracy
-difference. Every run is an ordinary run folder, so an interrupted
+Two more rows need no training at all: "A, recalibrated on validation" and
+"+VAA, recalibrated on validation" re-fit each model's decision rule
+(temperature and per-class bias) on the validation split — cross-fitted there,
+so no pair is scored by a rule fitted on its label — because B is selected on
+validation and may gain just by shifting its decision rule toward it.
+
+The summary gives mean ± std over seeds per split, log-loss and ECE, and
+paired significance tests of each row against the baseline A on the same
+pairs: an exact McNemar test per seed and a paired bootstrap of the
+seed-averaged difference (pairs as the unit), a t-test and a sign test over
+seeds (seeds as the unit), and a bootstrap over seeds and pairs together. Every run is an ordinary run folder, so an interrupted
 reproduction resumes where it stopped and finished runs are reused.
 """
 
@@ -23,9 +30,10 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
-from scipy.stats import binomtest
+from scipy.stats import binomtest, ttest_1samp
 
 from .analysis.plots import plot_losses
+from .calibration import cross_fit, expected_calibration_error, fit, log_loss
 from .config import RunConfig, apply_overrides, load_preset
 from .runs import write_json
 from .stage_one import train
@@ -38,7 +46,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "random": {"attack": {"direction": "random"}},
 }
 LABELS = {"baseline": "baseline (model A)", "vaa": "+VAA", "zeros": "control: V = 0 (extra training only)",
-          "random": "control: random direction, same norm"}
+          "random": "control: random direction, same norm",
+          "baseline_recal": "A, recalibrated on validation (no training)", "vaa_recal": "+VAA, recalibrated on validation"}
 
 
 def stage_one_config(preset: str, seed: int, output: str | Path, overrides: dict[str, Any] | None = None) -> RunConfig:
@@ -67,9 +76,22 @@ def mcnemar_p(correct_a: np.ndarray, correct_b: np.ndarray) -> float:
     return 1.0 if b + c == 0 else float(binomtest(b, b + c, 0.5).pvalue)
 
 
-def paired_bootstrap_p(correct_base: np.ndarray, correct_other: np.ndarray, resamples: int = 10000, seed: int = 0) -> float:
+BOOTSTRAP_RESAMPLES = 10000
+
+
+def _bootstrap_p(means: np.ndarray, observed: float) -> float:
+    """Two-sided p of ``observed`` against bootstrap means shifted to the null
+    (no difference), written (count + 1) / (R + 1): a resampled statistic can
+    never prove p = 0, and the floor 1 / (R + 1) says how far R can see."""
+    count = int((np.abs(means - observed) >= abs(observed)).sum())
+    return (count + 1) / (means.size + 1)
+
+
+def paired_bootstrap_p(correct_base: np.ndarray, correct_other: np.ndarray, resamples: int = BOOTSTRAP_RESAMPLES,
+                       seed: int = 0) -> float:
     """Two-sided p-value of the seed-averaged accuracy difference, resampling
-    pairs (the same resample for every seed). Inputs are [seeds, pairs]."""
+    pairs only (the same resample for every seed). Inputs are [seeds, pairs].
+    It treats the trained models as fixed: see ``hierarchical_bootstrap_p``."""
     diff = (correct_other.astype(np.float64) - correct_base.astype(np.float64)).mean(0)
     rng = np.random.default_rng(seed)
     n = diff.size
@@ -77,110 +99,214 @@ def paired_bootstrap_p(correct_base: np.ndarray, correct_other: np.ndarray, resa
     for start in range(0, resamples, 1000):
         idx = rng.integers(0, n, size=(min(1000, resamples - start), n))
         means[start:start + idx.shape[0]] = diff[idx].mean(1)
-    observed = diff.mean()
-    # shift the bootstrap distribution to the null hypothesis (no difference)
-    return float(min(1.0, (np.abs(means - observed) >= abs(observed)).mean() + 1.0 / resamples))
+    return _bootstrap_p(means, float(diff.mean()))
 
 
-def _load_predictions(run: Path, split: str) -> tuple[np.ndarray, np.ndarray] | None:
+def hierarchical_bootstrap_p(correct_base: np.ndarray, correct_other: np.ndarray, resamples: int = BOOTSTRAP_RESAMPLES,
+                             seed: int = 0) -> float | None:
+    """Two-sided p-value resampling seeds *and* pairs: each resample draws
+    seeds with replacement (training variance) and pairs with replacement
+    (test-set variance). None with a single seed, where it cannot see
+    training variance at all."""
+    diff = correct_other.astype(np.float64) - correct_base.astype(np.float64)
+    seeds, n = diff.shape
+    if seeds < 2:
+        return None
+    rng = np.random.default_rng(seed)
+    means = np.empty(resamples)
+    chunk = max(1, 2_000_000 // (seeds * n))
+    for start in range(0, resamples, chunk):
+        k = min(chunk, resamples - start)
+        per_seed = diff[:, rng.integers(0, n, size=(k, n))].mean(2)  # [seeds, k]
+        pick = rng.integers(0, seeds, size=(k, seeds))
+        means[start:start + k] = per_seed[pick, np.arange(k)[:, None]].mean(1)
+    return _bootstrap_p(means, float(diff.mean()))
+
+
+def seed_level_tests(per_seed_delta: Sequence[float]) -> dict[str, float | None]:
+    """Tests that treat the seed as the unit: a paired t-test of the per-seed
+    accuracy differences against 0, and an exact sign test. With 3 seeds the
+    sign test cannot go below 0.25: that is what 3 seeds can show."""
+    deltas = np.asarray(per_seed_delta, dtype=np.float64)
+    t_p = None
+    if deltas.size >= 2 and np.ptp(deltas) > 1e-12:  # identical deltas leave t undefined
+        t_p = float(ttest_1samp(deltas, 0.0).pvalue)
+    nonzero = deltas[deltas != 0]
+    sign_p = float(binomtest(int((nonzero > 0).sum()), nonzero.size, 0.5).pvalue) if nonzero.size else 1.0
+    return {"seed_t_test_p": t_p, "sign_test_p": sign_p}
+
+
+def _load_outputs(run: Path, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray | None] | None:
+    """(predicted, gold, probs or None) of a run on a split, or None."""
     path = run / "predictions" / f"{split}.npz"
     if not path.exists():
         return None
     data = np.load(path)
-    return data["predicted"], data["gold"]
+    probs = data["probs"].astype(np.float64) if "probs" in data.files else None
+    return data["predicted"], data["gold"], probs
 
 
-def summarize(output: str | Path, seeds: Sequence[int], variants: Sequence[str], title: str = "") -> dict[str, Any]:
-    """Table 3 from finished runs: accuracy mean ± std and paired tests."""
+def _recalibrated(valid: tuple, target: tuple | None, split: str, seed: int) -> tuple | None:
+    """A run's outputs after re-fitting its decision rule on validation.
+    On the validation split itself the rule is cross-fitted (one half fits,
+    the other half is scored, then swapped); on a test split the rule is fitted
+    on the whole validation split. None without saved probabilities."""
+    if valid[2] is None or target is None or target[2] is None:
+        return None
+    if split == "valid":
+        probs, _ = cross_fit(valid[2], valid[1], seed=seed)
+    else:
+        probs = fit(valid[2], valid[1]).apply(target[2])
+    return probs.argmax(1), target[1], probs
+
+
+def summarize(output: str | Path, seeds: Sequence[int], variants: Sequence[str], title: str = "",
+              recalibrate: bool = True) -> dict[str, Any]:
+    """Table 3 from finished runs: accuracy mean ± std, log-loss and ECE,
+    paired tests at the pair and at the seed level, and (``recalibrate``) the
+    zero-training baseline: A (and +VAA) with the decision rule re-fitted on
+    validation."""
     output = Path(output)
-    rows: dict[str, Any] = {}
-    correct: dict[str, dict[str, np.ndarray]] = {}
-    splits: list[str] = []
     missing: list[str] = []
+    splits: list[str] = []
     for split in ("valid", "test"):
-        base = [_load_predictions(output / f"seed{k}" / "a", split) for k in seeds]
+        base = [_load_outputs(output / f"seed{k}" / "a", split) for k in seeds]
         if any(b is None for b in base):
             if split == "valid":
                 missing += [f"seed{k}/a/predictions/valid.npz" for k, b in zip(seeds, base) if b is None]
             continue
-        gold = base[0][1]
-        labelled = gold >= 0  # unlabelled pairs (a test file without labels) are not scored
-        if labelled.any():
+        if (base[0][1] >= 0).any():  # unlabelled pairs (a test file without labels) are not scored
             splits.append(split)
+
+    # outputs[name][split] = one (predicted, gold, probs) per seed
+    outputs: dict[str, dict[str, list[tuple]]] = {}
     for name in ["baseline", *variants]:
         folder = "a" if name == "baseline" else name
-        row: dict[str, Any] = {"label": LABELS.get(name, name)}
         for split in splits:
-            per_seed = []
-            for k in seeds:
-                loaded = _load_predictions(output / f"seed{k}" / folder, split)
-                if loaded is None:
-                    missing.append(f"seed{k}/{folder}/predictions/{split}.npz")
-                    per_seed = []
-                    break
-                predicted, gold = loaded
-                per_seed.append((predicted == gold)[gold >= 0])
-            if not per_seed:
+            loaded = [_load_outputs(output / f"seed{k}" / folder, split) for k in seeds]
+            if any(x is None for x in loaded):
+                missing += [f"seed{k}/{folder}/predictions/{split}.npz" for k, x in zip(seeds, loaded) if x is None]
                 continue
-            matrix = np.stack(per_seed)
+            outputs.setdefault(name, {})[split] = loaded
+    notes: list[str] = []
+    if recalibrate:
+        for name in [n for n in ("baseline", "vaa") if n in outputs and "valid" in outputs[n]]:
+            for split in splits:
+                if split not in outputs[name]:
+                    continue
+                recal = [_recalibrated(v, t, split, k) for v, t, k in zip(outputs[name]["valid"], outputs[name][split], seeds)]
+                if any(r is None for r in recal):
+                    notes.append(f"no recalibrated row for {name} on {split}: a run saved no probabilities")
+                    continue
+                outputs.setdefault(f"{name}_recal", {})[split] = recal
+
+    rows: dict[str, Any] = {}
+    correct: dict[str, dict[str, np.ndarray]] = {}
+    for name, per_split in outputs.items():
+        row: dict[str, Any] = {"label": LABELS.get(name, name)}
+        for split, per_seed in per_split.items():
+            labelled = [g >= 0 for _, g, _ in per_seed]
+            matrix = np.stack([(p == g)[m] for (p, g, _), m in zip(per_seed, labelled)])
             correct.setdefault(name, {})[split] = matrix
             acc = matrix.mean(1)
             row[split] = {"per_seed": acc.tolist(), "mean": float(acc.mean()), "std": float(acc.std(ddof=1)) if len(acc) > 1 else 0.0,
                           "pairs": int(matrix.shape[1])}
+            if all(pr is not None for _, _, pr in per_seed):
+                row[split]["log_loss"] = float(np.mean([log_loss(pr, g) for _, g, pr in per_seed]))
+                row[split]["ece"] = float(np.mean([expected_calibration_error(pr, g) for _, g, pr in per_seed]))
         rows[name] = row
-    for name in variants:
+    for name in rows:
+        if name == "baseline":
+            continue
         for split in splits:
-            if split not in correct.get(name, {}) or split not in correct.get("baseline", {}):
-                continue
-            rows[name][split].update(_paired(correct["baseline"][split], correct[name][split], "delta_vs_baseline"))
-    # the question the controls answer: does +VAA beat the same stage two without the attack's signal?
+            if split in correct.get(name, {}) and split in correct.get("baseline", {}):
+                rows[name][split].update(_paired(correct["baseline"][split], correct[name][split], "delta_vs_baseline"))
+    # the questions the controls answer: does +VAA beat the same stage two without
+    # the attack's signal, and A whose decision rule was re-fitted on validation?
     versus: dict[str, Any] = {}
-    for name in variants:
-        if name == "vaa" or "vaa" not in correct or name not in correct:
+    for name in [n for n in rows if n not in ("baseline", "vaa", "vaa_recal")]:
+        if "vaa" not in correct or name not in correct:
             continue
         for split in splits:
             if split in correct["vaa"] and split in correct[name]:
                 versus.setdefault(name, {})[split] = _paired(correct[name][split], correct["vaa"][split], "delta")
+    like_for_like: dict[str, Any] = {}
+    if "vaa_recal" in correct and "baseline_recal" in correct:
+        for split in splits:
+            if split in correct["vaa_recal"] and split in correct["baseline_recal"]:
+                like_for_like[split] = _paired(correct["baseline_recal"][split], correct["vaa_recal"][split], "delta")
     return {"title": title, "seeds": list(seeds), "variants": list(variants), "splits": splits, "rows": rows,
-            "vaa_vs_controls": versus, "missing": missing}
+            "vaa_vs_controls": versus, "recalibrated_vaa_vs_recalibrated_a": like_for_like, "missing": missing, "notes": notes,
+            "bootstrap_resamples": BOOTSTRAP_RESAMPLES}
 
 
 def _paired(base: np.ndarray, other: np.ndarray, delta_key: str) -> dict[str, Any]:
-    """Accuracy difference (other - base) and its paired tests; inputs are [seeds, pairs]."""
-    return {delta_key: float(other.mean() - base.mean()), "mcnemar_p_per_seed": [mcnemar_p(b, o) for b, o in zip(base, other)],
-            "paired_bootstrap_p": paired_bootstrap_p(base, other)}
+    """Accuracy difference (other - base) and its paired tests; inputs are
+    [seeds, pairs]: McNemar per seed and the pair bootstrap (pairs as the
+    unit), the seed-level t and sign tests, and the bootstrap over seeds and
+    pairs together (training variance included)."""
+    per_seed = (other.mean(1) - base.mean(1)).tolist()
+    return {delta_key: float(other.mean() - base.mean()), "delta_per_seed": per_seed,
+            "mcnemar_p_per_seed": [mcnemar_p(b, o) for b, o in zip(base, other)],
+            "paired_bootstrap_p": paired_bootstrap_p(base, other), **seed_level_tests(per_seed),
+            "hierarchical_bootstrap_p": hierarchical_bootstrap_p(base, other)}
+
+
+def format_p(p: float | None, resamples: int | None = None) -> str:
+    """A p-value for a table; a bootstrap p at its floor reads "< 1/R"."""
+    if p is None:
+        return "—"
+    if resamples and p <= 1.0 / (resamples + 1) + 1e-15:
+        return f"< {1.0 / resamples:.0e}"
+    return f"{p:.3g}"
 
 
 def table_markdown(summary: dict[str, Any]) -> str:
-    """The summary laid out like the paper's Table 3 (accuracy in %)."""
+    """The summary laid out like the paper's Table 3 (accuracy in %), then
+    calibration, then +VAA against each control and the re-fitted baseline."""
     splits = summary["splits"]
-    head = "| model | " + " | ".join(f"{s} acc. (mean ± std, %) | Δ vs A | McNemar p per seed | bootstrap p" for s in splits) + " |"
+    r_boot = summary.get("bootstrap_resamples", BOOTSTRAP_RESAMPLES)
+    head = "| model | " + " | ".join(f"{s} acc. (mean ± std, %) | Δ vs A | McNemar p per seed | bootstrap p (pairs) | "
+                                      f"seed t-test p | bootstrap p (seeds × pairs)" for s in splits) + " |"
     lines = [f"### {summary['title']}" if summary["title"] else "", f"Seeds {summary['seeds']}.", "", head,
-             "|---|" + "---|---|---|---|" * len(splits)]
+             "|---|" + "---|---|---|---|---|---|" * len(splits)]
     for name, row in summary["rows"].items():
         cells = []
         for s in splits:
             r = row.get(s)
             if r is None:
-                cells += ["—"] * 4
+                cells += ["—"] * 6
                 continue
             cells.append(f"{100 * r['mean']:.2f} ± {100 * r['std']:.2f}")
             if "delta_vs_baseline" in r:
                 cells += [f"{100 * r['delta_vs_baseline']:+.2f}", ", ".join(f"{p:.3g}" for p in r["mcnemar_p_per_seed"]),
-                          f"{r['paired_bootstrap_p']:.3g}"]
+                          format_p(r["paired_bootstrap_p"], r_boot), format_p(r["seed_t_test_p"]),
+                          format_p(r["hierarchical_bootstrap_p"], r_boot)]
             else:
-                cells += ["", "", ""]
+                cells += ["", "", "", "", ""]
         lines.append(f"| {row['label']} | " + " | ".join(cells) + " |")
+    calibrated = [(name, s, row[s]) for name, row in summary["rows"].items() for s in splits if s in row and "ece" in row[s]]
+    if calibrated:
+        lines += ["", "Calibration (mean over seeds; recalibrated rows cross-fitted on validation):", "",
+                  "| model | split | log-loss | ECE |", "|---|---|---|---|"]
+        lines += [f"| {summary['rows'][n]['label']} | {s} | {r['log_loss']:.4f} | {r['ece']:.4f} |" for n, s, r in calibrated]
     if summary.get("missing"):
         lines += ["", "Not in the table (no saved predictions): " + ", ".join(summary["missing"])]
-    versus = summary.get("vaa_vs_controls", {})
-    if versus:
-        lines += ["", "+VAA against each control (same seeds, same pairs):", "",
-                  "| +VAA vs | split | Δ (+VAA − control) | McNemar p per seed | bootstrap p |", "|---|---|---|---|---|"]
-        for name, per_split in versus.items():
-            for split, r in per_split.items():
-                lines.append(f"| {LABELS.get(name, name)} | {split} | {100 * r['delta']:+.2f} | "
-                             f"{', '.join(f'{p:.3g}' for p in r['mcnemar_p_per_seed'])} | {r['paired_bootstrap_p']:.3g} |")
+    for note in summary.get("notes", []):
+        lines += ["", note]
+    comparisons = [(f"+VAA vs {LABELS.get(name, name)}", split, r) for name, per_split in summary.get("vaa_vs_controls", {}).items()
+                   for split, r in per_split.items()]
+    comparisons += [(f"{LABELS['vaa_recal']} vs {LABELS['baseline_recal']}", split, r)
+                    for split, r in summary.get("recalibrated_vaa_vs_recalibrated_a", {}).items()]
+    if comparisons:
+        lines += ["", "+VAA against each control and the re-fitted baseline (same seeds, same pairs):", "",
+                  "| comparison | split | Δ (%) | Δ per seed | McNemar p per seed | bootstrap p (pairs) | seed t-test p | sign p | "
+                  "bootstrap p (seeds × pairs) |", "|---|---|---|---|---|---|---|---|---|"]
+        for label, split, r in comparisons:
+            lines.append(f"| {label} | {split} | {100 * r['delta']:+.2f} | {', '.join(f'{100 * d:+.2f}' for d in r['delta_per_seed'])} | "
+                         f"{', '.join(f'{p:.3g}' for p in r['mcnemar_p_per_seed'])} | {format_p(r['paired_bootstrap_p'], r_boot)} | "
+                         f"{format_p(r['seed_t_test_p'])} | {format_p(r['sign_test_p'])} | "
+                         f"{format_p(r['hierarchical_bootstrap_p'], r_boot)} |")
     return "\n".join(lines).strip() + "\n"
 
 

@@ -8,9 +8,17 @@ import numpy as np
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
 
-def classification_report(gold: np.ndarray, predicted: np.ndarray, names: Sequence[str]) -> dict[str, Any]:
+def classification_report(gold: np.ndarray, predicted: np.ndarray, names: Sequence[str],
+                          probs: np.ndarray | None = None) -> dict[str, Any]:
     """Metrics over the labelled pairs (``gold >= 0``) as plain JSON types;
-    macro-F1 averages the classes that occur in the gold labels."""
+    macro-F1 averages the classes that occur in the gold labels. With the
+    class probabilities, log-loss and expected calibration error too: two
+    models of equal accuracy can differ in how far their confidence holds."""
+    extra = {}
+    if probs is not None:
+        from .calibration import expected_calibration_error, log_loss
+
+        extra = {"log_loss": log_loss(probs, gold), "ece": expected_calibration_error(probs, gold)}
     known = gold >= 0
     gold, predicted = gold[known], predicted[known]
     if gold.size == 0:
@@ -25,6 +33,7 @@ def classification_report(gold: np.ndarray, predicted: np.ndarray, names: Sequen
         "macro_f1": float(np.mean(f[present])),
         "per_class": per_class,
         "confusion_matrix": {"labels": list(names), "rows_gold_cols_predicted": confusion_matrix(gold, predicted, labels=labels).tolist()},
+        **extra,
     }
 
 
@@ -33,7 +42,10 @@ def format_report(report: dict[str, Any], title: str = "") -> str:
     names = report["confusion_matrix"]["labels"]
     width = max(12, *(len(n) for n in names))
     lines = [title] if title else []
-    lines.append(f"pairs {report['pairs']}  accuracy {report['accuracy']:.4f}  macro-F1 {report['macro_f1']:.4f}")
+    head = f"pairs {report['pairs']}  accuracy {report['accuracy']:.4f}  macro-F1 {report['macro_f1']:.4f}"
+    if "log_loss" in report:
+        head += f"  log-loss {report['log_loss']:.4f}  ECE {report['ece']:.4f}"
+    lines.append(head)
     lines.append(f"{'class':<{width}} {'precision':>9} {'recall':>9} {'f1':>9} {'support':>8}")
     for name in names:
         c = report["per_class"][name]

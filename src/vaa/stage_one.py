@@ -61,7 +61,7 @@ def final_scores(run_dir: Path, model: torch.nn.Module, examples: dict[str, Sequ
         out.mkdir(exist_ok=True)
         np.savez_compressed(out / f"{name}.npz", predicted=preds.predicted, gold=preds.labels, probs=preds.probs)
         if (preds.labels >= 0).any():
-            report = classification_report(preds.labels, preds.predicted, splits.label_map.names)
+            report = classification_report(preds.labels, preds.predicted, splits.label_map.names, probs=preds.probs)
             scores[name] = report
             source = getattr(splits, name).report.path
             log(f"{name} accuracy of the best checkpoint: {report['accuracy']:.4f} ({report['pairs']} pairs, {source})")

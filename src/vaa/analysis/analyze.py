@@ -19,9 +19,10 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from ..calibration import expected_calibration_error, log_loss
 from ..config import AttackConfig, DataConfig
 from ..data.sources import check_labels, read_file
-from ..inference import load_model
+from ..inference import load_model, run_validation_split
 from ..models.base import PairModel
 from ..runs import write_json
 from ..vulnerability import Vulnerability, measure, sweep
@@ -136,7 +137,8 @@ def analyze_examples(
 
     accuracy = float((main.predicted == labels).mean())
     result: dict[str, Any] = {
-        "pairs": len(examples), "accuracy_of_A": accuracy, "attack": dataclasses.asdict(attack),
+        "pairs": len(examples), "accuracy_of_A": accuracy, "log_loss_of_A": log_loss(main.probs, labels),
+        "ece_of_A": expected_calibration_error(main.probs, labels), "attack": dataclasses.asdict(attack),
         "pairs_per_s": len(examples) / seconds, "seconds": seconds,
         "flip_rate": float(main.flipped.mean()), "mean_distance": float(main.distance.mean()),
         "roc": [r.to_json() for r in rocs], "no_attack_auc_oriented": reference, "per_class": stats,
@@ -163,7 +165,8 @@ def analyze_examples(
 def report_markdown(result: dict[str, Any], class_names: Sequence[str], title: str = "") -> str:
     a = result["attack"]
     lines = [f"# Vulnerability analysis{': ' + title if title else ''}", "",
-             f"{result['pairs']} pairs; accuracy of A {result['accuracy_of_A']:.4f}; attack {a['norm']} eps {a['eps']:g}"
+             f"{result['pairs']} pairs; accuracy of A {result['accuracy_of_A']:.4f} (log-loss {result['log_loss_of_A']:.4f}, "
+             f"ECE {result['ece_of_A']:.4f}); attack {a['norm']} eps {a['eps']:g}"
              f"{' relative' if a['relative'] else ''} ({a['scope']} norm, {a['direction']}); "
              f"{result['flip_rate']:.2%} of predictions flipped; mean ||V1-V2|| {result['mean_distance']:.4g}; "
              f"{result['pairs_per_s']:.1f} pairs/s.", "", "## AUC of one criterion (Fig. 3a)", ""]
@@ -193,9 +196,9 @@ def analyze(
     """Analyse model A of ``checkpoint`` (a stage-one model, or the A inside a
     VAA model) on the labelled file ``data``; with ``data=None``, on the
     validation split of the run that trained A."""
-    loaded = load_model(checkpoint)
+    loaded = load_model(checkpoint, raw=True)  # the attack reads A's own output
     if data is None:
-        dataset = _run_validation_split(checkpoint, loaded.label_map, limit)
+        dataset = run_validation_split(checkpoint, loaded.label_map, limit)
     else:
         dataset = read_file(str(data), DataConfig(format=format, columns=columns, limit=limit, on_error=on_error), require_labels=True)
         check_labels(loaded.label_map, dataset)
@@ -208,19 +211,3 @@ def analyze(
     result["data"] = dataset.report.to_json()
     write_json(Path(output) / "analysis.json", result)
     return result
-
-
-def _run_validation_split(checkpoint: str | Path, label_map: Any, limit: int | None) -> Any:
-    """The validation pairs of the run that produced ``checkpoint``."""
-    from ..config import RunConfig
-    from ..data.pairs import DataError
-    from ..data.sources import load_splits
-    from ..stage_two import a_run_folder
-
-    folder = a_run_folder(checkpoint)
-    if folder is None:
-        raise DataError("no data file given and no run folder (config.json) next to this checkpoint", checkpoint)
-    data = RunConfig.load(folder / "config.json").data
-    if limit is not None:
-        data = dataclasses.replace(data, limit=limit)
-    return load_splits(data, label_map=label_map).valid

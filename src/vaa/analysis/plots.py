@@ -112,3 +112,27 @@ def plot_losses(curves: Sequence[tuple[str, np.ndarray, np.ndarray]], path: str 
     ax.set_title(title or "Training loss across stage one and stage two")
     ax.legend(fontsize=8)
     return _save(fig, path)
+
+
+def plot_reliability(bins: dict[str, Sequence[dict[str, float]]], path: str | Path, title: str = "") -> Path:
+    """Reliability diagram: accuracy against mean confidence per confidence
+    bin, one line per rule (e.g. before/after re-fitting); the diagonal is a
+    perfectly calibrated model, marker area the bin's share of pairs."""
+    fig = Figure(figsize=(5.5, 5))
+    ax = fig.add_subplot(1, 1, 1)
+    ax.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfect calibration")
+    for k, (name, rows) in enumerate(bins.items()):
+        if not rows:
+            continue
+        total = sum(r["pairs"] for r in rows)
+        conf = [r["confidence"] for r in rows]
+        acc = [r["accuracy"] for r in rows]
+        ax.plot(conf, acc, marker="o", color=f"C{k}", label=name)
+        ax.scatter(conf, acc, s=[600 * r["pairs"] / total for r in rows], color=f"C{k}", alpha=0.3)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("mean confidence in bin (top class)")
+    ax.set_ylabel("accuracy in bin")
+    ax.set_title(title or "Reliability diagram")
+    ax.legend(loc="upper left", fontsize=8)
+    return _save(fig, path)
