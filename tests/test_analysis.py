@@ -128,3 +128,17 @@ def test_analysis_of_single_class_data_still_writes_the_per_class_picture(tmp_pa
     assert (tmp_path / "per_class_F2.png").exists() and (tmp_path / "report.md").exists() and not (tmp_path / "roc.png").exists()
     assert any("one class" in m for m in messages)
     assert pd.read_csv(tmp_path / "sweep.csv")["auc"].isna().all()
+
+
+def test_probability_reference_scores_a_own_class_probability():
+    from types import SimpleNamespace
+
+    from vaa.analysis.analyze import probability_reference
+
+    probs = np.array([[0.9, 0.1], [0.6, 0.4], [0.3, 0.7], [0.45, 0.55]])
+    labels = np.array([0, 1, 1, 0])
+    # p(class 1) ranks: positives 0.4, 0.7; negatives 0.1, 0.55 -> 3 of 4 positive-negative pairs ordered right
+    assert probability_reference(SimpleNamespace(probs=probs), labels, ["no", "yes"]) == {"yes": 0.75}
+    three = np.array([[0.8, 0.1, 0.1], [0.1, 0.8, 0.1], [0.1, 0.1, 0.8], [0.5, 0.3, 0.2]])
+    ref = probability_reference(SimpleNamespace(probs=three), np.array([0, 1, 2, 0]), ["e", "n", "c"])
+    assert set(ref) == {"e", "n", "c"} and ref["n"] == 1.0 and ref["c"] == 1.0

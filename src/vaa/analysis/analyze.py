@@ -80,6 +80,16 @@ def no_attack_reference(main: Vulnerability, labels: np.ndarray, class_names: Se
     return {c: criterion_roc(v, labels, class_names, c).auc_oriented for c, v in values.items()}
 
 
+def probability_reference(main: Vulnerability, labels: np.ndarray, class_names: Sequence[str]) -> dict[str, float]:
+    """The strongest no-attack reference: the AUC of A's own probability of
+    each class (one-vs-rest; class 1 alone for two classes). A vulnerability
+    criterion that does not beat it tells nothing A's output does not."""
+    present = [k for k in range(len(class_names)) if (labels == k).any()]
+    positives = [present[1]] if len(present) == 2 else present
+    return {class_names[k]: criterion_roc(main.probs[:, k], labels == k, ["rest", class_names[k]]).per_class[0].auc
+            for k in positives}
+
+
 def sweep_markdown(rows: Sequence[dict[str, Any]]) -> str:
     lines = ["| criterion | norm | direction | eps | AUC | AUC (oriented) | flipped | mean ‖V1−V2‖ |", "|---|---|---|---|---|---|---|---|"]
     for r in rows:
@@ -117,7 +127,7 @@ def analyze_examples(
         label = "||V1 - V2||" if name == "distance" else name
         plot_per_class(values, labels, class_names, label, out / f"per_class_{name}.png",
                        title=f"{title + ': ' if title else ''}{label} per gold class ({setting})")
-    rocs, reference, fits = [], {}, {}
+    rocs, reference, fits, probability_auc = [], {}, {}, {}
     if _separable(labels):
         rocs = [criterion_roc(main.criterion(c), labels, class_names, c) for c in CRITERIA]
         plot_roc(rocs, out / "roc.png", title=f"{title + ': ' if title else ''}label from vulnerability alone ({setting})")
@@ -125,6 +135,8 @@ def analyze_examples(
             log(f"AUC of {r.criterion} ({setting}): {r.auc:.4f} (oriented {r.auc_oriented:.4f})")
         reference = no_attack_reference(main, labels, class_names)
         log("AUC without attack (entropy, -log max phi, ||V1||): " + ", ".join(f"{c} {v:.4f}" for c, v in reference.items()))
+        probability_auc = probability_reference(main, labels, class_names)
+        log("AUC of A's own class probability: " + ", ".join(f"{c} {v:.4f}" for c, v in probability_auc.items()))
     else:
         log("only one class in the data: no ROC/AUC and no Theorem 1 fit (per-class plots still written)")
     try:
@@ -141,7 +153,8 @@ def analyze_examples(
         "ece_of_A": expected_calibration_error(main.probs, labels), "attack": dataclasses.asdict(attack),
         "pairs_per_s": len(examples) / seconds, "seconds": seconds,
         "flip_rate": float(main.flipped.mean()), "mean_distance": float(main.distance.mean()),
-        "roc": [r.to_json() for r in rocs], "no_attack_auc_oriented": reference, "per_class": stats,
+        "roc": [r.to_json() for r in rocs], "no_attack_auc_oriented": reference, "a_probability_auc": probability_auc,
+        "per_class": stats,
         "theorem": {c: dataclasses.asdict(f) for c, f in fits.items()},
     }
     if run_sweep:
@@ -170,9 +183,19 @@ def report_markdown(result: dict[str, Any], class_names: Sequence[str], title: s
              f"{' relative' if a['relative'] else ''} ({a['scope']} norm, {a['direction']}); "
              f"{result['flip_rate']:.2%} of predictions flipped; mean ||V1-V2|| {result['mean_distance']:.4g}; "
              f"{result['pairs_per_s']:.1f} pairs/s.", "", "## AUC of one criterion (Fig. 3a)", ""]
+    if result["roc"]:
+        lines += ["AUC with the score = the criterion and the positive class = " +
+                  ("class 1" if len(result["roc"][0]["per_class"]) == 1 else "each class against the rest") +
+                  " (the paper's orientation: higher = more vulnerable = that class). The oriented figure, max(AUC, 1 - AUC), "
+                  "picks the direction after the fact and is not comparable with the paper's. References without any "
+                  f"attack: {', '.join(f'{c} -> {v}' for c, v in NO_ATTACK.items())} (oriented), and A's own class "
+                  "probability (the strongest).", ""]
     for r in result["roc"]:
-        lines.append(f"- {r['criterion']}: AUC {r['auc']:.4f}, oriented {r['auc_oriented']:.4f} "
-                     f"(without attack — {NO_ATTACK[r['criterion']]}: {result['no_attack_auc_oriented'][r['criterion']]:.4f})")
+        per = "; ".join(f"{c['positive_class']} {c['auc']:.4f}" for c in r["per_class"])
+        lines.append(f"- {r['criterion']}: AUC {per} (oriented {r['auc_oriented']:.4f}; without attack — "
+                     f"{NO_ATTACK[r['criterion']]}: {result['no_attack_auc_oriented'][r['criterion']]:.4f})")
+    if result.get("a_probability_auc"):
+        lines.append("- A's own probability of the class: " + "; ".join(f"{c} {v:.4f}" for c, v in result["a_probability_auc"].items()))
     if not result["roc"]:
         lines.append("- not computed: the data hold a single class")
     lines += ["", "## Per-class means (Fig. 2)", "", "| criterion | " + " | ".join(class_names) + " |",
