@@ -25,6 +25,7 @@ DATA_FLAGS: list[tuple[str, str, Callable[[str], Any], str]] = [
     ("--valid-fraction", "data.valid_fraction", float, "share of --train held out when no --valid is given"),
     ("--limit", "data.limit", int, "read at most this many pairs per file (quick runs)"),
     ("--on-error", "data.on_error", str, "raise (default) | skip malformed rows and count them"),
+    ("--labels", "data.labels", str, "rename the files' labels, e.g. 0=not_duplicate,1=duplicate"),
 ]
 # Model A's architecture: stage one only (model B is always a copy of A).
 MODEL_FLAGS: list[tuple[str, str, Callable[[str], Any], str]] = [
@@ -199,9 +200,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .metrics import format_report
 
     report = evaluate(args.checkpoint, args.data, format=args.format, columns=args.columns, limit=args.limit, on_error=args.on_error,
-                      raw=args.raw)
+                      raw=args.raw, labels=args.labels)
     print(format_report(report, title=f"{args.checkpoint} on {args.data}"))
-    _say_calibration(report["calibration"])
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
     return 0
@@ -222,18 +222,12 @@ def _write_table(rows: list[dict[str, Any]], path: str) -> None:
         frame.to_csv(path, index=False, sep="\t" if suffix == ".tsv" else ",")
 
 
-def _say_calibration(description: str | None) -> None:
-    """Say on stderr when a stored calibration changed the model's output."""
-    if description:
-        print(f"applied the run's {description}; --raw for the model's own output", file=sys.stderr)
-
-
 def cmd_predict(args: argparse.Namespace) -> int:
     from .inference import predict
 
     rows = predict(args.checkpoint, data=args.data, pairs=[tuple(args.pair)] if args.pair else None,
                    format=args.format, columns=args.columns, limit=args.limit, on_error=args.on_error, raw=args.raw,
-                   on_calibration=_say_calibration)
+                   labels=args.labels)
     if args.output:
         _write_table(rows, args.output)
         print(f"wrote {len(rows)} predictions to {args.output}")
@@ -262,7 +256,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     from .inference import calibrate
 
     calibrate(args.checkpoint, args.data, method=args.method, format=args.format, columns=args.columns, limit=args.limit,
-              on_error=args.on_error)
+              on_error=args.on_error, labels=args.labels)
     return 0
 
 
@@ -271,7 +265,8 @@ def cmd_vulnerability(args: argparse.Namespace) -> int:
 
     rows = vulnerability_rows(args.checkpoint, data=args.data, pairs=[tuple(args.pair)] if args.pair else None,
                               attack=_attack_config(args), format=args.format, columns=args.columns, limit=args.limit,
-                              batch_size=args.batch_size, progress=not args.no_progress, on_error=args.on_error)
+                              batch_size=args.batch_size, progress=not args.no_progress, on_error=args.on_error,
+                              labels=args.labels)
     if args.output:
         _write_table(rows, args.output)
         print(f"wrote {len(rows)} rows to {args.output}")
@@ -286,7 +281,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
     result = analyze(args.checkpoint, args.data, args.output, attack=_attack_config(args), eps_list=args.eps_list,
                      norms=args.norms, run_sweep=not args.no_sweep, format=args.format, columns=args.columns,
-                     limit=args.limit, batch_size=args.batch_size, progress=not args.no_progress, on_error=args.on_error)
+                     limit=args.limit, batch_size=args.batch_size, progress=not args.no_progress, on_error=args.on_error,
+                     labels=args.labels)
     print(f"analysis of {result['pairs']} pairs written to {args.output} (report.md, analysis.json, *.png)")
     return 0
 
@@ -311,6 +307,7 @@ def _add_data_args(parser: argparse.ArgumentParser, optional: bool = False, allo
     parser.add_argument("--columns", help="generic/HF columns, e.g. a=q1,b=q2,label=y")
     parser.add_argument("--limit", type=int, help="read at most this many pairs")
     parser.add_argument("--on-error", default="raise", help="raise | skip")
+    parser.add_argument("--labels", help="the file's label spellings as the model's labels, e.g. 0=not_duplicate,1=duplicate")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -32,6 +32,7 @@ class DataConfig:
     split_seed: int = 0
     limit: int | None = None  # read at most this many pairs per file (quick runs)
     on_error: str = "raise"  # or "skip": skip malformed rows, counted in the report
+    labels: str | None = None  # rename the file's labels to the model's: "0=not_duplicate,1=duplicate"
 
 
 @dataclass

@@ -1,21 +1,28 @@
-"""Using a trained model: load any checkpoint (model A or a VAA model),
-evaluate it on a labelled file, predict labels for a file or a single pair.
+"""Using a trained model: load any checkpoint (model A or a VAA model) once,
+then predict, measure vulnerability, evaluate and calibrate with it.
 
-``vaa evaluate`` and ``vaa predict`` call these; so can Python code::
+    import vaa
 
-    from vaa import predict
-    predict("runs/qqp/checkpoints/best.pt", pairs=[("how do i cook rice ?", "how to cook rice ?")])
+    model = vaa.load("runs/qqp-a")                       # stays in memory
+    probs = model.predict([("how do i cook rice ?", "how to cook rice ?")])   # [N, classes]
+    model.predict_labels(pairs)                          # label names
+    model.vulnerability(pairs)                           # DataFrame: F1, F2, ||V1-V2||, flipped
+    model.evaluate("dev.tsv", labels="0=not_duplicate,1=duplicate")
+
+The module-level ``predict``/``evaluate``/``vulnerability_rows`` (what ``vaa
+predict``/``vaa evaluate``/``vaa vulnerability`` call) load a checkpoint and
+call these methods: one code path for the CLI and the Python API.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
 import numpy as np
-
 from torch import nn
 
 from .calibration import (Calibration, cross_fit, fit, read_calibration, reliability_bins, run_folder_of, save_calibration,
@@ -23,18 +30,36 @@ from .calibration import (Calibration, cross_fit, fit, read_calibration, reliabi
 from .checkpoint import read_checkpoint, rebuild_model
 from .config import AttackConfig, DataConfig, VAAConfig
 from .data.batching import Example
-from .data.pairs import LabelMap, Pair
-from .data.pairs import PairDataset
+from .data.pairs import LabelMap, Pair, PairDataset
 from .data.sources import check_labels, load_splits, read_file
 from .metrics import classification_report
 from .models.base import PairModel
 from .training import Predictions, predict_examples
 
+if TYPE_CHECKING:
+    import pandas as pd
+
+PairsLike = Iterable["Pair | tuple[str, str]"]
+logger = logging.getLogger(__name__)
+
+
+def as_pairs(pairs: PairsLike) -> list[Pair]:
+    """``Pair`` objects, or (sentence a, sentence b) tuples numbered pair-0, pair-1, ..."""
+    out = []
+    for i, item in enumerate(pairs):
+        if isinstance(item, Pair):
+            out.append(item)
+        else:
+            a, b = item
+            out.append(Pair(a, b, None, f"pair-{i}"))
+    return out
+
 
 @dataclass
 class LoadedModel:
-    """A model ready for raw pairs: ``module`` maps batches to logits,
-    ``base`` featurises text (model A, or A inside a VAA model)."""
+    """A trained model held in memory, ready for raw text: ``module`` maps
+    batches to logits (model A, or the whole VAA model), ``base`` featurises
+    text (model A, or A inside a VAA model). ``vaa.load`` returns one."""
 
     module: nn.Module
     base: PairModel
@@ -43,12 +68,26 @@ class LoadedModel:
     path: str
     calibration: Calibration | None = None  # a decision rule re-fitted on validation (`vaa calibrate`)
 
-    def featurize(self, pairs: Sequence[Pair]) -> list[Example]:
-        return self.base.featurize_all(pairs, self.label_map)
+    @property
+    def labels(self) -> list[str]:
+        """Class names in the order of the probability columns."""
+        return list(self.label_map.names)
 
     @property
     def run_dir(self) -> Path:
         return run_folder_of(self.path)
+
+    def featurize(self, pairs: Sequence[Pair]) -> list[Example]:
+        return self.base.featurize_all(pairs, self.label_map)
+
+    def read(self, data: str | Path, format: str = "auto", columns: str | None = None, labels: str | None = None,
+             limit: int | None = None, on_error: str = "raise", require_labels: bool = False) -> PairDataset:
+        """Pairs of a file, their labels renamed by ``labels`` (e.g.
+        "0=not_duplicate,1=duplicate") and checked against the model's."""
+        dataset = read_file(str(data), DataConfig(format=format, columns=columns, labels=labels, limit=limit, on_error=on_error),
+                            require_labels=require_labels)
+        check_labels(self.label_map, dataset)
+        return dataset
 
     def predictions(self, examples: Sequence[Example], batch_size: int = 256, progress: bool = False) -> Predictions:
         """The model's probabilities, with the stored calibration applied if any."""
@@ -56,6 +95,59 @@ class LoadedModel:
         if self.calibration is None:
             return preds
         return Predictions(self.calibration.apply(preds.probs), preds.labels, None)
+
+    def predict(self, pairs: PairsLike, batch_size: int = 256) -> np.ndarray:
+        """Class probabilities [pairs, classes] (columns in ``labels`` order)."""
+        return self.predictions(self.featurize(as_pairs(pairs)), batch_size).probs
+
+    def predict_labels(self, pairs: PairsLike, batch_size: int = 256) -> list[str]:
+        return [self.label_map.name(int(k)) for k in self.predict(pairs, batch_size).argmax(1)]
+
+    def prediction_rows(self, pairs: Sequence[Pair], batch_size: int = 256) -> list[dict[str, Any]]:
+        """Per pair: id, sentences, predicted label, gold if known, p_<label>."""
+        preds = self.predictions(self.featurize(pairs), batch_size)
+        rows = []
+        for pair, probs, predicted in zip(pairs, preds.probs, preds.predicted):
+            row: dict[str, Any] = {"id": pair.id, "a": pair.a, "b": pair.b, "predicted": self.label_map.name(int(predicted))}
+            if pair.label is not None:
+                row["gold"] = pair.label
+            row.update({f"p_{name}": float(p) for name, p in zip(self.label_map.names, probs)})
+            rows.append(row)
+        return rows
+
+    def vulnerability(self, pairs: PairsLike, attack: AttackConfig | None = None, batch_size: int = 128,
+                      progress: bool = False) -> "pd.DataFrame":
+        """Per pair: id, gold if known, A's prediction and confidence, F1, F2,
+        ||V1 - V2|| and whether the attack flips A's prediction (model A of a
+        VAA model; A's own output, never a calibration)."""
+        import pandas as pd
+
+        from .vulnerability import measure
+
+        items = as_pairs(pairs)
+        v = measure(self.base, self.featurize(items), attack or AttackConfig(), batch_size, progress=progress)
+        names = self.label_map.names
+        rows = []
+        for i, pair in enumerate(items):
+            row: dict[str, Any] = {"id": pair.id}
+            if pair.label is not None:
+                row["gold"] = pair.label
+            row.update({"predicted": names[int(v.predicted[i])], "confidence": float(v.probs[i].max()), "F1": float(v.f1[i]),
+                        "F2": float(v.f2[i]), "distance": float(v.distance[i]), "flipped": bool(v.flipped[i])})
+            rows.append(row)
+        return pd.DataFrame(rows)
+
+    def evaluate(self, data: str | Path, format: str = "auto", columns: str | None = None, labels: str | None = None,
+                 batch_size: int = 256, limit: int | None = None, on_error: str = "raise") -> dict[str, Any]:
+        """Accuracy, per-class precision/recall/F1, the confusion matrix,
+        log-loss and expected calibration error on a labelled file."""
+        dataset = self.read(data, format, columns, labels, limit, on_error, require_labels=True)
+        preds = self.predictions(self.featurize(dataset.pairs), batch_size)
+        report = classification_report(preds.labels, preds.predicted, self.label_map.names, probs=preds.probs)
+        report["data"] = dataset.report.to_json()
+        report["checkpoint"] = self.path
+        report["calibration"] = self.calibration.describe() if self.calibration else None
+        return report
 
 
 def load_model(path: str | Path, raw: bool = False) -> LoadedModel:
@@ -74,88 +166,56 @@ def load_model(path: str | Path, raw: bool = False) -> LoadedModel:
     loaded = LoadedModel(module, base, label_map, payload["kind"], payload["path"])
     if not raw:
         loaded.calibration = read_calibration(loaded.run_dir, weights_fingerprint(module.state_dict()))
+        if loaded.calibration is not None:
+            logger.info("applying the run's %s; raw=True (--raw) gives the model's own output", loaded.calibration.describe())
     return loaded
+
+
+load = load_model  # ``vaa.load(path)``
 
 
 def evaluate(
     checkpoint: str | Path, data: str | Path, format: str = "auto", columns: str | None = None, batch_size: int = 256,
-    limit: int | None = None, on_error: str = "raise", raw: bool = False,
+    limit: int | None = None, on_error: str = "raise", raw: bool = False, labels: str | None = None,
 ) -> dict[str, Any]:
-    """Accuracy, per-class precision/recall/F1, the confusion matrix, log-loss
-    and expected calibration error of a checkpoint on a labelled file (with
-    the run's stored calibration applied unless ``raw``)."""
-    loaded = load_model(checkpoint, raw=raw)
-    dataset = read_file(str(data), DataConfig(format=format, columns=columns, limit=limit, on_error=on_error), require_labels=True)
-    check_labels(loaded.label_map, dataset)
-    preds = loaded.predictions(loaded.featurize(dataset.pairs), batch_size)
-    report = classification_report(preds.labels, preds.predicted, loaded.label_map.names, probs=preds.probs)
-    report["data"] = dataset.report.to_json()
-    report["checkpoint"] = loaded.path
-    report["calibration"] = loaded.calibration.describe() if loaded.calibration else None
-    return report
+    """``load_model(checkpoint, raw).evaluate(data, ...)``: the run's stored
+    calibration is applied unless ``raw``."""
+    return load_model(checkpoint, raw=raw).evaluate(data, format, columns, labels, batch_size, limit, on_error)
 
 
-def _model_and_pairs(checkpoint: str | Path, data: str | Path | None, pairs: Sequence[tuple[str, str]] | None,
-                     settings: DataConfig, raw: bool = True) -> tuple[LoadedModel, list[Pair]]:
+def _model_and_pairs(checkpoint: str | Path, data: str | Path | None, pairs: PairsLike | None, format: str,
+                     columns: str | None, labels: str | None, limit: int | None, on_error: str,
+                     raw: bool = True) -> tuple[LoadedModel, list[Pair]]:
     """The model, and the pairs of a file or of (a, b) tuples (exactly one)."""
     if (data is None) == (pairs is None):
         raise ValueError("give either a data file or pairs")
     loaded = load_model(checkpoint, raw=raw)
     if pairs is not None:
-        return loaded, [Pair(a, b, None, f"pair-{i}") for i, (a, b) in enumerate(pairs)]
-    dataset = read_file(str(data), settings)
-    check_labels(loaded.label_map, dataset)
-    return loaded, dataset.pairs
-
-
-def _rows(pairs: Sequence[Pair], preds: Predictions, label_map: LabelMap) -> list[dict[str, Any]]:
-    rows = []
-    for pair, probs, predicted in zip(pairs, preds.probs, preds.predicted):
-        row: dict[str, Any] = {"id": pair.id, "a": pair.a, "b": pair.b, "predicted": label_map.name(int(predicted))}
-        if pair.label is not None:
-            row["gold"] = pair.label
-        row.update({f"p_{name}": float(p) for name, p in zip(label_map.names, probs)})
-        rows.append(row)
-    return rows
+        return loaded, as_pairs(pairs)
+    return loaded, loaded.read(data, format, columns, labels, limit, on_error).pairs
 
 
 def predict(
-    checkpoint: str | Path, data: str | Path | None = None, pairs: Sequence[tuple[str, str]] | None = None,
+    checkpoint: str | Path, data: str | Path | None = None, pairs: PairsLike | None = None,
     format: str = "auto", columns: str | None = None, batch_size: int = 256, limit: int | None = None,
-    on_error: str = "raise", raw: bool = False, on_calibration: Callable[[str], None] | None = None,
+    on_error: str = "raise", raw: bool = False, labels: str | None = None,
 ) -> list[dict[str, Any]]:
     """Predicted label and class probabilities per pair, for a file or for
     ``pairs`` given as (sentence a, sentence b) tuples; the run's stored
-    calibration is applied unless ``raw`` (and described to ``on_calibration``)."""
-    loaded, items = _model_and_pairs(checkpoint, data, pairs, DataConfig(format=format, columns=columns, limit=limit, on_error=on_error),
-                                     raw=raw)
-    if loaded.calibration is not None and on_calibration is not None:
-        on_calibration(loaded.calibration.describe())
-    preds = loaded.predictions(loaded.featurize(items), batch_size)
-    return _rows(items, preds, loaded.label_map)
+    calibration is applied unless ``raw`` (and logged when it is)."""
+    loaded, items = _model_and_pairs(checkpoint, data, pairs, format, columns, labels, limit, on_error, raw=raw)
+    return loaded.prediction_rows(items, batch_size)
 
 
 def vulnerability_rows(
-    checkpoint: str | Path, data: str | Path | None = None, pairs: Sequence[tuple[str, str]] | None = None,
+    checkpoint: str | Path, data: str | Path | None = None, pairs: PairsLike | None = None,
     attack: AttackConfig = AttackConfig(), format: str = "auto", columns: str | None = None, limit: int | None = None,
-    batch_size: int = 128, progress: bool = True, on_error: str = "raise",
+    batch_size: int = 128, progress: bool = True, on_error: str = "raise", labels: str | None = None,
 ) -> list[dict[str, Any]]:
     """Per pair: id, gold label if known, A's prediction, F1, F2, ||V1-V2||
     and whether the attack flipped the prediction (model A of the checkpoint)."""
-    from .vulnerability import measure
-
-    loaded, items = _model_and_pairs(checkpoint, data, pairs, DataConfig(format=format, columns=columns, limit=limit, on_error=on_error))
-    v = measure(loaded.base, loaded.featurize(items), attack, batch_size, progress=progress)
-    names = loaded.label_map.names
-    rows = []
-    for i, pair in enumerate(items):
-        row: dict[str, Any] = {"id": pair.id}
-        if pair.label is not None:
-            row["gold"] = pair.label
-        row.update({"predicted": names[int(v.predicted[i])], "confidence": float(v.probs[i].max()), "F1": float(v.f1[i]),
-                    "F2": float(v.f2[i]), "distance": float(v.distance[i]), "flipped": bool(v.flipped[i])})
-        rows.append(row)
-    return rows
+    loaded, items = _model_and_pairs(checkpoint, data, pairs, format, columns, labels, limit, on_error)
+    return loaded.vulnerability(items, attack, batch_size, progress).to_dict("records")
 
 
 def run_validation_split(checkpoint: str | Path, label_map: LabelMap, limit: int | None = None) -> PairDataset:
@@ -187,8 +247,8 @@ def _validation_probabilities(loaded: LoadedModel, data: str | Path | None, sett
         dataset = run_validation_split(loaded.path, loaded.label_map, settings.limit)
         source = "the run's validation split"
     else:
-        dataset = read_file(str(data), settings, require_labels=True)
-        check_labels(loaded.label_map, dataset)
+        dataset = loaded.read(data, settings.format, settings.columns, settings.labels, settings.limit, settings.on_error,
+                              require_labels=True)
         source = str(data)
     preds = predict_examples(loaded.module, loaded.featurize(dataset.pairs), batch_size)
     return preds.probs.astype(np.float64), preds.labels, source
@@ -197,7 +257,7 @@ def _validation_probabilities(loaded: LoadedModel, data: str | Path | None, sett
 def calibrate(
     checkpoint: str | Path, data: str | Path | None = None, method: str = "temperature-bias", format: str = "auto",
     columns: str | None = None, limit: int | None = None, on_error: str = "raise", batch_size: int = 256,
-    seed: int = 0, log: Callable[[str], None] = print,
+    seed: int = 0, labels: str | None = None, log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Re-fit the checkpoint's decision rule on validation data (``data``, or
     its run's validation split) and store it in the run folder, where
@@ -209,16 +269,16 @@ def calibrate(
     from .analysis.plots import plot_reliability
 
     loaded = load_model(checkpoint, raw=True)
-    settings = DataConfig(format=format, columns=columns, limit=limit, on_error=on_error)
-    probs, labels, source = _validation_probabilities(loaded, data, settings, batch_size)
-    rule = fit(probs, labels, method)
-    rule.fitted_on = {"source": source, "pairs": int((labels >= 0).sum())}
+    settings = DataConfig(format=format, columns=columns, labels=labels, limit=limit, on_error=on_error)
+    probs, gold, source = _validation_probabilities(loaded, data, settings, batch_size)
+    rule = fit(probs, gold, method)
+    rule.fitted_on = {"source": source, "pairs": int((gold >= 0).sum())}
     rule.fingerprint = weights_fingerprint(loaded.module.state_dict())
     after = rule.apply(probs)
-    crossed, _ = cross_fit(probs, labels, method, seed=seed)
+    crossed, _ = cross_fit(probs, gold, method, seed=seed)
     report = {"checkpoint": loaded.path, "method": method, "fitted_on": rule.fitted_on,
-              "before": scores(probs, labels), "after_in_sample": scores(after, labels), "after_cross_fitted": scores(crossed, labels),
-              "reliability": {"before": reliability_bins(probs, labels), "after": reliability_bins(after, labels)}}
+              "before": scores(probs, gold), "after_in_sample": scores(after, gold), "after_cross_fitted": scores(crossed, gold),
+              "reliability": {"before": reliability_bins(probs, gold), "after": reliability_bins(after, gold)}}
     path = save_calibration(rule, loaded.run_dir, report)
     plot = plot_reliability(report["reliability"], loaded.run_dir / "calibration.png",
                             title=f"Reliability on {source} ({rule.fitted_on['pairs']} pairs)")

@@ -20,8 +20,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ..calibration import expected_calibration_error, log_loss
-from ..config import AttackConfig, DataConfig
-from ..data.sources import check_labels, read_file
+from ..config import AttackConfig
 from ..inference import load_model, run_validation_split
 from ..models.base import PairModel
 from ..runs import write_json
@@ -214,7 +213,7 @@ def analyze(
     checkpoint: str | Path, data: str | Path | None, output: str | Path, attack: AttackConfig = AttackConfig(),
     eps_list: Sequence[float] = DEFAULT_EPS, norms: Sequence[str] = ("l2", "linf"), run_sweep: bool = True,
     format: str = "auto", columns: str | None = None, limit: int | None = None, batch_size: int = 128,
-    progress: bool = True, log: Callable[[str], None] = print, on_error: str = "raise",
+    progress: bool = True, log: Callable[[str], None] = print, on_error: str = "raise", labels: str | None = None,
 ) -> dict[str, Any]:
     """Analyse model A of ``checkpoint`` (a stage-one model, or the A inside a
     VAA model) on the labelled file ``data``; with ``data=None``, on the
@@ -223,8 +222,7 @@ def analyze(
     if data is None:
         dataset = run_validation_split(checkpoint, loaded.label_map, limit)
     else:
-        dataset = read_file(str(data), DataConfig(format=format, columns=columns, limit=limit, on_error=on_error), require_labels=True)
-        check_labels(loaded.label_map, dataset)
+        dataset = loaded.read(data, format, columns, labels, limit, on_error, require_labels=True)
     examples = loaded.featurize(dataset.pairs)
     labels = np.asarray([e["label"] for e in examples])
     result = analyze_examples(loaded.base, examples, labels, loaded.label_map.names, output, attack, eps_list, norms,

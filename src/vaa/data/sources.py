@@ -38,9 +38,31 @@ def _head(data: PairDataset, limit: int) -> PairDataset:
 
 
 def read_file(path: str, cfg: DataConfig, require_labels: bool = False) -> PairDataset:
-    """Read one file with the run's format, column and error settings."""
+    """Read one file with the run's format, column, error and label settings."""
     columns = ColumnSpec.parse(cfg.columns) if cfg.columns else None
-    return read_pairs(path, format=cfg.format, columns=columns, on_error=cfg.on_error, limit=cfg.limit, require_labels=require_labels)
+    data = read_pairs(path, format=cfg.format, columns=columns, on_error=cfg.on_error, limit=cfg.limit, require_labels=require_labels)
+    return relabel(data, parse_label_mapping(cfg.labels)) if cfg.labels else data
+
+
+def parse_label_mapping(text: str) -> dict[str, str]:
+    """``"0=not_duplicate,1=duplicate"`` -> {"0": "not_duplicate", "1": "duplicate"}:
+    how a file spells each label, and the model's name for it."""
+    mapping: dict[str, str] = {}
+    for item in text.split(","):
+        source, sep, target = (part.strip() for part in item.partition("="))
+        if not sep or not source or not target:
+            raise DataError(f"label mapping {text!r}: expected FILE_LABEL=MODEL_LABEL[,...], got {item.strip()!r}")
+        if source in mapping:
+            raise DataError(f"label mapping {text!r}: {source!r} is mapped twice")
+        mapping[source] = target
+    return mapping
+
+
+def relabel(data: PairDataset, mapping: dict[str, str]) -> PairDataset:
+    """The pairs with their labels renamed by ``mapping`` (labels it does not
+    name are kept, so a label the model does not know is still caught)."""
+    pairs = [dataclasses.replace(p, label=mapping.get(p.label, p.label)) if p.label is not None else p for p in data.pairs]
+    return PairDataset(pairs, data.report)
 
 
 def check_labels(label_map: LabelMap, data: PairDataset) -> None:
