@@ -17,7 +17,7 @@ import argparse
 from pathlib import Path
 
 from protocol import DATASETS, MODELS, OUT, SEEDS, with_threads
-from vaa.experiments import VARIANTS, reproduce
+from vaa.experiments import VARIANTS, reproduce, write_table
 
 
 def main() -> None:
@@ -30,12 +30,17 @@ def main() -> None:
                         help="stage-two variants to run (e.g. one per process); the table covers these only")
     parser.add_argument("--test", help="a test file (reported separately)")
     parser.add_argument("--out", default=OUT)
+    parser.add_argument("--summarize-only", action="store_true",
+                        help="rebuild table3.md/.json/.png from the finished runs' saved predictions; train nothing")
     args = parser.parse_args()
     stage_one, stage_two = MODELS[args.model]
     over_a = with_threads(stage_one, args.threads)
     if args.test:
         over_a = {**over_a, "data": {**over_a.get("data", {}), "test": args.test}}
     folder = args.dataset if args.model == "esim" else f"{args.dataset}-{args.model}"
+    if args.summarize_only:
+        print(write_table(Path(args.out) / folder, args.seeds, args.variants, f"{args.dataset.upper()}, {args.model}"))
+        return
     reproduce(f"{args.dataset}-{args.model}", Path(args.out) / folder, seeds=args.seeds, variants=args.variants, overrides_a=over_a,
               overrides_b=with_threads(stage_two, args.threads), title=f"{args.dataset.upper()}, {args.model}")
 

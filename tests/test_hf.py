@@ -177,7 +177,7 @@ def test_every_command_works_for_the_hf_family(tmp_path, capsys):
     assert main(["reproduce", "--preset", str(preset), "--seeds", "0", "--variants", "vaa", "--set-b", "optim.max_epochs=1",
                  "--output", str(tmp_path / "repro"), "--no-progress"]) == 0
     table = json.load(open(tmp_path / "repro" / "table3.json"))
-    assert set(table["rows"]) == {"baseline", "vaa"}
+    assert set(table["rows"]) == {"baseline", "vaa", "baseline_recal", "vaa_recal"}
     assert json.load(open(tmp_path / "repro" / "seed0" / "vaa" / "config.json"))["optim"]["optimizer"] == "adamw"
 
 

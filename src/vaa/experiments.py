@@ -372,14 +372,24 @@ def reproduce(
             log(f"== seed {seed}: stage two, {LABELS.get(variant, variant)} ({b_config.output})")
             train_vaa(b_config, log=log)
     summary = summarize(output, seeds, variants, title or preset)
+    log(write_table(output, seeds, variants, title or preset, summary))
+    return summary
+
+
+def write_table(output: str | Path, seeds: Sequence[int], variants: Sequence[str], title: str = "",
+                summary: dict[str, Any] | None = None) -> str:
+    """table3.json/.md/.png and the first seed's loss plot from the finished
+    runs' saved predictions (nothing is trained); returns the Markdown."""
+    output = Path(output)
+    summary = summary if summary is not None else summarize(output, seeds, variants, title)
     write_json(output / "table3.json", summary)
-    (output / "table3.md").write_text(table_markdown(summary))
+    markdown = table_markdown(summary)
+    (output / "table3.md").write_text(markdown)
     if summary["splits"]:
         plot_table(summary, output / "table3.png")
     for seed in seeds[:1]:
         plot_stage_losses(output, seed, variants)
-    log(table_markdown(summary))
-    return summary
+    return markdown
 
 
 DEMO_EPS = (0.005, 0.02, 0.1, 0.5)
