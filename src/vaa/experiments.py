@@ -19,8 +19,9 @@ The summary gives mean ± std over seeds per split, log-loss and ECE, and
 paired significance tests of each row against the baseline A on the same
 pairs: an exact McNemar test per seed and a paired bootstrap of the
 seed-averaged difference (pairs as the unit), a t-test and a sign test over
-seeds (seeds as the unit), and a bootstrap over seeds and pairs together. Every run is an ordinary run folder, so an interrupted
-reproduction resumes where it stopped and finished runs are reused.
+seeds (seeds as the unit), and a bootstrap over seeds and pairs together.
+Every run is an ordinary run folder, so an interrupted reproduction resumes
+where it stopped and finished runs are reused.
 """
 
 from __future__ import annotations
