@@ -24,6 +24,11 @@ Step sizes
   random direction (Gaussian for l2, random signs for linf), drawn per pair
   from (seed, pair index, sentence) so that it does not depend on the batch.
 Padding and special tokens stay untouched.
+
+Precision: the attack always runs in fp32, also inside a bf16/fp16 autocast
+region (:func:`vaa.device.full_precision`): a half-precision input gradient
+has about three significant digits, too coarse for an L2 step of 0.02, and
+V1/V2 would change with the precision setting.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ import torch.nn.functional as F
 
 from .config import AttackConfig
 from .data.batching import Batch
+from .device import full_precision
 from .models.base import Embedded, PairModel
 
 NORMS = ("l2", "linf")
@@ -71,9 +77,7 @@ def eval_mode(model: torch.nn.Module) -> Iterator[None]:
     for p, _ in flags:
         p.requires_grad_(False)
     try:
-        # cuDNN's RNN backward refuses eval mode; the native kernels do not.
-        with torch.backends.cudnn.flags(enabled=False):
-            yield
+        yield
     finally:
         for p, flag in flags:
             p.requires_grad_(flag)
@@ -92,8 +96,8 @@ def validate(cfg: AttackConfig) -> None:
 
 
 def forward_with_gradient(model: PairModel, batch: Batch) -> BasePass:
-    """A's normal forward pass and dJ/dE for J = CE(A(E), y_pred) summed."""
-    with eval_mode(model), torch.enable_grad():
+    """A's normal forward pass and dJ/dE for J = CE(A(E), y_pred) summed (fp32)."""
+    with eval_mode(model), torch.enable_grad(), full_precision(batch["label"].device):
         emb = model.embed(batch)
         values = [v.detach().requires_grad_(True) for v in emb.values]
         emb = emb.with_values(values)
@@ -105,13 +109,13 @@ def forward_with_gradient(model: PairModel, batch: Batch) -> BasePass:
     return BasePass(
         emb=emb.with_values([v.detach() for v in values]), logits=logits.detach(), hidden=hidden.detach(),
         grads=[g.detach() for g in grads], predicted=predicted.detach(),
-        index=batch["index"] if "index" in batch else torch.arange(predicted.shape[0]),
+        index=batch["index"] if "index" in batch else torch.arange(predicted.shape[0], device=predicted.device),
     )
 
 
 def forward_embedded(model: PairModel, emb: Embedded) -> tuple[torch.Tensor, torch.Tensor]:
-    """(logits, last hidden vector) of A on given embeddings, without gradient."""
-    with eval_mode(model), torch.no_grad():
+    """(logits, last hidden vector) of A on given embeddings, without gradient (fp32)."""
+    with eval_mode(model), torch.no_grad(), full_precision(emb.values[0].device):
         hidden = model.encode(emb)
         return model.classify(hidden), hidden
 
@@ -130,7 +134,7 @@ def random_direction(like: torch.Tensor, mask: torch.Tensor, index: torch.Tensor
         rng = np.random.default_rng([seed, pair, group])
         shape = (positions.numel(), like.shape[-1])
         draw = rng.standard_normal(shape) if norm == "l2" else rng.choice([-1.0, 1.0], size=shape)
-        out[row, positions] = torch.from_numpy(draw).to(like.dtype)
+        out[row, positions] = torch.from_numpy(draw).to(device=like.device, dtype=like.dtype)
     return out
 
 
@@ -169,7 +173,7 @@ def _eps(cfg: AttackConfig, value: torch.Tensor, mask: torch.Tensor) -> torch.Te
     """Per-sample step size for one sentence: eps, or eps x its own scale."""
     batch = value.shape[0]
     if not cfg.relative:
-        return torch.full((batch,), float(cfg.eps), dtype=value.dtype)
+        return torch.full((batch,), float(cfg.eps), dtype=value.dtype, device=value.device)
     masked = value * mask.unsqueeze(-1).to(value.dtype)
     if cfg.norm == "l2":
         return cfg.eps * _sq_norm(masked).sqrt()
@@ -180,7 +184,7 @@ def _eps(cfg: AttackConfig, value: torch.Tensor, mask: torch.Tensor) -> torch.Te
 def _pair_eps(cfg: AttackConfig, emb: Embedded) -> torch.Tensor:
     """Per-sample step size when one L2 norm covers the whole pair."""
     if not cfg.relative:
-        return torch.full((emb.values[0].shape[0],), float(cfg.eps), dtype=emb.values[0].dtype)
+        return torch.full((emb.values[0].shape[0],), float(cfg.eps), dtype=emb.values[0].dtype, device=emb.values[0].device)
     total = sum(_sq_norm(emb.values[t] * m.unsqueeze(-1).to(emb.values[t].dtype)) for t, m in emb.groups)
     return cfg.eps * total.sqrt()
 

@@ -45,6 +45,8 @@ RUN_FLAGS: list[tuple[str, str, Callable[[str], Any], str]] = [
     ("--output", "output", str, "run folder"),
     ("--threads", "threads", int, "torch CPU threads (0: default)"),
     ("--checkpoint-every", "checkpoint_every", int, "batches between mid-epoch checkpoints"),
+    ("--device", "device", str, "auto (CUDA, else MPS, else CPU; default) | cpu | cuda | cuda:N | mps"),
+    ("--precision", "precision", str, "fp32 (default) | bf16 | fp16 (CUDA; gradient scaler); the FGSM step stays fp32"),
 ]
 ATTACK_FLAGS: list[tuple[str, str, Callable[[str], Any], str]] = [
     ("--norm", "attack.norm", str, "FGSM norm: l2 (eq. 5) | linf (eq. 4)"),
@@ -172,13 +174,13 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
     over_a = _key_values(args.set_a, "--set-a")
     over_b = _key_values(args.set_b, "--set-b")
-    shared = {"threads": args.threads, "progress": not args.no_progress}
+    shared = {"threads": args.threads, "progress": not args.no_progress, "device": args.device}
     if args.test:
         _merge(over_a, {"data": {"test": args.test}})
     _merge(over_a, shared)
     _merge(over_b, shared)
     reproduce(args.preset, args.output, seeds=args.seeds, stage_two_preset=args.stage_two_preset, variants=args.variants,
-              overrides_a=over_a, overrides_b=over_b, title=args.title or args.preset)
+              overrides_a=over_a, overrides_b=over_b, title=args.title or args.preset, jobs=args.jobs)
     print(f"Table 3 written to {args.output}/table3.md (and .json, .png)")
     return 0
 
@@ -187,7 +189,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """The README's main job on the built-in synthetic data."""
     from .experiments import demo
 
-    summary = demo(args.output, overrides={"threads": args.threads, "progress": not args.no_progress})
+    summary = demo(args.output, overrides={"threads": args.threads, "progress": not args.no_progress, "device": args.device})
     print(f"\nvalidation accuracy: model A {summary['valid_accuracy_a']:.4f}, A+VAA {summary['valid_accuracy_vaa']:.4f}; "
           f"AUC of F2 (L2, eps 0.02) {summary['auc_f2']:.4f}")
     print("(A+VAA also trained longer: `vaa reproduce` separates the vulnerability from extra training with controls)")
@@ -200,7 +202,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .metrics import format_report
 
     report = evaluate(args.checkpoint, args.data, format=args.format, columns=args.columns, limit=args.limit, on_error=args.on_error,
-                      raw=args.raw, labels=args.labels)
+                      raw=args.raw, labels=args.labels, device=args.device, precision=args.precision)
     print(format_report(report, title=f"{args.checkpoint} on {args.data}"))
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
@@ -227,7 +229,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     rows = predict(args.checkpoint, data=args.data, pairs=[tuple(args.pair)] if args.pair else None,
                    format=args.format, columns=args.columns, limit=args.limit, on_error=args.on_error, raw=args.raw,
-                   labels=args.labels)
+                   labels=args.labels, device=args.device, precision=args.precision)
     if args.output:
         _write_table(rows, args.output)
         print(f"wrote {len(rows)} predictions to {args.output}")
@@ -256,7 +258,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     from .inference import calibrate
 
     calibrate(args.checkpoint, args.data, method=args.method, format=args.format, columns=args.columns, limit=args.limit,
-              on_error=args.on_error, labels=args.labels)
+              on_error=args.on_error, labels=args.labels, device=args.device)
     return 0
 
 
@@ -266,7 +268,7 @@ def cmd_vulnerability(args: argparse.Namespace) -> int:
     rows = vulnerability_rows(args.checkpoint, data=args.data, pairs=[tuple(args.pair)] if args.pair else None,
                               attack=_attack_config(args), format=args.format, columns=args.columns, limit=args.limit,
                               batch_size=args.batch_size, progress=not args.no_progress, on_error=args.on_error,
-                              labels=args.labels)
+                              labels=args.labels, device=args.device)
     if args.output:
         _write_table(rows, args.output)
         print(f"wrote {len(rows)} rows to {args.output}")
@@ -282,7 +284,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     result = analyze(args.checkpoint, args.data, args.output, attack=_attack_config(args), eps_list=args.eps_list,
                      norms=args.norms, run_sweep=not args.no_sweep, format=args.format, columns=args.columns,
                      limit=args.limit, batch_size=args.batch_size, progress=not args.no_progress, on_error=args.on_error,
-                     labels=args.labels)
+                     labels=args.labels, device=args.device)
     print(f"analysis of {result['pairs']} pairs written to {args.output} (report.md, analysis.json, *.png)")
     return 0
 
@@ -293,6 +295,12 @@ def cmd_theorem(args: argparse.Namespace) -> int:
     print(theorem_text(n=args.n, d=args.d, sigma=args.sigma, samples=args.samples, seed=args.seed,
                        analysis=args.analysis, plot=args.plot))
     return 0
+
+
+def _add_device_arg(parser: argparse.ArgumentParser, precision: bool = False) -> None:
+    parser.add_argument("--device", default="auto", help="auto (CUDA, else MPS, else CPU; default) | cpu | cuda | cuda:N | mps")
+    if precision:
+        parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"], help="fp32 (default) | bf16 | fp16 (CUDA)")
 
 
 def _add_data_args(parser: argparse.ArgumentParser, optional: bool = False, allow_pair: bool = False) -> None:
@@ -339,6 +347,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     p.add_argument("--title", help="title of the table (default: the preset)")
     p.add_argument("--no-progress", action="store_true")
+    _add_device_arg(p)
+    p.add_argument("--jobs", type=int, default=1,
+                   help="independent runs at once, each a local `vaa` process (one GPU each when there are several)")
     p.set_defaults(func=cmd_reproduce)
 
     p = sub.add_parser("demo", help="the main job on the built-in synthetic demo data",
@@ -346,6 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", default="runs/demo", help="folder for the demo's runs (default runs/demo)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     p.add_argument("--no-progress", action="store_true")
+    _add_device_arg(p)
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("evaluate", help="accuracy, per-class P/R/F1 and confusion matrix on a labelled file")
@@ -353,6 +365,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_args(p)
     p.add_argument("--json", help="also write the report as JSON here")
     p.add_argument("--raw", action="store_true", help="ignore a stored calibration (`vaa calibrate`): the model's own output")
+    _add_device_arg(p, precision=True)
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("predict", help="labels and probabilities for a file or one pair")
@@ -360,6 +373,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_args(p, allow_pair=True)
     p.add_argument("--output", help="write predictions to .csv/.tsv/.jsonl/.parquet instead of printing")
     p.add_argument("--raw", action="store_true", help="ignore a stored calibration (`vaa calibrate`): the model's own output")
+    _add_device_arg(p, precision=True)
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("calibrate", help="re-fit a model's decision rule on validation (temperature + per-class bias)",
@@ -370,6 +384,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_args(p, optional=True)
     p.add_argument("--method", default="temperature-bias", choices=["temperature-bias", "logistic"],
                    help="temperature-bias (n+1 parameters, default) | logistic (n^2+n)")
+    _add_device_arg(p)
     p.set_defaults(func=cmd_calibrate)
     p = sub.add_parser("vulnerability", help="per-pair F1, F2, ||V1-V2|| from an FGSM attack on model A")
     p.add_argument("checkpoint", help="checkpoint file or run folder (model A is used)")
@@ -377,6 +392,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_attack_args(p)
     p.add_argument("--output", help="write rows to .csv/.tsv/.jsonl/.parquet instead of printing")
     p.add_argument("--no-progress", action="store_true")
+    _add_device_arg(p)
     p.set_defaults(func=cmd_vulnerability)
 
     p = sub.add_parser("analyze", help="Fig. 2, Fig. 3a/3b and Theorem 1 for model A on a labelled file")
@@ -388,6 +404,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--norms", nargs="+", default=["l2", "linf"], choices=["l2", "linf"], help="norms of the sweep")
     p.add_argument("--no-sweep", action="store_true", help="skip the sweep (Fig. 3b)")
     p.add_argument("--no-progress", action="store_true")
+    _add_device_arg(p)
     p.set_defaults(func=cmd_analyze)
 
     p = sub.add_parser("theorem", help="Theorem 1: closed form, corollaries, Monte-Carlo check, measured criteria")

@@ -108,6 +108,8 @@ class RunConfig:
     checkpoint_every: int = 0  # batches between mid-epoch checkpoints (0: end of epoch only)
     threads: int = 0  # torch threads (0: torch's default)
     progress: bool = True
+    device: str = "auto"  # auto (CUDA, else MPS, else CPU) | cpu | cuda | cuda:N | mps; under torchrun: cuda:LOCAL_RANK
+    precision: str = "fp32"  # fp32 (paper) | bf16 | fp16 (CUDA only, with a gradient scaler); the FGSM step is always fp32
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -117,7 +119,8 @@ class RunConfig:
 
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> "RunConfig":
-        return apply_overrides(cls(), obj)
+        # "runtime" is a record of where the run computed (device, versions), not a setting
+        return apply_overrides(cls(), {k: v for k, v in obj.items() if k != "runtime"})
 
     @classmethod
     def load(cls, path: str | Path) -> "RunConfig":

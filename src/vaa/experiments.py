@@ -36,6 +36,7 @@ from scipy.stats import binomtest, ttest_1samp
 from .analysis.plots import plot_losses
 from .calibration import cross_fit, expected_calibration_error, fit, log_loss
 from .config import RunConfig, apply_overrides, load_preset
+from .jobs import Job, gpu_slots, job_for, run_jobs
 from .runs import write_json
 from .stage_one import train
 from .stage_two import train_vaa
@@ -356,13 +357,16 @@ def plot_stage_losses(output: Path, seed: int, variants: Sequence[str]) -> Path 
 def reproduce(
     preset: str, output: str | Path, seeds: Sequence[int] = (0, 1, 2), stage_two_preset: str | None = None,
     variants: Sequence[str] = tuple(VARIANTS), overrides_a: dict[str, Any] | None = None,
-    overrides_b: dict[str, Any] | None = None, title: str = "", log: Callable[[str], None] = print,
+    overrides_b: dict[str, Any] | None = None, title: str = "", log: Callable[[str], None] = print, jobs: int = 1,
 ) -> dict[str, Any]:
     """Train (or reuse) every run, then write table3.md/.json/.png and the
     loss plots into ``output``. ``stage_two_preset`` defaults to esim-vaa or
-    hf-vaa after model A's family."""
+    hf-vaa after model A's family. ``jobs`` > 1 runs the independent runs as
+    that many concurrent local processes (:mod:`vaa.jobs`)."""
     output = Path(output)
-    for seed in seeds:
+    if jobs > 1:
+        _run_concurrently(preset, output, seeds, stage_two_preset, variants, overrides_a, overrides_b, jobs, log)
+    for seed in seeds if jobs <= 1 else ():
         a_config = stage_one_config(preset, seed, output, overrides_a)
         if stage_two_preset is None:  # B is trained like its family's A
             stage_two_preset = "hf-vaa" if a_config.model.family == "hf" else "esim-vaa"
@@ -393,6 +397,35 @@ def write_table(output: str | Path, seeds: Sequence[int], variants: Sequence[str
     return markdown
 
 
+def reproduction_jobs(preset: str, output: Path, seeds: Sequence[int], stage_two_preset: str | None,
+                      variants: Sequence[str], overrides_a: dict[str, Any] | None, overrides_b: dict[str, Any] | None) -> list[Job]:
+    """Every run of a reproduction as a plain command over a config file
+    (``output/jobs``); stage-two runs name their model A's job."""
+    out: list[Job] = []
+    folder = output / "jobs"
+    for seed in seeds:
+        a_config = stage_one_config(preset, seed, output, overrides_a)
+        two = stage_two_preset or ("hf-vaa" if a_config.model.family == "hf" else "esim-vaa")
+        a_job = job_for(a_config, "stage1", f"seed{seed}-a", folder)
+        out.append(a_job)
+        for variant in variants:
+            b_config = stage_two_config(two, a_config, variant, output, overrides_b)
+            out.append(job_for(b_config, "stage2", f"seed{seed}-{variant}", folder, after=a_job.name))
+    return out
+
+
+def _run_concurrently(preset: str, output: Path, seeds: Sequence[int], stage_two_preset: str | None, variants: Sequence[str],
+                      overrides_a: dict[str, Any] | None, overrides_b: dict[str, Any] | None, jobs: int,
+                      log: Callable[[str], None]) -> None:
+    from .runs import RunError
+
+    planned = reproduction_jobs(preset, output, seeds, stage_two_preset, variants, overrides_a, overrides_b)
+    device = str((overrides_a or {}).get("device", "auto"))
+    failed = run_jobs(planned, jobs, gpu_slots(jobs, device), log=log)
+    if failed:
+        raise RunError("runs that failed or could not start: " + ", ".join(f"{j.name} (log {j.log})" for j in failed))
+
+
 DEMO_EPS = (0.005, 0.02, 0.1, 0.5)
 
 
@@ -408,7 +441,8 @@ def demo(output: str | Path = "runs/demo", preset: str = "demo", stage_two_prese
     a_config = apply_overrides(load_preset(preset), {**(overrides or {}), "output": str(output / "a")})
     a = train(a_config, log=log)
     log("== vulnerability of model A's validation pairs (FGSM, L2, eps 0.02; small sweep)")
-    analysis = analyze(a["run"], None, output / "analysis", eps_list=DEMO_EPS, progress=a_config.progress, log=log)
+    analysis = analyze(a["run"], None, output / "analysis", eps_list=DEMO_EPS, progress=a_config.progress, log=log,
+                       device=a_config.device)
     log("== stage two: model B with the vulnerability vector")
     b_config = stage_two_config(stage_two_preset, a_config, "vaa", output, overrides)
     b_config = dataclasses.replace(b_config, output=str(output / "vaa"))

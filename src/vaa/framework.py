@@ -28,6 +28,7 @@ from torch import nn
 from .attack import forward_embedded, forward_with_gradient, perturbation
 from .config import AttackConfig, VAAConfig
 from .data.batching import Batch
+from .device import full_precision
 from .models.base import Embedded, PairModel
 
 INJECTIONS = ("token", "classifier", "add")
@@ -89,16 +90,17 @@ class VAAModel(nn.Module):
         B reads E~ (``b_input: adversarial``), which needs the attack itself."""
         if "v1" in batch and not need_adversarial:
             return batch["v1"], batch["v2"], None
-        base = forward_with_gradient(self.a, batch)
-        steps = perturbation(base, self.attack_config)
-        emb_adv = base.emb.with_values([v + s for v, s in zip(base.emb.values, steps)])
-        _, hidden_adv = forward_embedded(self.a, emb_adv)
+        with full_precision(batch["label"].device):  # the attack is fp32 under any autocast (vaa.attack)
+            base = forward_with_gradient(self.a, batch)
+            steps = perturbation(base, self.attack_config)
+            emb_adv = base.emb.with_values([v + s for v, s in zip(base.emb.values, steps)])
+            _, hidden_adv = forward_embedded(self.a, emb_adv)
         return base.hidden, hidden_adv, steps
 
     def vulnerability_vector(self, v1: torch.Tensor, v2: torch.Tensor) -> torch.Tensor:
         """V = W V3 + b, or zeros for the extra-training-only control."""
         if self.vaa_config.vulnerability == "zeros":
-            return torch.zeros(v1.shape[0], self.projection.out_features, dtype=v1.dtype)
+            return torch.zeros(v1.shape[0], self.projection.out_features, dtype=v1.dtype, device=v1.device)
         parts = [v1, v2, v1 - v2] if self.vaa_config.v3_order == "paper" else [v1 - v2, v1, v2]
         return self.projection(torch.cat(parts, dim=-1))
 
@@ -113,7 +115,7 @@ class VAAModel(nn.Module):
             if vector is None:
                 vector = self.vulnerability_vector(v1, v2)
         if vector is None:  # the zeros control needs nothing from A
-            vector = torch.zeros(batch["label"].shape[0], self.projection.out_features)
+            vector = torch.zeros(batch["label"].shape[0], self.projection.out_features, device=self.projection.weight.device)
         emb = self.b.embed(batch)
         if adversarial_input and steps is not None:  # the authors' ESIM: B reads E~
             emb = emb.with_values([v + s for v, s in zip(emb.values, steps)])

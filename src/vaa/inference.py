@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
 import numpy as np
+import torch
 from torch import nn
 
 from .calibration import (Calibration, cross_fit, fit, read_calibration, reliability_bins, run_folder_of, save_calibration,
@@ -32,8 +33,10 @@ from .config import AttackConfig, DataConfig, VAAConfig
 from .data.batching import Example
 from .data.pairs import LabelMap, Pair, PairDataset
 from .data.sources import check_labels, load_splits, read_file
+from .device import check_precision, resolve_device
 from .metrics import classification_report
 from .models.base import PairModel
+from .runtime import Runtime
 from .training import Predictions, predict_examples
 
 if TYPE_CHECKING:
@@ -67,6 +70,7 @@ class LoadedModel:
     kind: str  # "model" (stage one) | "vaa" (stage two)
     path: str
     calibration: Calibration | None = None  # a decision rule re-fitted on validation (`vaa calibrate`)
+    runtime: Runtime = dataclasses.field(default_factory=Runtime)  # the device the module is on, the precision to run it in
 
     @property
     def labels(self) -> list[str]:
@@ -91,7 +95,7 @@ class LoadedModel:
 
     def predictions(self, examples: Sequence[Example], batch_size: int = 256, progress: bool = False) -> Predictions:
         """The model's probabilities, with the stored calibration applied if any."""
-        preds = predict_examples(self.module, examples, batch_size, progress=progress)
+        preds = predict_examples(self.module, examples, batch_size, progress=progress, runtime=self.runtime)
         if self.calibration is None:
             return preds
         return Predictions(self.calibration.apply(preds.probs), preds.labels, None)
@@ -150,9 +154,12 @@ class LoadedModel:
         return report
 
 
-def load_model(path: str | Path, raw: bool = False) -> LoadedModel:
-    """Load a checkpoint file or run folder of either stage, in eval mode.
+def load_model(path: str | Path, raw: bool = False, device: str | torch.device = "cpu", precision: str = "fp32") -> LoadedModel:
+    """Load a checkpoint file or run folder of either stage, in eval mode, on
+    ``device`` (auto | cpu | cuda | cuda:N | mps), to run in ``precision``.
     A calibration stored in the run folder is loaded too unless ``raw``."""
+    resolved = resolve_device(device)
+    runtime = Runtime(resolved, check_precision(precision, resolved))
     payload = read_checkpoint(path)
     base, label_map = rebuild_model(payload["model"])
     if payload["kind"] == "vaa":
@@ -163,11 +170,12 @@ def load_model(path: str | Path, raw: bool = False) -> LoadedModel:
         module = base
     module.load_state_dict(payload["state_dict"])
     module.eval()
-    loaded = LoadedModel(module, base, label_map, payload["kind"], payload["path"])
+    loaded = LoadedModel(module, base, label_map, payload["kind"], payload["path"], runtime=runtime)
     if not raw:
         loaded.calibration = read_calibration(loaded.run_dir, weights_fingerprint(module.state_dict()))
         if loaded.calibration is not None:
             logger.info("applying the run's %s; raw=True (--raw) gives the model's own output", loaded.calibration.describe())
+    module.to(runtime.device)
     return loaded
 
 
@@ -176,20 +184,22 @@ load = load_model  # ``vaa.load(path)``
 
 def evaluate(
     checkpoint: str | Path, data: str | Path, format: str = "auto", columns: str | None = None, batch_size: int = 256,
-    limit: int | None = None, on_error: str = "raise", raw: bool = False, labels: str | None = None,
+    limit: int | None = None, on_error: str = "raise", raw: bool = False, labels: str | None = None, device: str = "auto",
+    precision: str = "fp32",
 ) -> dict[str, Any]:
-    """``load_model(checkpoint, raw).evaluate(data, ...)``: the run's stored
-    calibration is applied unless ``raw``."""
-    return load_model(checkpoint, raw=raw).evaluate(data, format, columns, labels, batch_size, limit, on_error)
+    """``load_model(checkpoint, raw, device, precision).evaluate(data, ...)``:
+    the run's stored calibration is applied unless ``raw``."""
+    return load_model(checkpoint, raw=raw, device=device, precision=precision).evaluate(data, format, columns, labels, batch_size,
+                                                                                        limit, on_error)
 
 
 def _model_and_pairs(checkpoint: str | Path, data: str | Path | None, pairs: PairsLike | None, format: str,
                      columns: str | None, labels: str | None, limit: int | None, on_error: str,
-                     raw: bool = True) -> tuple[LoadedModel, list[Pair]]:
+                     raw: bool = True, device: str = "cpu", precision: str = "fp32") -> tuple[LoadedModel, list[Pair]]:
     """The model, and the pairs of a file or of (a, b) tuples (exactly one)."""
     if (data is None) == (pairs is None):
         raise ValueError("give either a data file or pairs")
-    loaded = load_model(checkpoint, raw=raw)
+    loaded = load_model(checkpoint, raw=raw, device=device, precision=precision)
     if pairs is not None:
         return loaded, as_pairs(pairs)
     return loaded, loaded.read(data, format, columns, labels, limit, on_error).pairs
@@ -198,23 +208,25 @@ def _model_and_pairs(checkpoint: str | Path, data: str | Path | None, pairs: Pai
 def predict(
     checkpoint: str | Path, data: str | Path | None = None, pairs: PairsLike | None = None,
     format: str = "auto", columns: str | None = None, batch_size: int = 256, limit: int | None = None,
-    on_error: str = "raise", raw: bool = False, labels: str | None = None,
+    on_error: str = "raise", raw: bool = False, labels: str | None = None, device: str = "auto", precision: str = "fp32",
 ) -> list[dict[str, Any]]:
     """Predicted label and class probabilities per pair, for a file or for
     ``pairs`` given as (sentence a, sentence b) tuples; the run's stored
     calibration is applied unless ``raw`` (and logged when it is)."""
-    loaded, items = _model_and_pairs(checkpoint, data, pairs, format, columns, labels, limit, on_error, raw=raw)
+    loaded, items = _model_and_pairs(checkpoint, data, pairs, format, columns, labels, limit, on_error, raw=raw, device=device,
+                                     precision=precision)
     return loaded.prediction_rows(items, batch_size)
 
 
 def vulnerability_rows(
     checkpoint: str | Path, data: str | Path | None = None, pairs: PairsLike | None = None,
     attack: AttackConfig = AttackConfig(), format: str = "auto", columns: str | None = None, limit: int | None = None,
-    batch_size: int = 128, progress: bool = True, on_error: str = "raise", labels: str | None = None,
+    batch_size: int = 128, progress: bool = True, on_error: str = "raise", labels: str | None = None, device: str = "auto",
 ) -> list[dict[str, Any]]:
     """Per pair: id, gold label if known, A's prediction, F1, F2, ||V1-V2||
-    and whether the attack flipped the prediction (model A of the checkpoint)."""
-    loaded, items = _model_and_pairs(checkpoint, data, pairs, format, columns, labels, limit, on_error)
+    and whether the attack flipped the prediction (model A of the checkpoint;
+    the attack is fp32 on any device)."""
+    loaded, items = _model_and_pairs(checkpoint, data, pairs, format, columns, labels, limit, on_error, device=device)
     return loaded.vulnerability(items, attack, batch_size, progress).to_dict("records")
 
 
@@ -250,14 +262,14 @@ def _validation_probabilities(loaded: LoadedModel, data: str | Path | None, sett
         dataset = loaded.read(data, settings.format, settings.columns, settings.labels, settings.limit, settings.on_error,
                               require_labels=True)
         source = str(data)
-    preds = predict_examples(loaded.module, loaded.featurize(dataset.pairs), batch_size)
+    preds = predict_examples(loaded.module, loaded.featurize(dataset.pairs), batch_size, runtime=loaded.runtime)
     return preds.probs.astype(np.float64), preds.labels, source
 
 
 def calibrate(
     checkpoint: str | Path, data: str | Path | None = None, method: str = "temperature-bias", format: str = "auto",
     columns: str | None = None, limit: int | None = None, on_error: str = "raise", batch_size: int = 256,
-    seed: int = 0, labels: str | None = None, log: Callable[[str], None] = print,
+    seed: int = 0, labels: str | None = None, log: Callable[[str], None] = print, device: str = "auto",
 ) -> dict[str, Any]:
     """Re-fit the checkpoint's decision rule on validation data (``data``, or
     its run's validation split) and store it in the run folder, where
@@ -268,7 +280,7 @@ def calibrate(
     half scores the other half): the honest estimate of what it gains."""
     from .analysis.plots import plot_reliability
 
-    loaded = load_model(checkpoint, raw=True)
+    loaded = load_model(checkpoint, raw=True, device=device)
     settings = DataConfig(format=format, columns=columns, labels=labels, limit=limit, on_error=on_error)
     probs, gold, source = _validation_probabilities(loaded, data, settings, batch_size)
     rule = fit(probs, gold, method)

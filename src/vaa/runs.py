@@ -23,8 +23,9 @@ from typing import Any
 
 from .config import RunConfig
 
-# Settings that do not change what a run computes.
-_IGNORED = {"progress", "threads", "output"}
+# Settings that do not change what a run computes (device and precision change
+# it only by float rounding: a run may be resumed on another device or precision).
+_IGNORED = {"progress", "threads", "output", "device", "precision", "runtime"}
 
 
 class RunError(RuntimeError):
@@ -46,8 +47,10 @@ def _differences(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list
     return out
 
 
-def prepare_run(config: RunConfig, overwrite: bool = False) -> Path:
-    """Create (or reopen) the run folder and save the config in it."""
+def prepare_run(config: RunConfig, overwrite: bool = False, runtime: dict[str, Any] | None = None) -> Path:
+    """Create (or reopen) the run folder and save the config in it, with
+    ``runtime`` (device, precision, world size, versions of this call) as a
+    record beside the settings."""
     out = Path(config.output)
     saved = out / "config.json"
     if out.exists() and overwrite:
@@ -60,7 +63,10 @@ def prepare_run(config: RunConfig, overwrite: bool = False) -> Path:
             raise RunError(f"{out} holds a run with a different configuration ({'; '.join(diff[:6])}); "
                            "pass --overwrite to replace it or choose another --output")
     out.mkdir(parents=True, exist_ok=True)
-    config.save(saved)
+    record = config.to_json()
+    if runtime is not None:
+        record["runtime"] = runtime
+    write_json(saved, record)
     return out
 
 

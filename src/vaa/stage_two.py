@@ -22,10 +22,12 @@ from .checkpoint import header, load_pair_model
 from .config import DataConfig, RunConfig
 from .data.batching import Example
 from .data.sources import load_splits
+from .device import runtime_record, to_numpy
 from .framework import VAAModel
 from .inference import load_model
 from .runs import RunError, read_json, write_json
-from .stage_one import final_scores, open_run, report_data
+from .runtime import runtime_for
+from .stage_one import _quiet, final_scores, open_run, report_data
 from .training import Trainer, read_jsonl, steps_in_log
 from .vulnerability import FeatureCache, state_fingerprint
 
@@ -63,8 +65,8 @@ def attach_vectors(examples: Sequence[Example], v1: torch.Tensor, v2: torch.Tens
 
 def signal_statistics(v1: torch.Tensor, v2: torch.Tensor) -> dict[str, float]:
     """How big ||V1 - V2|| is: a vanishing signal means B learns nothing from V."""
-    d = (v1 - v2).norm(dim=-1).numpy()
-    scale = v1.norm(dim=-1).numpy()
+    d = to_numpy((v1 - v2).norm(dim=-1))
+    scale = to_numpy(v1.norm(dim=-1))
     return {"mean": float(d.mean()), "median": float(np.median(d)), "p90": float(np.quantile(d, 0.9)),
             "max": float(d.max()), "zero_share": float((d == 0).mean()), "mean_relative_to_V1": float((d / np.maximum(scale, 1e-12)).mean())}
 
@@ -87,15 +89,20 @@ def plot_both_stages(a_dir: Path | None, run_dir: Path, label: str = "stage two"
 def train_vaa(config: RunConfig, overwrite: bool = False, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Train model B (with W) from the frozen model A in ``config.vaa.model_a``."""
     config = resolve_config(config)
-    run_dir, done = open_run(config, overwrite, log)
+    runtime = runtime_for(config.device, config.precision)
+    if not runtime.is_main:
+        log = _quiet
+    run_dir, done = open_run(config, overwrite, log, runtime)
     if done is not None:
         return done
     model_a, label_map, payload_a = load_pair_model(config.vaa.model_a)
+    model_a.to(runtime.device)
     a_dir = a_run_folder(config.vaa.model_a)
     splits = load_splits(config.data, label_map=label_map)
     report_data(splits, log)
-    label_map.save(run_dir / "label_map.json")
-    write_json(run_dir / "data.json", splits.reports())
+    if runtime.is_main:
+        label_map.save(run_dir / "label_map.json")
+        write_json(run_dir / "data.json", splits.reports())
 
     parts = {"train": splits.train, "valid": splits.valid}
     if splits.test is not None:
@@ -109,7 +116,8 @@ def train_vaa(config: RunConfig, overwrite: bool = False, log: Callable[[str], N
         info["cache"] = {}
         for name in examples:
             v1, v2, hit = cache.get_or_compute(model_a, examples[name], config.attack, fingerprint,
-                                               batch_size=config.optim.eval_batch_size, progress=config.progress)
+                                               batch_size=config.optim.eval_batch_size, progress=config.progress,
+                                               runtime=runtime)
             examples[name] = attach_vectors(examples[name], v1, v2)
             stats = signal_statistics(v1, v2)
             info["cache"][name] = hit
@@ -127,6 +135,7 @@ def train_vaa(config: RunConfig, overwrite: bool = False, log: Callable[[str], N
         describe=lambda: header(model_a, label_map, kind="vaa", **model.describe(), model_a_checkpoint=payload_a["path"]),
         seed=config.seed, log_every=config.log_every, checkpoint_every=config.checkpoint_every,
         progress=config.progress, step_offset=steps_in_log(a_dir / "loss.jsonl") if a_dir else 0, stage="stage2",
+        runtime=runtime,
     )
     started = time.perf_counter()
     state = trainer.fit()
@@ -139,11 +148,14 @@ def train_vaa(config: RunConfig, overwrite: bool = False, log: Callable[[str], N
         "vaa": dataclasses.asdict(config.vaa), "attack": dataclasses.asdict(config.attack),
         "best_epoch": state.best_epoch + 1, "epochs": state.epoch, "stop_reason": state.stop_reason,
         "train_seconds_this_call": round(time.perf_counter() - started, 1), "info": info, "history": state.history,
-        "scores": final_scores(run_dir, best.module, scored, splits, config.optim.eval_batch_size, log),
+        "scores": final_scores(run_dir, best.module, scored, splits, config.optim.eval_batch_size, log, runtime),
         "model_a_scores": a_results.get("scores", {}),
+        "runtime": runtime_record(runtime.device, runtime.precision, runtime.world_size),
     }
-    plot = plot_both_stages(a_dir, run_dir)
-    if plot:
-        log(f"loss across both stages: {plot}")
-    write_json(run_dir / "results.json", results)
+    if runtime.is_main:
+        plot = plot_both_stages(a_dir, run_dir)
+        if plot:
+            log(f"loss across both stages: {plot}")
+        write_json(run_dir / "results.json", results)
+    runtime.barrier()
     return results

@@ -24,10 +24,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from torch.nn.parallel import DistributedDataParallel
+
 from .checkpoint import atomic_save, read_checkpoint
 from .config import OptimConfig
-from .data.batching import Batch, BatchIterator, Example
+from .data.batching import Batch, BatchIterator, Example, collate, split_batch
+from .device import autocast, grad_scaler, model_device, to_device, to_numpy
 from .progress import bar as progress_bar, say
+from .runtime import LOCAL, Runtime
 
 
 def set_seed(seed: int) -> None:
@@ -55,27 +59,46 @@ class Predictions:
         return float((self.predicted[known] == self.labels[known]).mean()) if known.any() else None
 
 
-def predict_examples(model: nn.Module, examples: Sequence[Example], batch_size: int = 256, progress: bool = False, desc: str = "predict") -> Predictions:
-    """Run ``model`` in eval mode over ``examples`` and restore their order."""
-    was_training = model.training
-    model.eval()
-    probs: list[np.ndarray] = [None] * len(examples)  # type: ignore[list-item]
-    total, count = 0.0, 0
-    iterator = BatchIterator(examples, batch_size, shuffle=False)
-    with torch.no_grad():
-        for batch in progress_bar(iterator.epoch(), progress, total=iterator.num_batches(), desc=desc):
-            logits = model(batch)
-            labels = batch["label"]
-            known = labels >= 0
-            if known.any():
-                total += float(F.cross_entropy(logits[known], labels[known], reduction="sum"))
-                count += int(known.sum())
-            p = torch.softmax(logits, -1).numpy()
-            for row, i in zip(p, batch["index"].tolist()):
-                probs[i] = row
-    model.train(was_training)
+def predict_examples(model: nn.Module, examples: Sequence[Example], batch_size: int = 256, progress: bool = False, desc: str = "predict",
+                     runtime: Runtime = LOCAL) -> Predictions:
+    """Run ``model`` in eval mode over ``examples`` and restore their order.
+
+    Batches go to the model's device and run under the runtime's precision;
+    probabilities come back to the CPU once per batch. Under DDP each rank
+    scores every world-th batch of the single-process order and every rank
+    gets all of them back, so the result (accuracy, probabilities, loss) is
+    exactly a single process's."""
     if not examples:
         raise ValueError("no examples to predict")
+    was_training = model.training
+    model.eval()
+    device = model_device(model)
+    iterator = BatchIterator(examples, batch_size, shuffle=False)
+    shard = (runtime.rank, runtime.world_size)
+    pieces: list[tuple[int, list[int], np.ndarray, float, int]] = []  # (batch number, indices, probs, loss sum, labelled)
+    with torch.no_grad():
+        for k, batch in enumerate(progress_bar(iterator.epoch(shard=shard), progress and runtime.is_main,
+                                               total=iterator.shard_size(shard), desc=desc)):
+            batch = to_device(batch, device)
+            with autocast(device, runtime.precision):
+                logits = model(batch)
+            logits = logits.float()
+            labels = batch["label"]
+            known = labels >= 0
+            total, count = 0.0, 0
+            if known.any():
+                total = float(F.cross_entropy(logits[known], labels[known], reduction="sum"))
+                count = int(known.sum())
+            pieces.append((k * runtime.world_size + runtime.rank, batch["index"].tolist(), to_numpy(torch.softmax(logits, -1)), total, count))
+    model.train(was_training)
+    gathered = sorted((p for part in runtime.all_gather(pieces) for p in part), key=lambda p: p[0])
+    probs: list[np.ndarray] = [None] * len(examples)  # type: ignore[list-item]
+    total, count = 0.0, 0
+    for _, indices, p, batch_total, batch_count in gathered:  # summed in batch order, as one process would
+        for row, i in zip(p, indices):
+            probs[i] = row
+        total += batch_total
+        count += batch_count
     return Predictions(np.stack(probs), np.asarray([e["label"] for e in examples]), total / count if count else None)
 
 
@@ -146,12 +169,38 @@ class TrainState:
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
+def _rng_state(device: torch.device) -> dict[str, Any]:
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _set_rng_state(state: dict[str, Any], device: torch.device) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
 class Trainer:
     """Trains ``model`` on labelled examples; see the module docstring.
 
     ``describe`` returns the checkpoint payload for the model (without
     training state); the trainer adds the weights and, for ``last.pt``, the
     optimiser, scheduler, RNG and loop state.
+
+    ``runtime`` says where: the model and every batch go to its device, the
+    forward pass runs under its precision (fp16 with a gradient scaler), and
+    under DDP (``world_size`` > 1) the model is wrapped in
+    DistributedDataParallel. Each global batch (one length bucket of
+    ``batch_size`` pairs, the same batches in the same order for any number
+    of processes) is split across the ranks; each rank's loss is its summed
+    cross-entropy times world/global batch, so DDP's gradient average is the
+    single-process mean over the global batch. Validation is sharded and
+    gathered; only rank 0 writes logs and checkpoints; ``last.pt`` holds
+    every rank's RNG state.
     """
 
     def __init__(
@@ -168,12 +217,15 @@ class Trainer:
         progress: bool = True,
         step_offset: int = 0,
         stage: str = "stage1",
+        runtime: Runtime = LOCAL,
     ):
         if not train:
             raise ValueError("no training examples")
         if any(e["label"] < 0 for e in train):  # type: ignore[operator]
             raise ValueError("every training pair needs a label")
-        self.model = model
+        self.runtime = runtime
+        self.device = runtime.device
+        self.model = model.to(self.device)
         self.train_examples = train
         self.valid_examples = valid
         self.cfg = optim
@@ -182,7 +234,7 @@ class Trainer:
         self.seed = seed
         self.log_every = max(1, log_every)
         self.checkpoint_every = checkpoint_every
-        self.progress = progress
+        self.progress = progress and runtime.is_main
         self.step_offset = step_offset  # where this stage's loss curve starts in Fig. 5
         self.stage = stage
         self.batches = BatchIterator(train, optim.batch_size, shuffle=True, seed=seed)
@@ -190,8 +242,16 @@ class Trainer:
         if not params:
             raise ValueError("the model has no trainable parameters")
         self.trainable = [p for _, p in params]
+        self.forward_model: nn.Module = model
+        if runtime.distributed:
+            # find_unused_parameters: stage two's classifier injection leaves B's own head unused,
+            # mean pooling leaves BERT's pooler unused; broadcast_buffers off: no model here has running statistics
+            self.forward_model = DistributedDataParallel(
+                model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                find_unused_parameters=True, broadcast_buffers=False)
         self.optimizer = make_optimizer(params, optim)
         self.scheduler = make_scheduler(self.optimizer, optim, self.batches.num_batches())
+        self.scaler = grad_scaler(self.device, runtime.precision)
         self.state = TrainState()
         self.ckpt_dir = self.run_dir / "checkpoints"
         self.loss_log = self.run_dir / "loss.jsonl"
@@ -200,26 +260,34 @@ class Trainer:
     # -- checkpoints ------------------------------------------------------
     def _payload(self, with_training_state: bool) -> dict[str, Any]:
         payload = self.describe()
-        payload["state_dict"] = self.model.state_dict()
+        payload["state_dict"] = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
         if with_training_state:
+            rng = self.runtime.all_gather(_rng_state(self.device))  # every rank's, in rank order
             payload["training"] = {
                 "state": self.state.__dict__.copy(),
                 "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
-                "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
+                "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
+                "rng": rng[0], "rng_per_rank": rng, "world_size": self.runtime.world_size,
             }
         return payload
 
     def save_last(self) -> None:
-        atomic_save(self._payload(True), self.ckpt_dir / "last.pt")
+        payload = self._payload(True)  # every rank takes part (the RNG states are gathered)
+        if self.runtime.is_main:
+            atomic_save(payload, self.ckpt_dir / "last.pt")
+        self.runtime.barrier()
 
     def save_best(self) -> None:
-        atomic_save(self._payload(False), self.ckpt_dir / "best.pt")
+        if self.runtime.is_main:
+            atomic_save(self._payload(False), self.ckpt_dir / "best.pt")
 
     def try_resume(self) -> bool:
-        """Continue from ``checkpoints/last.pt`` if there is one."""
+        """Continue from ``checkpoints/last.pt`` if there is one (every rank
+        reads the same file and takes its own RNG state from it; with a
+        different number of processes, every rank takes rank 0's)."""
         path = self.ckpt_dir / "last.pt"
-        if not path.exists():
+        if not all(self.runtime.all_gather(path.exists())):
             return False
         payload = read_checkpoint(path)
         training = payload["training"]
@@ -227,33 +295,54 @@ class Trainer:
         self.optimizer.load_state_dict(training["optimizer"])
         if self.scheduler is not None and training["scheduler"] is not None:
             self.scheduler.load_state_dict(training["scheduler"])
+        if training.get("scaler") is not None and self.scaler.is_enabled():
+            self.scaler.load_state_dict(training["scaler"])
         self.state = TrainState(**training["state"])
-        rng = training["rng"]
-        torch.set_rng_state(rng["torch"])
-        np.random.set_state(rng["numpy"])
-        random.setstate(rng["python"])
+        per_rank = training.get("rng_per_rank")
+        same_world = per_rank is not None and training.get("world_size") == self.runtime.world_size
+        _set_rng_state(per_rank[self.runtime.rank] if same_world else training["rng"], self.device)
         step, epoch = self.state.global_step, self.state.epoch
-        _keep_jsonl(self.loss_log, lambda r: r["stage"] != self.stage or r["stage_step"] <= step)
-        _keep_jsonl(self.metrics_log, lambda r: r["stage"] != self.stage or r["epoch"] < epoch)
+        if self.runtime.is_main:
+            _keep_jsonl(self.loss_log, lambda r: r["stage"] != self.stage or r["stage_step"] <= step)
+            _keep_jsonl(self.metrics_log, lambda r: r["stage"] != self.stage or r["epoch"] < epoch)
         return True
 
     # -- the loop ---------------------------------------------------------
-    def _train_step(self, batch: Batch) -> float:
-        logits = self.model(batch)
-        loss = F.cross_entropy(logits, batch["label"])
+    def _train_step(self, indices: Sequence[int]) -> float:
+        """One optimiser step on one global batch; returns its mean loss."""
+        rt = self.runtime
+        part = split_batch(indices, rt.rank, rt.world_size) if rt.distributed else list(indices)
+        weight = 1.0
+        if not part:  # fewer pairs than ranks: this rank joins the gradient exchange with a zero-weight pair
+            part, weight = list(indices[:1]), 0.0
+        batch = to_device(collate([self.train_examples[i] for i in part]), self.device)
+        with autocast(self.device, rt.precision):
+            logits = self.forward_model(batch)
+        logits = logits.float()
+        if rt.distributed:
+            loss_sum = F.cross_entropy(logits, batch["label"], reduction="sum") * weight
+            loss = loss_sum * (rt.world_size / len(indices))
+        else:
+            loss = F.cross_entropy(logits, batch["label"])
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        self.scaler.scale(loss).backward()
         if self.cfg.grad_clip and self.cfg.grad_clip > 0:
+            self.scaler.unscale_(self.optimizer)
             nn.utils.clip_grad_norm_(self.trainable, self.cfg.grad_clip)
-        self.optimizer.step()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
         if self.cfg.scheduler == "linear":
             self.scheduler.step()
+        if rt.distributed:
+            return rt.sum(float(loss_sum.detach())) / len(indices)
         return float(loss.detach())
 
     def _end_epoch(self, seconds: float, seen: int) -> None:
         st = self.state
-        preds = predict_examples(self.model, self.valid_examples, self.cfg.eval_batch_size, self.progress, desc="validate")
-        accuracy = preds.accuracy if preds.accuracy is not None else 0.0
+        main = self.runtime.is_main
+        preds = predict_examples(self.model, self.valid_examples, self.cfg.eval_batch_size, self.progress, desc="validate",
+                                 runtime=self.runtime)
+        accuracy = preds.accuracy if preds.accuracy is not None else 0.0  # gathered: the same on every rank
         if self.cfg.scheduler == "plateau":
             self.scheduler.step(accuracy)
         record = {
@@ -262,13 +351,16 @@ class Trainer:
             "epoch_seconds": round(seconds, 3), "train_pairs_per_s": round(seen / seconds, 2) if seconds > 0 else None,
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         }
+        if self.runtime.distributed:
+            record["world_size"] = self.runtime.world_size
         improved = accuracy > st.best_accuracy
         if improved:
             st.best_accuracy, st.best_epoch, st.bad_epochs = accuracy, st.epoch, 0
         else:
             st.bad_epochs += 1
         record["best"] = improved
-        _append_jsonl(self.metrics_log, record)
+        if main:
+            _append_jsonl(self.metrics_log, record)
         st.history.append(record)
         if improved:
             self.save_best()
@@ -280,8 +372,9 @@ class Trainer:
         elif st.epoch >= self.cfg.max_epochs:
             st.finished, st.stop_reason = True, f"reached max_epochs={self.cfg.max_epochs}"
         self.save_last()
-        say(f"[{self.stage}] epoch {record['epoch'] + 1}: train loss {record['train_loss']:.4f}, "
-            f"validation accuracy {accuracy:.4f}{' (best)' if improved else ''} ({seconds:.0f} s)")
+        if main:
+            say(f"[{self.stage}] epoch {record['epoch'] + 1}: train loss {record['train_loss']:.4f}, "
+                f"validation accuracy {accuracy:.4f}{' (best)' if improved else ''} ({seconds:.0f} s)")
 
     def fit(self, resume: bool = True, stop_after_batches: int | None = None) -> TrainState:
         """Train until early stopping or ``max_epochs``.
@@ -289,11 +382,14 @@ class Trainer:
         ``stop_after_batches`` simulates an interruption (tests): the loop
         returns after that many batches of this call, leaving the checkpoint
         state as a crash at that point would."""
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        main = self.runtime.is_main
+        if main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
         if not (resume and self.try_resume()):
             set_seed(self.seed)
-            for log in (self.loss_log, self.metrics_log):
-                _keep_jsonl(log, lambda r: r.get("stage") != self.stage)
+            if main:
+                for log in (self.loss_log, self.metrics_log):
+                    _keep_jsonl(log, lambda r: r.get("stage") != self.stage)
         st = self.state
         done_here = 0
         window = st.loss_window
@@ -303,9 +399,9 @@ class Trainer:
             seen_at_start = st.epoch_seen
             total = self.batches.num_batches()
             bar = progress_bar(None, self.progress, total=total, initial=st.batch_in_epoch, desc=f"{self.stage} epoch {st.epoch + 1}")
-            for batch in self.batches.epoch(st.epoch, skip=st.batch_in_epoch):
-                loss = self._train_step(batch)
-                n = int(batch["label"].numel())
+            for indices in self.batches.global_batches(st.epoch, skip=st.batch_in_epoch):
+                loss = self._train_step(indices)
+                n = len(indices)
                 st.epoch_loss_sum += loss * n
                 st.epoch_seen += n
                 st.batch_in_epoch += 1
@@ -313,8 +409,9 @@ class Trainer:
                 window.append(loss)
                 bar.update(1)
                 if st.global_step % self.log_every == 0:
-                    _append_jsonl(self.loss_log, {"stage": self.stage, "stage_step": st.global_step, "step": self.step_offset + st.global_step,
-                                                  "epoch": st.epoch, "loss": float(np.mean(window))})
+                    if main:
+                        _append_jsonl(self.loss_log, {"stage": self.stage, "stage_step": st.global_step, "step": self.step_offset + st.global_step,
+                                                      "epoch": st.epoch, "loss": float(np.mean(window))})
                     bar.set_postfix(loss=f"{np.mean(window):.4f}")
                     window.clear()
                 if self.checkpoint_every and st.global_step % self.checkpoint_every == 0:

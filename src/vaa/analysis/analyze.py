@@ -214,11 +214,12 @@ def analyze(
     eps_list: Sequence[float] = DEFAULT_EPS, norms: Sequence[str] = ("l2", "linf"), run_sweep: bool = True,
     format: str = "auto", columns: str | None = None, limit: int | None = None, batch_size: int = 128,
     progress: bool = True, log: Callable[[str], None] = print, on_error: str = "raise", labels: str | None = None,
+    device: str = "auto",
 ) -> dict[str, Any]:
     """Analyse model A of ``checkpoint`` (a stage-one model, or the A inside a
     VAA model) on the labelled file ``data``; with ``data=None``, on the
-    validation split of the run that trained A."""
-    loaded = load_model(checkpoint, raw=True)  # the attack reads A's own output
+    validation split of the run that trained A. A runs on ``device``."""
+    loaded = load_model(checkpoint, raw=True, device=device)  # the attack reads A's own output
     if data is None:
         dataset = run_validation_split(checkpoint, loaded.label_map, limit)
     else:

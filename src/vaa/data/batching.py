@@ -29,18 +29,19 @@ def collate(examples: Sequence[Example]) -> Batch:
     for key, first in examples[0].items():
         if isinstance(first, list):
             longest = max(len(e[key]) for e in examples)  # type: ignore[arg-type]
-            values = torch.zeros(len(examples), longest, dtype=torch.long)
-            mask = torch.zeros(len(examples), longest, dtype=torch.bool)
+            # built on the CPU (explicitly: never on a default device), moved to the run's device by the caller
+            values = torch.zeros(len(examples), longest, dtype=torch.long, device="cpu")
+            mask = torch.zeros(len(examples), longest, dtype=torch.bool, device="cpu")
             for i, e in enumerate(examples):
                 seq = e[key]
-                values[i, : len(seq)] = torch.as_tensor(seq, dtype=torch.long)  # type: ignore[arg-type]
+                values[i, : len(seq)] = torch.as_tensor(seq, dtype=torch.long, device="cpu")  # type: ignore[arg-type]
                 mask[i, : len(seq)] = True  # type: ignore[arg-type]
             batch[key] = values
             batch[key + "_mask"] = mask
         elif isinstance(first, torch.Tensor):
             batch[key] = torch.stack([e[key] for e in examples])  # type: ignore[misc]
         else:
-            batch[key] = torch.as_tensor([e[key] for e in examples], dtype=torch.long)
+            batch[key] = torch.as_tensor([e[key] for e in examples], dtype=torch.long, device="cpu")
     return batch
 
 
@@ -79,9 +80,33 @@ class BatchIterator:
     def num_batches(self) -> int:
         return (len(self.examples) + self.batch_size - 1) // self.batch_size
 
-    def epoch(self, epoch: int = 0, skip: int = 0) -> Iterator[Batch]:
-        for indices in bucket_batches(self.lengths, self.batch_size, self.shuffle, self.seed, epoch)[skip:]:
-            yield collate([self.examples[i] for i in indices])
+    def epoch(self, epoch: int = 0, skip: int = 0, shard: tuple[int, int] = (0, 1)) -> Iterator[Batch]:
+        """The batches of ``epoch`` after the first ``skip``. ``shard=(rank,
+        world)`` keeps every ``world``-th batch from the ``rank``-th: whole
+        batches of the single-process order, so per-pair results gathered
+        from all shards equal a single process's (evaluation, V1/V2)."""
+        rank, world = shard
+        for k, indices in enumerate(bucket_batches(self.lengths, self.batch_size, self.shuffle, self.seed, epoch)[skip:]):
+            if k % world == rank:
+                yield collate([self.examples[i] for i in indices])
+
+    def shard_size(self, shard: tuple[int, int] = (0, 1)) -> int:
+        """Batches ``epoch(shard=shard)`` yields."""
+        rank, world = shard
+        return len(range(rank, self.num_batches(), world))
+
+    def global_batches(self, epoch: int = 0, skip: int = 0) -> list[list[int]]:
+        """The index lists of one epoch (the same for any number of processes)."""
+        return bucket_batches(self.lengths, self.batch_size, self.shuffle, self.seed, epoch)[skip:]
 
     def __iter__(self) -> Iterator[Batch]:
         return self.epoch(0)
+
+
+def split_batch(indices: Sequence[int], rank: int, world: int) -> list[int]:
+    """Rank ``rank``'s contiguous part of one global batch (a length bucket),
+    sizes differing by at most one; empty when the batch has fewer pairs
+    than there are ranks."""
+    size, extra = divmod(len(indices), world)
+    start = rank * size + min(rank, extra)
+    return list(indices[start : start + size + (1 if rank < extra else 0)])

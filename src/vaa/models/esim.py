@@ -33,14 +33,33 @@ def run_lstm(lstm: nn.LSTM, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor
     attack on a frozen model A) on CPU, the LSTM is unrolled step by step:
     PyTorch's packed-sequence backward is quadratic in the length there (see
     :mod:`vaa.models.unrolled_lstm`). Every other case uses PyTorch's LSTM."""
-    if (torch.is_grad_enabled() and x.requires_grad and x.device.type == "cpu"
-            and not any(p.requires_grad for p in lstm.parameters())):
+    path = lstm_path(lstm, x)
+    if path == "unrolled":
         return unrolled_bilstm(lstm, x, mask)
     lengths = mask.sum(1).clamp(min=1).cpu()
     packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
-    out, _ = lstm(packed)
+    if path == "cudnn-input-gradient" and not lstm.training:
+        # cuDNN's RNN backward refuses a module in eval mode; a one-layer LSTM
+        # has no dropout, so train mode computes the same function.
+        lstm.train()
+        try:
+            out, _ = lstm(packed)
+        finally:
+            lstm.eval()
+    else:
+        out, _ = lstm(packed)
     out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.size(1))
     return out
+
+
+def lstm_path(lstm: nn.LSTM, x: torch.Tensor) -> str:
+    """Which LSTM implementation ``run_lstm`` uses: ``unrolled`` for the
+    attack's input gradient on the CPU (a CPU optimisation), on a GPU
+    ``cudnn-input-gradient`` (PyTorch's LSTM, cuDNN on CUDA), else ``pytorch``."""
+    attack = torch.is_grad_enabled() and x.requires_grad and not any(p.requires_grad for p in lstm.parameters())
+    if not attack:
+        return "pytorch"
+    return "unrolled" if x.device.type == "cpu" else "cudnn-input-gradient"
 
 
 def masked_softmax(scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -76,12 +76,12 @@ def _insert_two(x: torch.Tensor, pos_a: torch.Tensor, pos_b: torch.Tensor, fill_
     (per sample, pos_a < pos_b) into x [B, L, ...]; out-of-place, so the
     gradient still flows to x and to the fills."""
     batch, length = x.shape[:2]
-    j = torch.arange(length).unsqueeze(0)
+    j = torch.arange(length, device=x.device).unsqueeze(0)
     new = j + (j >= pos_a.unsqueeze(1)).long() + (j >= pos_b.unsqueeze(1)).long()  # [B, L]
     shape = (batch, length + 2, *x.shape[2:])
     index = new.view(batch, length, *([1] * (x.dim() - 2))).expand_as(x)
-    out = torch.zeros(shape, dtype=x.dtype).scatter(1, index, x)
-    k = torch.arange(length + 2).unsqueeze(0)
+    out = torch.zeros(shape, dtype=x.dtype, device=x.device).scatter(1, index, x)
+    k = torch.arange(length + 2, device=x.device).unsqueeze(0)
     at_a = (k == pos_a.unsqueeze(1)).view(batch, length + 2, *([1] * (x.dim() - 2)))
     at_b = (k == (pos_b + 1).unsqueeze(1)).view(batch, length + 2, *([1] * (x.dim() - 2)))
     fa = fill_a.unsqueeze(1) if fill_a.dim() == x.dim() - 1 else fill_a.view(batch, 1, *([1] * (x.dim() - 2)))
@@ -209,10 +209,11 @@ class HFPairModel(PairModel):
         """V goes in front of each sentence's tokens: [CLS] V a [SEP] V b [SEP];
         attention mask and segment ids extended (V of b is in segment 1)."""
         batch = vector.shape[0]
-        pos_a = torch.ones(batch, dtype=torch.long)  # right after [CLS]
+        device = vector.device
+        pos_a = torch.ones(batch, dtype=torch.long, device=device)  # right after [CLS]
         pos_b = emb.extras["b_start"]
         values = [_insert_two(emb.values[0], pos_a, pos_b, vector, vector)]
-        yes, no = torch.ones(batch, dtype=torch.bool), torch.zeros(batch, dtype=torch.bool)
+        yes, no = torch.ones(batch, dtype=torch.bool, device=device), torch.zeros(batch, dtype=torch.bool, device=device)
         masks = [_insert_two(emb.masks[0], pos_a, pos_b, yes, yes)]
         groups = [(0, _insert_two(g, pos_a, pos_b, no, no)) for _, g in emb.groups]
         types = emb.extras["token_type_ids"]
