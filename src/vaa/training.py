@@ -245,10 +245,10 @@ class Trainer:
         self.forward_model: nn.Module = model
         if runtime.distributed:
             # find_unused_parameters: stage two's classifier injection leaves B's own head unused,
-            # mean pooling leaves BERT's pooler unused; broadcast_buffers off: no model here has running statistics
+            # mean pooling leaves BERT's pooler unused
             self.forward_model = DistributedDataParallel(
                 model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
-                find_unused_parameters=True, broadcast_buffers=False)
+                find_unused_parameters=True)
         self.optimizer = make_optimizer(params, optim)
         self.scheduler = make_scheduler(self.optimizer, optim, self.batches.num_batches())
         self.scaler = grad_scaler(self.device, runtime.precision)
