@@ -1,0 +1,78 @@
+"""Benchmark: is data loading a bottleneck at full scale? Tokenisation and
+featurisation of a full-size SNLI training set (550,152 pairs, built by
+repeating the real 8,160-pair sample), for ESIM (GloVe-style tokenizer,
+vocabulary, ids) and for the BERT family (MiniLM's fast WordPiece tokenizer).
+
+    .venv/bin/python benchmarks/featurize.py --pairs 550152 --out benchmarks/out/featurize.json
+
+Caveat: a repeated sample has far fewer distinct sentences than the real
+split; nothing here caches per sentence, so every pair is tokenised anyway and
+the time is that of 550k real pairs (the vocabulary is smaller, which does not
+change the per-token cost of a dict lookup).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+from vaa.config import DataConfig
+from vaa.data.batching import BatchIterator
+from vaa.data.sources import read_file
+
+SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "snli" / "snli_1.0_train_sample.jsonl"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default=str(SAMPLE), help="a real SNLI sample to repeat")
+    parser.add_argument("--pairs", type=int, default=550152, help="pairs to featurise (SNLI 1.0 train: 550,152)")
+    parser.add_argument("--families", nargs="+", default=["esim", "hf"], choices=["esim", "hf"])
+    parser.add_argument("--out", help="write the figures as JSON here")
+    args = parser.parse_args()
+
+    start = time.perf_counter()
+    dataset = read_file(args.data, DataConfig())
+    read_seconds = time.perf_counter() - start
+    sample = dataset.pairs
+    pairs = [sample[i % len(sample)] for i in range(args.pairs)]
+    labels = dataset.label_map if hasattr(dataset, "label_map") else None
+    from vaa.data.pairs import LabelMap
+
+    label_map = LabelMap(sorted({p.label for p in sample}))
+    result = {"pairs": len(pairs), "sample": args.data, "sample_pairs": len(sample), "read_sample_seconds": round(read_seconds, 2),
+              "cpu_count": os.cpu_count(), "load_average": os.getloadavg(), "families": {}}
+    for family in args.families:
+        timings = {}
+        start = time.perf_counter()
+        if family == "esim":
+            from vaa.models.esim import ESIM
+
+            model = ESIM.build(pairs, label_map, hidden=8)  # vocabulary over all pairs + the GloVe matrix
+        else:
+            from vaa.models.hf import HFPairModel
+
+            model = HFPairModel.build(pairs[:1], label_map)
+        timings["build_seconds"] = round(time.perf_counter() - start, 2)
+        start = time.perf_counter()
+        examples = model.featurize_all(pairs, label_map)
+        timings["featurize_seconds"] = round(time.perf_counter() - start, 2)
+        start = time.perf_counter()
+        BatchIterator(examples, 64, shuffle=True).global_batches(0)
+        timings["bucketing_seconds"] = round(time.perf_counter() - start, 2)
+        timings["total_seconds"] = round(sum(timings.values()), 2)
+        timings["pairs_per_s"] = round(len(pairs) / timings["total_seconds"], 0)
+        result["families"][family] = timings
+        print(family, json.dumps(timings), flush=True)
+        del examples, model
+    print(json.dumps(result, indent=2))
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
