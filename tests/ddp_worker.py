@@ -71,6 +71,8 @@ def main() -> None:
     b = train_vaa(RunConfig.load(WORKDIR / "b.json"), log=lambda s: None)
     report["b"] = {"epochs": b["epochs"], "cache_hit": b["info"]["cache"]["train"]["hit"]}
 
+    b2 = train_vaa(RunConfig.load(WORKDIR / "b2.json"), log=lambda s: None)
+    report["b2"] = {"epochs": b2["epochs"]}
     lap("stage two")
     # interrupted after 5 batches (mid-epoch, mid loss window), then the same command again
     original = Trainer.fit

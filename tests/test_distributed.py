@@ -41,8 +41,10 @@ def _configs(root: Path, tiny_config):
     a = apply_overrides(tiny_config, {**common, "output": str(root / "ddp" / "a")})
     b = apply_overrides(tiny_config, {**common, "output": str(root / "ddp" / "b"), "vaa": {"model_a": str(root / "ddp" / "a")},
                                       "optim": {"batch_size": 7, "max_epochs": 1, "eval_batch_size": 5}})
+    # the authors' way: V1/V2 from an attack inside every forward pass, and the classifier injection (A's head unused)
+    b2 = apply_overrides(b, {"output": str(root / "ddp" / "b2"), "vaa": {"cache": False, "injection": "classifier"}})
     resume = apply_overrides(a, {"output": str(root / "ddp" / "resume")})
-    return a, b, resume
+    return a, b, b2, resume
 
 
 @pytest.fixture(scope="module")
@@ -54,8 +56,8 @@ def ddp_run(tmp_path_factory):
     tiny = apply_overrides(RunConfig(), {
         "data": {"train": str(write_pairs(data / "train.tsv", 48, 0)), "valid": str(write_pairs(data / "valid.tsv", 16, 1)),
                  "format": "generic", "columns": "a=a,b=b,label=y"}, "progress": False})
-    a, b, resume = _configs(root, tiny)
-    for name, config in (("a", a), ("b", b), ("resume", resume)):
+    a, b, b2, resume = _configs(root, tiny)
+    for name, config in (("a", a), ("b", b), ("b2", b2), ("resume", resume)):
         config.save(root / f"{name}.json")
     env = {**os.environ, "PYTHONPATH": str(TESTS.parent / "src"), "OMP_NUM_THREADS": "1"}
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
@@ -80,7 +82,7 @@ def _assert_same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor],
 
 def test_stage_one_weights_equal_a_single_process_run(ddp_run, tmp_path):
     root, tiny, reports = ddp_run
-    a, _, _ = _configs(tmp_path, tiny)
+    a, _, _, _ = _configs(tmp_path, tiny)
     single = train(apply_overrides(a, {"output": str(tmp_path / "single-a")}), log=lambda s: None)
     _assert_same_weights(_weights(root / "ddp" / "a"), _weights(tmp_path / "single-a"))
     ddp_metrics = reports[0]["a"]
@@ -93,9 +95,10 @@ def test_stage_one_weights_equal_a_single_process_run(ddp_run, tmp_path):
 
 def test_stage_two_weights_equal_a_single_process_run(ddp_run, tmp_path):
     root, tiny, reports = ddp_run
-    _, b, _ = _configs(root, tiny)  # model A: the DDP run's
-    train_vaa(apply_overrides(b, {"output": str(tmp_path / "single-b")}), log=lambda s: None)
-    _assert_same_weights(_weights(root / "ddp" / "b"), _weights(tmp_path / "single-b"))
+    _, b, b2, _ = _configs(root, tiny)  # model A: the DDP run's
+    for config, name in ((b, "b"), (b2, "b2")):
+        train_vaa(apply_overrides(config, {"output": str(tmp_path / f"single-{name}")}), log=lambda s: None)
+        _assert_same_weights(_weights(root / "ddp" / name), _weights(tmp_path / f"single-{name}"))
     assert reports[0]["b"] == reports[1]["b"] and reports[0]["b"]["cache_hit"] is False
 
 

@@ -60,7 +60,7 @@ def stage_one_config(preset: str, seed: int, output: str | Path, overrides: dict
 
 def stage_two_config(preset: str, a_config: RunConfig, variant: str, output: str | Path,
                      overrides: dict[str, Any] | None = None) -> RunConfig:
-    """A stage-two variant's config: A's data, seed and threads; the variant's settings."""
+    """A stage-two variant's config: A's data, seed, threads and device; the variant's settings."""
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r} ({', '.join(VARIANTS)})")
     config = apply_overrides(load_preset(preset), overrides or {}, source="stage-two overrides")
@@ -68,7 +68,7 @@ def stage_two_config(preset: str, a_config: RunConfig, variant: str, output: str
     return dataclasses.replace(
         apply_overrides(config, {"vaa": {"model_a": a_config.output}, "seed": a_config.seed,
                                  "output": str(Path(output) / f"seed{a_config.seed}" / variant)}),
-        data=a_config.data, threads=a_config.threads, progress=a_config.progress)
+        data=a_config.data, threads=a_config.threads, progress=a_config.progress, device=a_config.device)
 
 
 def mcnemar_p(correct_a: np.ndarray, correct_b: np.ndarray) -> float:

@@ -387,6 +387,8 @@ class Trainer:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         if not (resume and self.try_resume()):
             set_seed(self.seed)
+            if self.runtime.rank:  # under DDP each rank draws its own dropout masks (rank 0 keeps the seed)
+                torch.manual_seed(self.seed + 1_000_003 * self.runtime.rank)
             if main:
                 for log in (self.loss_log, self.metrics_log):
                     _keep_jsonl(log, lambda r: r.get("stage") != self.stage)
