@@ -12,6 +12,7 @@ import torch
 from .checkpoint import header, load_pair_model
 from .config import RunConfig
 from .data.batching import Example
+from .data.example_cache import featurize_cached
 from .data.sources import Splits, load_splits
 from .device import runtime_record
 from .metrics import classification_report
@@ -92,10 +93,10 @@ def score_best(config: RunConfig, run_dir: Path, splits: Splits, log: Callable[[
     the validation split already featurised by training (same featuriser)."""
     best, _, _ = load_pair_model(run_dir / "checkpoints" / "best.pt")
     if valid_examples is None:
-        valid_examples = best.featurize_all(splits.valid.pairs, splits.label_map)
+        valid_examples = featurize_cached(best, splits.valid.pairs, splits.label_map, run_dir / "features", runtime)
     examples = {"valid": valid_examples}
     if splits.test is not None:
-        examples["test"] = best.featurize_all(splits.test.pairs, splits.label_map)
+        examples["test"] = featurize_cached(best, splits.test.pairs, splits.label_map, run_dir / "features", runtime)
     return final_scores(run_dir, best, examples, splits, config.optim.eval_batch_size, log, runtime)
 
 
@@ -124,8 +125,9 @@ def train(config: RunConfig, overwrite: bool = False, log: Callable[[str], None]
     info = getattr(model, "build_info", {})
     if info:
         log("model: " + ", ".join(f"{k} {v}" for k, v in info.items()))
-    train_examples = model.featurize_all(splits.train.pairs, splits.label_map)
-    valid_examples = model.featurize_all(splits.valid.pairs, splits.label_map)
+    # cached in the run folder: a resume, stage two and every DDP rank read them back
+    train_examples = featurize_cached(model, splits.train.pairs, splits.label_map, run_dir / "features", runtime)
+    valid_examples = featurize_cached(model, splits.valid.pairs, splits.label_map, run_dir / "features", runtime)
     trainer = Trainer(
         model, train_examples, valid_examples, config.optim, run_dir,
         describe=lambda: header(model, splits.label_map, kind="model", build_info=info),

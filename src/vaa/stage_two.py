@@ -21,6 +21,7 @@ from .analysis.plots import plot_losses
 from .checkpoint import header, load_pair_model
 from .config import DataConfig, RunConfig
 from .data.batching import Example
+from .data.example_cache import featurize_cached
 from .data.sources import load_splits
 from .device import runtime_record, to_numpy
 from .framework import VAAModel
@@ -107,7 +108,9 @@ def train_vaa(config: RunConfig, overwrite: bool = False, log: Callable[[str], N
     parts = {"train": splits.train, "valid": splits.valid}
     if splits.test is not None:
         parts["test"] = splits.test
-    examples = {name: model_a.featurize_all(d.pairs, label_map) for name, d in parts.items()}
+    # A's featuriser: the examples A's run cached (stage one wrote train and valid there)
+    features = a_dir / "features" if a_dir is not None else None
+    examples = {name: featurize_cached(model_a, d.pairs, label_map, features, runtime) for name, d in parts.items()}
     info: dict[str, Any] = {"model_a": payload_a["path"]}
     cached = config.vaa.cache and config.vaa.b_input == "normal" and config.vaa.vulnerability == "attack"
     if cached:

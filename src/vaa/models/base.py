@@ -112,6 +112,11 @@ class PairModel(nn.Module, ABC):
     def featurizer_state(self) -> dict[str, Any]:
         """What the featuriser needs to be restored (vocabulary, tokenizer)."""
 
+    def featurizer_settings(self) -> dict[str, Any]:
+        """The settings featurisation depends on besides ``featurizer_state``
+        (the key of the on-disk example cache); by default the whole spec."""
+        return self.spec()
+
     @classmethod
     @abstractmethod
     def from_state(cls, spec: dict[str, Any], featurizer_state: dict[str, Any], num_labels: int) -> "PairModel":

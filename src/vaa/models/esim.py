@@ -172,6 +172,9 @@ class ESIM(PairModel):
     def featurizer_state(self) -> dict[str, Any]:
         return {"vocab": self.vocab.words}
 
+    def featurizer_settings(self) -> dict[str, Any]:
+        return {"lowercase": self.lowercase, "max_tokens": self.max_tokens}
+
     @classmethod
     def from_state(cls, spec: dict[str, Any], featurizer_state: dict[str, Any], num_labels: int) -> "ESIM":
         return cls(Vocab(featurizer_state["vocab"]), num_labels, **spec)

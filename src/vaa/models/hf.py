@@ -144,6 +144,9 @@ class HFPairModel(PairModel):
     def featurizer_state(self) -> dict[str, Any]:
         return {"tokenizer_files": _tokenizer_files(self.tokenizer)}
 
+    def featurizer_settings(self) -> dict[str, Any]:
+        return {"max_length": self.max_length}
+
     @classmethod
     def from_state(cls, spec: dict[str, Any], featurizer_state: dict[str, Any], num_labels: int) -> "HFPairModel":
         from transformers import AutoConfig, AutoModel
