@@ -23,7 +23,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-
 from torch.nn.parallel import DistributedDataParallel
 
 from .checkpoint import atomic_save, read_checkpoint
