@@ -221,9 +221,26 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     report = evaluate(args.checkpoint, args.data, format=args.format, columns=args.columns, limit=args.limit, on_error=args.on_error,
                       raw=args.raw, labels=args.labels)
     print(format_report(report, title=f"{args.checkpoint} on {args.data}"))
+    print(_read_summary(report["data"]))
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
     return 0
+
+
+def _read_summary(data: dict[str, Any]) -> str:
+    """One line on what was read, skip counts included (a JSON read report)."""
+    from .data.pairs import ReadReport
+
+    report = ReadReport(data["path"], data["format"], data["rows"], data["kept"])
+    report.skipped.update(data["skipped"])
+    return report.summary()
+
+
+def _data_log(args: argparse.Namespace) -> Callable[[str], None]:
+    """Where predict/vulnerability report the rows read and skipped: stdout
+    with --output, else stderr, so that printed rows stay machine-readable."""
+    stream = sys.stdout if args.output else sys.stderr
+    return lambda line: print(line, file=stream)
 
 
 def _write_table(rows: list[dict[str, Any]], path: str) -> None:
@@ -246,7 +263,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     rows = predict(args.checkpoint, data=args.data, pairs=[tuple(args.pair)] if args.pair else None,
                    format=args.format, columns=args.columns, limit=args.limit, on_error=args.on_error, raw=args.raw,
-                   labels=args.labels)
+                   labels=args.labels, log=_data_log(args))
     if args.output:
         _write_table(rows, args.output)
         print(f"wrote {len(rows)} predictions to {args.output}")
@@ -285,7 +302,7 @@ def cmd_vulnerability(args: argparse.Namespace) -> int:
     rows = vulnerability_rows(args.checkpoint, data=args.data, pairs=[tuple(args.pair)] if args.pair else None,
                               attack=_attack_config(args), format=args.format, columns=args.columns, limit=args.limit,
                               batch_size=args.batch_size, progress=not args.no_progress, on_error=args.on_error,
-                              labels=args.labels)
+                              labels=args.labels, log=_data_log(args))
     if args.output:
         _write_table(rows, args.output)
         print(f"wrote {len(rows)} rows to {args.output}")

@@ -25,7 +25,7 @@ from .data.sources import load_splits
 from .framework import VAAModel
 from .inference import load_model
 from .runs import RunError, read_json, write_json
-from .stage_one import final_scores, open_run, report_data
+from .stage_one import featurize_counted, final_scores, open_run, report_data
 from .training import Trainer, read_jsonl, steps_in_log
 from .vulnerability import FeatureCache, state_fingerprint
 
@@ -95,12 +95,13 @@ def train_vaa(config: RunConfig, overwrite: bool = False, log: Callable[[str], N
     splits = load_splits(config.data, label_map=label_map)
     report_data(splits, log)
     label_map.save(run_dir / "label_map.json")
-    write_json(run_dir / "data.json", splits.reports())
 
     parts = {"train": splits.train, "valid": splits.valid}
     if splits.test is not None:
         parts["test"] = splits.test
-    examples = {name: model_a.featurize_all(d.pairs, label_map) for name, d in parts.items()}
+    truncated: dict[str, Any] = {}
+    examples = {name: featurize_counted(model_a, d.pairs, label_map, name, truncated, log) for name, d in parts.items()}
+    write_json(run_dir / "data.json", {**splits.reports(), "truncated": truncated})
     info: dict[str, Any] = {"model_a": payload_a["path"]}
     cached = config.vaa.cache and config.vaa.b_input == "normal" and config.vaa.vulnerability == "attack"
     if cached:

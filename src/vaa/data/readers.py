@@ -426,7 +426,7 @@ def _read_bytes(path: str | Path, size: int = -1) -> bytes:
         with _open_binary(path) as f:
             return f.read(size)
     except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError; corrupt data a zlib.error
-        what = "corrupt or truncated gzip file" if _is_gzip(path) else "cannot read file"
+        what = "cannot read gzip file (corrupt or truncated)" if _is_gzip(path) else "cannot read file"
         raise DataError(f"{what}: {exc}", path) from None
 
 
