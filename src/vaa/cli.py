@@ -12,7 +12,7 @@ from typing import Any, Callable, Sequence
 import yaml
 
 from .analysis.defaults import DEFAULT_EPS
-from .config import AttackConfig, ConfigError, RunConfig, apply_overrides, load_preset
+from .config import AttackConfig, ConfigError, RunConfig, apply_overrides, check_overrides, load_preset
 
 # (flag, config key, type, help) shared by the training commands. A flag left
 # unset does not override the preset.
@@ -111,10 +111,10 @@ def _key_values(items: Sequence[str] | None, flag: str) -> dict[str, Any]:
     return values
 
 
-def build_config(args: argparse.Namespace, default_preset: str | None = None) -> RunConfig:
-    """Preset, then flags, then ``--set key=value`` overrides."""
-    preset = args.preset or default_preset
-    config = load_preset(preset) if preset else RunConfig()
+def build_config(args: argparse.Namespace, default_preset: str | Callable[[], str | None] | None = None) -> RunConfig:
+    """Preset, then flags, then ``--set key=value`` overrides. The flags are
+    checked first, so a bad value is reported before the preset's choice
+    (which may read model A's checkpoint) or anything else happens."""
     values: dict[str, Any] = {}
     for name, value in vars(args).items():
         if name.startswith("cfg:") and value is not None:
@@ -126,6 +126,9 @@ def build_config(args: argparse.Namespace, default_preset: str | None = None) ->
         _merge(values, {"vaa": {"cache": False}})
     if getattr(args, "no_progress", False):
         values["progress"] = False
+    check_overrides(values, source="command line")
+    preset = args.preset or (default_preset() if callable(default_preset) else default_preset)
+    config = load_preset(preset) if preset else RunConfig()
     return apply_overrides(config, values, source="command line")
 
 
@@ -172,7 +175,7 @@ def _stage_two_preset(model_a: str | None) -> str:
 def cmd_train_vaa(args: argparse.Namespace) -> int:
     from .stage_two import train_vaa
 
-    config = build_config(args, default_preset=_stage_two_preset(getattr(args, "cfg:vaa.model_a")))
+    config = build_config(args, default_preset=lambda: _stage_two_preset(getattr(args, "cfg:vaa.model_a")))
     if args.print_config:
         _print(config.to_json())
         return 0

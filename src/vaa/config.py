@@ -283,32 +283,39 @@ class RunConfig(Settings):
 _SECTIONS: dict[str, type] = {"data": DataConfig, "model": ModelConfig, "optim": OptimConfig, "attack": AttackConfig, "vaa": VAAConfig}
 
 
-def apply_overrides(config: RunConfig, values: dict[str, Any], source: str = "config") -> RunConfig:
-    """Return a copy of ``config`` with nested ``values`` applied, each
-    converted to its field's type and checked; an unknown key or a bad value
-    is a ConfigError naming the key (a typo in a preset must not pass silently)."""
-    sections = {name: getattr(config, name) for name in _SECTIONS}
-    top: dict[str, Any] = {}
+def check_overrides(values: dict[str, Any], source: str = "config") -> dict[str, Any]:
+    """``values`` (nested, as in a preset) with each value converted to its
+    field's type; ConfigError for an unknown key or a bad value. Needs no
+    base config, so the command line is checked before anything is read."""
     top_fields = {f.name for f in dataclasses.fields(RunConfig)} - set(_SECTIONS)
+    out: dict[str, Any] = {}
     for key, value in values.items():
         if key in _SECTIONS:
             if not isinstance(value, dict):
                 raise ConfigError(f"{source}: '{key}' must be a mapping of settings, not {value!r}")
             cls = _SECTIONS[key]
             known = {f.name for f in dataclasses.fields(cls)}
-            changes = {}
-            for sub, sub_value in value.items():
+            for sub in value:
                 if sub not in known:
                     raise ConfigError(f"{source}: unknown setting '{key}.{sub}' (known: {', '.join(sorted(known))})")
-                changes[sub] = _checked(cls, sub, sub_value, f"{key}.{sub}", source)
-            sections[key] = dataclasses.replace(sections[key], **changes)
+            out[key] = {sub: _checked(cls, sub, v, f"{key}.{sub}", source) for sub, v in value.items()}
         elif key in top_fields:
-            top[key] = _checked(RunConfig, key, value, key, source)
+            out[key] = _checked(RunConfig, key, value, key, source)
         else:
             known = sorted(top_fields | set(_SECTIONS))
             raise ConfigError(f"{source}: unknown setting '{key}' (known: {', '.join(known)})")
-    out = dataclasses.replace(config, **sections, **top)
-    if "lr" in values.get("optim", {}) and out.optim.lr > LR_WARN_ABOVE:
+    return out
+
+
+def apply_overrides(config: RunConfig, values: dict[str, Any], source: str = "config") -> RunConfig:
+    """Return a copy of ``config`` with nested ``values`` applied, each
+    converted to its field's type and checked (:func:`check_overrides`); an
+    unknown key or a bad value is a ConfigError naming the key (a typo in a
+    preset must not pass silently). An absurd learning rate is warned about."""
+    checked = check_overrides(values, source)
+    sections = {name: dataclasses.replace(getattr(config, name), **checked.get(name, {})) for name in _SECTIONS}
+    out = dataclasses.replace(config, **sections, **{k: v for k, v in checked.items() if k not in _SECTIONS})
+    if "lr" in checked.get("optim", {}) and out.optim.lr > LR_WARN_ABOVE:
         log.warning("%s: optim.lr=%g is far above any usual learning rate (1e-5 to 1e-2): training will most likely "
                     "diverge (a lost minus sign in the exponent?)", source, out.optim.lr)
     return out
