@@ -117,7 +117,15 @@ def test_a_one_class_training_set_is_an_error(tmp_path, capsys):
     run = tmp_path / "run"
     assert main(["train", "--train", str(train), *GENERIC, "--output", str(run), "--no-progress"]) == 2
     assert "only one class" in capsys.readouterr().err
-    assert not (run / "checkpoints").exists()
+    assert not run.exists()  # the data are checked before the run folder is made
+
+
+def test_bad_training_data_leave_no_run_folder(tmp_path, capsys):
+    train = with_bad_row(write_pairs(tmp_path / "train.tsv", 20, 0))
+    run = tmp_path / "run"
+    assert main(["train", "--train", str(train), *GENERIC, "--output", str(run), "--no-progress"]) == 2
+    assert "train.tsv:4: expected 3 tab-separated fields, found 4" in capsys.readouterr().err
+    assert not run.exists()
 
 
 def test_esim_counts_and_caps_overlong_sentences():

@@ -98,14 +98,16 @@ def train(config: RunConfig, overwrite: bool = False, log: Callable[[str], None]
     """Train model A as ``config`` says; returns the run's results.
 
     Re-running an interrupted run resumes it; a finished run returns its saved
-    results without training again."""
+    results without training again. The data are read (and checked) before
+    the run folder is created or changed, so bad data leave nothing behind."""
+    splits = load_splits(config.data) if overwrite or finished_results(Path(config.output)) is None else None
     run_dir, done = open_run(config, overwrite, log)
     if done is not None:
         if not (run_dir / "predictions" / "valid.npz").exists():
             log(f"{run_dir} has no saved predictions; scoring its best checkpoint")
-            score_best(config, run_dir, load_splits(config.data), log)
+            score_best(config, run_dir, splits or load_splits(config.data), log)
         return done
-    splits = load_splits(config.data)
+    splits = splits or load_splits(config.data)
     report_data(splits, log)
     splits.label_map.save(run_dir / "label_map.json")
 

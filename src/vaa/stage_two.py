@@ -24,7 +24,7 @@ from .data.batching import Example
 from .data.sources import load_splits
 from .framework import VAAModel
 from .inference import load_model
-from .runs import RunError, read_json, write_json
+from .runs import RunError, finished_results, read_json, write_json
 from .stage_one import featurize_counted, final_scores, open_run, report_data
 from .training import Trainer, read_jsonl, steps_in_log
 from .vulnerability import FeatureCache, state_fingerprint
@@ -87,12 +87,17 @@ def plot_both_stages(a_dir: Path | None, run_dir: Path, label: str = "stage two"
 def train_vaa(config: RunConfig, overwrite: bool = False, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Train model B (with W) from the frozen model A in ``config.vaa.model_a``."""
     config = resolve_config(config)
-    run_dir, done = open_run(config, overwrite, log)
-    if done is not None:
-        return done
+    if not overwrite and finished_results(Path(config.output)) is not None:
+        run_dir, done = open_run(config, overwrite, log)
+        if done is not None:
+            return done
+    # model A and the data are read (and checked) before the run folder is created or changed
     model_a, label_map, payload_a = load_pair_model(config.vaa.model_a)
     a_dir = a_run_folder(config.vaa.model_a)
     splits = load_splits(config.data, label_map=label_map)
+    run_dir, done = open_run(config, overwrite, log)
+    if done is not None:
+        return done
     report_data(splits, log)
     label_map.save(run_dir / "label_map.json")
 
