@@ -60,7 +60,8 @@ def main() -> None:
     malformed = pairs_file(tmp / "bad.tsv", 26, 1, ["the cat is here\twhere is the cat\t1\textra field"])
     snli = tmp / "snli.txt"
     row = lambda g, s1, pid: "\t".join([g, "( x )", "( y )", "(R x)", "(R y)", s1, "A man rests.", "c", pid, g])  # noqa: E731
-    snli.write_text("\n".join([SNLI_HEADER, row("neutral", "A man sleeps.", "p1"), row("neutral", "A man\tsleeps.", "p2")]) + "\n")
+    good = [row(g, f"A man sleeps {i}.", f"p{i}{g[0]}") for i in range(3) for g in ("neutral", "entailment", "contradiction")]
+    snli.write_text("\n".join([SNLI_HEADER, *good[:2], row("neutral", "A man\tsleeps.", "bad"), *good[2:]]) + "\n")
     csv_file = tmp / "q.csv"
     csv_file.write_text('a,b,y\nhow are you,"fine thanks,1\nwhat is x,what is y,0\nwhere,"there",1\nok,fine,0\n')
     gz = tmp / "c.tsv.gz"
@@ -74,6 +75,8 @@ def main() -> None:
     nul.write_text("a,b,y\nthe cat\x00,a cat,1\n")
     utf16 = tmp / "u16.tsv"
     utf16.write_bytes(train.read_text().encode("utf-16"))
+    utf16_le = tmp / "u16le.tsv"
+    utf16_le.write_bytes(train.read_text().encode("utf-16-le"))
     long_file = tmp / "long.tsv"
     long_file.write_text("a\tb\ty\n" + " ".join(["cat"] * 20000) + "\twhere is the cat\t1\nthe dog\ta dog\t1\n")
     preset = tmp / "p.yaml"
@@ -107,13 +110,14 @@ def main() -> None:
         ("`vulnerability` on it, `--on-error skip`", ["vulnerability", str(run), str(malformed), *GENERIC, "--on-error", "skip",
                                                       "--output", str(tmp / "v2.csv"), "--no-progress"]),
         ("SNLI `.txt`, tab inside a sentence", ["evaluate", str(run), str(snli)]),
-        ("the same, `--on-error skip` (read by `predict`)", ["predict", str(run), str(snli), "--on-error", "skip",
-                                                             "--output", str(tmp / "p2.csv")]),
+        ("the same, `--on-error skip` (`train`)", ["train", "--train", str(snli), "--on-error", "skip", "--hidden", "4",
+                                                   "--epochs", "1", "--output", str(tmp / "snli-run"), "--no-progress"]),
         ("CSV with an unbalanced quote", ["predict", str(run), str(csv_file), "--columns", "a=a,b=b,label=y"]),
         ("corrupt `.gz`", ["predict", str(run), str(gz), *GENERIC]),
         ("random bytes as a `.tsv`", ["predict", str(run), str(noise)]),
         ("NUL byte in a CSV", ["predict", str(run), str(nul), "--columns", "a=a,b=b,label=y"]),
         ("UTF-16 file", ["predict", str(run), str(utf16), *GENERIC]),
+        ("UTF-16-LE file without BOM", ["predict", str(run), str(utf16_le), *GENERIC]),
         ("training set with one class", ["train", "--train", str(one_class), *GENERIC, "--output", str(out)]),
         ("a 20,000-token sentence (ESIM)", ["predict", str(run), str(long_file), *GENERIC, "--output", str(tmp / "p3.csv")]),
     ]

@@ -194,3 +194,15 @@ def test_a_corrupt_gzip_is_a_clear_error(tmp_path):
     truncated.write_bytes(body[: len(body) // 2])
     with pytest.raises(DataError, match="cannot read gzip file"):
         read_pairs(truncated, columns=ColumnSpec("a", "b", "y"))
+
+
+def test_nul_characters_and_utf16_without_bom_are_caught(tmp_path):
+    path = tmp_path / "n.tsv"
+    path.write_text("a\tb\ty\nthe cat\x00\ta cat\t1\nthe dog\ta dog\t0\n")
+    with pytest.raises(DataError, match=r"n.tsv:2: NUL character in column 'a'"):
+        read_pairs(path, columns=ColumnSpec("a", "b", "y"))
+    assert read_pairs(path, columns=ColumnSpec("a", "b", "y"), on_error="skip").report.skipped == {"malformed row": 1}
+    utf16 = tmp_path / "u.tsv"
+    utf16.write_bytes("a\tb\ty\nthe cat\ta cat\t1\n".encode("utf-16-le"))  # no BOM: every byte pair is "valid" UTF-8
+    with pytest.raises(DataError, match="NUL character"):
+        read_pairs(utf16, columns=ColumnSpec("a", "b", "y"))

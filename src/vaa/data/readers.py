@@ -321,6 +321,8 @@ def _text(value: Any, column: str) -> str:
     if value is None:
         return ""
     if isinstance(value, str):
+        if "\x00" in value:  # never in text; UTF-16 without a BOM decodes as "valid" UTF-8 full of NULs
+            raise _RowError(SKIP_MALFORMED, f"NUL character in column {column!r} (binary data, or UTF-16 text? re-save as UTF-8)")
         return value.strip()
     if isinstance(value, (int, float)):
         return str(value)
@@ -353,6 +355,8 @@ def _missing_column_message(column: str, available: list[str]) -> str:
 def _check_header(names: list[str], schema: _Schema, path: str | Path, line: int | None) -> None:
     """Fail once, at the header, when a needed column is absent: every row
     would fail the same way."""
+    if any("\x00" in name for name in names):
+        raise DataError("NUL characters in the header: binary data, or UTF-16 text? re-save the file as UTF-8", path, line)
     for column in schema.required():
         if column not in names:
             raise DataError(_missing_column_message(column, names), path, line)
