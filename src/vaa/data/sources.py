@@ -125,7 +125,7 @@ def load_splits(cfg: DataConfig, label_map: LabelMap | None = None) -> Splits:
         label_map = LabelMap.from_labels(train.labels(), preferred)
         if len(label_map) < 2:
             raise DataError(f"the training pairs have only one class ({', '.join(label_map.names)}): a classifier needs at "
-                            "least two; check the label column (--columns ...,label=...)", train.report.path)
+                            "least two; check the label column (--columns ...,label=...)", files.get("train", train.report).path)
     for part in (train, valid, test):
         if part is not None:
             check_labels(label_map, part)
