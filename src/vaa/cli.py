@@ -12,7 +12,7 @@ from typing import Any, Callable, Sequence
 import yaml
 
 from .analysis.defaults import DEFAULT_EPS
-from .config import AttackConfig, RunConfig, apply_overrides, load_preset
+from .config import AttackConfig, ConfigError, RunConfig, apply_overrides, check_overrides, load_preset
 
 # (flag, config key, type, help) shared by the training commands. A flag left
 # unset does not override the preset.
@@ -61,6 +61,17 @@ VAA_FLAGS: list[tuple[str, str, Callable[[str], Any], str]] = [
 ]
 
 
+def _positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (a batch size or a limit of 0 is a mistake)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
+    return value
+
+
 def _add_flags(parser: argparse.ArgumentParser, flags: Sequence[tuple[str, str, Callable[[str], Any], str]]) -> None:
     for flag, key, kind, text in flags:
         parser.add_argument(flag, dest="cfg:" + key, type=kind, default=None, help=text)
@@ -80,25 +91,44 @@ def _merge(into: dict[str, Any], more: dict[str, Any]) -> dict[str, Any]:
     return into
 
 
-def build_config(args: argparse.Namespace, default_preset: str | None = None) -> RunConfig:
-    """Preset, then flags, then ``--set key=value`` overrides."""
-    preset = args.preset or default_preset
-    config = load_preset(preset) if preset else RunConfig()
+def _parse_value(raw: str) -> Any:
+    """A ``--set`` value as YAML reads it (numbers, true/false, null); text
+    that is not valid YAML stays text. The config converts it to the field's
+    type, so "1e-3" (a string to YAML) still becomes a float."""
+    try:
+        return yaml.safe_load(raw)
+    except yaml.YAMLError:
+        return raw
+
+
+def _key_values(items: Sequence[str] | None, flag: str) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"{flag} expects KEY=VALUE (e.g. optim.lr=1e-3), got {item!r}")
+        _merge(values, _nested(key.strip(), _parse_value(raw)))
+    return values
+
+
+def build_config(args: argparse.Namespace, default_preset: str | Callable[[], str | None] | None = None) -> RunConfig:
+    """Preset, then flags, then ``--set key=value`` overrides. The flags are
+    checked first, so a bad value is reported before the preset's choice
+    (which may read model A's checkpoint) or anything else happens."""
     values: dict[str, Any] = {}
     for name, value in vars(args).items():
         if name.startswith("cfg:") and value is not None:
             _merge(values, _nested(name[4:], value))
-    for item in args.set or []:
-        key, sep, raw = item.partition("=")
-        if not sep:
-            raise ValueError(f"--set expects key=value, got {item!r}")
-        _merge(values, _nested(key, yaml.safe_load(raw)))
+    _merge(values, _key_values(args.set, "--set"))
     if getattr(args, "relative", None):
         _merge(values, {"attack": {"relative": True}})
     if getattr(args, "no_cache", False):
         _merge(values, {"vaa": {"cache": False}})
     if getattr(args, "no_progress", False):
         values["progress"] = False
+    check_overrides(values, source="command line")
+    preset = args.preset or (default_preset() if callable(default_preset) else default_preset)
+    config = load_preset(preset) if preset else RunConfig()
     return apply_overrides(config, values, source="command line")
 
 
@@ -145,7 +175,7 @@ def _stage_two_preset(model_a: str | None) -> str:
 def cmd_train_vaa(args: argparse.Namespace) -> int:
     from .stage_two import train_vaa
 
-    config = build_config(args, default_preset=_stage_two_preset(getattr(args, "cfg:vaa.model_a")))
+    config = build_config(args, default_preset=lambda: _stage_two_preset(getattr(args, "cfg:vaa.model_a")))
     if args.print_config:
         _print(config.to_json())
         return 0
@@ -157,14 +187,6 @@ def cmd_train_vaa(args: argparse.Namespace) -> int:
     return 0
 
 
-def _key_values(items: Sequence[str] | None, flag: str) -> dict[str, Any]:
-    values: dict[str, Any] = {}
-    for item in items or []:
-        key, sep, raw = item.partition("=")
-        if not sep:
-            raise ValueError(f"{flag} expects key=value, got {item!r}")
-        _merge(values, _nested(key, yaml.safe_load(raw)))
-    return values
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
@@ -202,9 +224,26 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     report = evaluate(args.checkpoint, args.data, format=args.format, columns=args.columns, limit=args.limit, on_error=args.on_error,
                       raw=args.raw, labels=args.labels)
     print(format_report(report, title=f"{args.checkpoint} on {args.data}"))
+    print(_read_summary(report["data"]))
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
     return 0
+
+
+def _read_summary(data: dict[str, Any]) -> str:
+    """One line on what was read, skip counts included (a JSON read report)."""
+    from .data.pairs import ReadReport
+
+    report = ReadReport(data["path"], data["format"], data["rows"], data["kept"])
+    report.skipped.update(data["skipped"])
+    return report.summary()
+
+
+def _data_log(args: argparse.Namespace) -> Callable[[str], None]:
+    """Where predict/vulnerability report the rows read and skipped: stdout
+    with --output, else stderr, so that printed rows stay machine-readable."""
+    stream = sys.stdout if args.output else sys.stderr
+    return lambda line: print(line, file=stream)
 
 
 def _write_table(rows: list[dict[str, Any]], path: str) -> None:
@@ -227,7 +266,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     rows = predict(args.checkpoint, data=args.data, pairs=[tuple(args.pair)] if args.pair else None,
                    format=args.format, columns=args.columns, limit=args.limit, on_error=args.on_error, raw=args.raw,
-                   labels=args.labels)
+                   labels=args.labels, log=_data_log(args))
     if args.output:
         _write_table(rows, args.output)
         print(f"wrote {len(rows)} predictions to {args.output}")
@@ -249,7 +288,7 @@ def _add_attack_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scope", default="sentence", choices=["sentence", "pair"], help="L2 norm per sentence (authors) or per pair")
     parser.add_argument("--direction", default="fgsm", choices=["fgsm", "random"], help="fgsm | random (control)")
     parser.add_argument("--attack-seed", type=int, default=0, help="seed of the random direction")
-    parser.add_argument("--batch-size", type=int, default=128, help="pairs per attack batch")
+    parser.add_argument("--batch-size", type=_positive_int, default=128, help="pairs per attack batch")
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
@@ -266,7 +305,7 @@ def cmd_vulnerability(args: argparse.Namespace) -> int:
     rows = vulnerability_rows(args.checkpoint, data=args.data, pairs=[tuple(args.pair)] if args.pair else None,
                               attack=_attack_config(args), format=args.format, columns=args.columns, limit=args.limit,
                               batch_size=args.batch_size, progress=not args.no_progress, on_error=args.on_error,
-                              labels=args.labels)
+                              labels=args.labels, log=_data_log(args))
     if args.output:
         _write_table(rows, args.output)
         print(f"wrote {len(rows)} rows to {args.output}")
@@ -305,8 +344,8 @@ def _add_data_args(parser: argparse.ArgumentParser, optional: bool = False, allo
         parser.add_argument("data", help="a labelled file of pairs")
     parser.add_argument("--format", default="auto", help="file format (default: detected)")
     parser.add_argument("--columns", help="generic/HF columns, e.g. a=q1,b=q2,label=y")
-    parser.add_argument("--limit", type=int, help="read at most this many pairs")
-    parser.add_argument("--on-error", default="raise", help="raise | skip")
+    parser.add_argument("--limit", type=_positive_int, help="read at most this many pairs")
+    parser.add_argument("--on-error", default="raise", choices=["raise", "skip"], help="raise | skip (malformed rows skipped and counted)")
     parser.add_argument("--labels", help="the file's label spellings as the model's labels, e.g. 0=not_duplicate,1=duplicate")
 
 
@@ -405,6 +444,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     from .calibration import CalibrationError
     from .data.pairs import DataError
+    from .guards import NonFiniteError
     from .runs import RunError
 
     import logging
@@ -418,7 +458,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("give a data file or --pair SENTENCE_A SENTENCE_B")
     try:
         return args.func(args)
-    except (DataError, RunError, CalibrationError, FileNotFoundError, ValueError) as exc:
+    except (DataError, RunError, CalibrationError, NonFiniteError, FileNotFoundError, ValueError) as exc:
         print(f"vaa: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

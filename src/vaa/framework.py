@@ -20,20 +20,18 @@ computed on the fly from A (new pairs at inference, or ``cache: false``).
 from __future__ import annotations
 
 import copy
+import dataclasses
 from typing import Any
 
 import torch
 from torch import nn
 
 from .attack import forward_embedded, forward_with_gradient, perturbation
-from .config import AttackConfig, VAAConfig
+from .config import B_INPUTS, INJECTIONS, V3_ORDERS, VULNERABILITY_SOURCES, AttackConfig, VAAConfig  # noqa: F401  (re-exported)
 from .data.batching import Batch
+from .guards import check_finite
 from .models.base import Embedded, PairModel
 
-INJECTIONS = ("token", "classifier", "add")
-B_INPUTS = ("normal", "adversarial")
-V3_ORDERS = ("paper", "authors")
-VULNERABILITY_SOURCES = ("attack", "zeros")
 
 
 def _extend_head(old: nn.Module, new: nn.Module, old_in: int) -> None:
@@ -57,10 +55,7 @@ class VAAModel(nn.Module):
 
     def __init__(self, model_a: PairModel, vaa: VAAConfig, attack: AttackConfig):
         super().__init__()
-        for name, value, allowed in (("injection", vaa.injection, INJECTIONS), ("b_input", vaa.b_input, B_INPUTS),
-                                     ("v3_order", vaa.v3_order, V3_ORDERS), ("vulnerability", vaa.vulnerability, VULNERABILITY_SOURCES)):
-            if value not in allowed:
-                raise ValueError(f"unknown {name} {value!r} ({' | '.join(allowed)})")
+        vaa, attack = dataclasses.replace(vaa), dataclasses.replace(attack)  # re-checked: the rules live in config.py
         self.vaa_config = vaa
         self.attack_config = attack
         self.a = model_a
@@ -93,6 +88,11 @@ class VAAModel(nn.Module):
         steps = perturbation(base, self.attack_config)
         emb_adv = base.emb.with_values([v + s for v, s in zip(base.emb.values, steps)])
         _, hidden_adv = forward_embedded(self.a, emb_adv)
+        hint = f"attack.eps={self.attack_config.eps:g} is too large for these embeddings"
+        for step in steps:
+            check_finite(step, "attack step", hint)
+        check_finite(base.hidden, "V1 (model A's hidden vector)", "model A's weights hold NaN or inf")
+        check_finite(hidden_adv, "V2 (model A's hidden vector on the attacked input)", hint)
         return base.hidden, hidden_adv, steps
 
     def vulnerability_vector(self, v1: torch.Tensor, v2: torch.Tensor) -> torch.Tensor:

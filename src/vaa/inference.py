@@ -30,7 +30,7 @@ from .calibration import (Calibration, cross_fit, fit, read_calibration, reliabi
 from .checkpoint import read_checkpoint, rebuild_model
 from .config import AttackConfig, DataConfig, VAAConfig
 from .data.batching import Example
-from .data.pairs import LabelMap, Pair, PairDataset
+from .data.pairs import DataError, LabelMap, Pair, PairDataset
 from .data.sources import check_labels, load_splits, read_file
 from .metrics import classification_report
 from .models.base import PairModel
@@ -44,14 +44,24 @@ logger = logging.getLogger(__name__)
 
 
 def as_pairs(pairs: PairsLike) -> list[Pair]:
-    """``Pair`` objects, or (sentence a, sentence b) tuples numbered pair-0, pair-1, ..."""
+    """``Pair`` objects, or (sentence a, sentence b) tuples numbered pair-0,
+    pair-1, ... An empty sentence is an error: a model would still answer,
+    with a confident-looking guess about nothing."""
     out = []
     for i, item in enumerate(pairs):
         if isinstance(item, Pair):
-            out.append(item)
+            pair = item
         else:
-            a, b = item
-            out.append(Pair(a, b, None, f"pair-{i}"))
+            if isinstance(item, str) or len(item) != 2:
+                raise DataError(f"pair {i}: expected two sentences (a, b), got {item!r}")
+            a, b = (str(s).strip() for s in item)
+            pair = Pair(a, b, None, f"pair-{i}")
+        for name, text in (("a", pair.a), ("b", pair.b)):
+            if not text.strip():
+                raise DataError(f"pair {i}: sentence {name} is empty; give two non-empty sentences")
+        out.append(pair)
+    if not out:
+        raise DataError("no pairs given")
     return out
 
 
@@ -81,11 +91,15 @@ class LoadedModel:
         return self.base.featurize_all(pairs, self.label_map)
 
     def read(self, data: str | Path, format: str = "auto", columns: str | None = None, labels: str | None = None,
-             limit: int | None = None, on_error: str = "raise", require_labels: bool = False) -> PairDataset:
+             limit: int | None = None, on_error: str = "raise", require_labels: bool = False,
+             log: Callable[[str], None] | None = None) -> PairDataset:
         """Pairs of a file, their labels renamed by ``labels`` (e.g.
-        "0=not_duplicate,1=duplicate") and checked against the model's."""
+        "0=not_duplicate,1=duplicate") and checked against the model's.
+        ``log`` receives the read report (rows kept and skipped by reason)."""
         dataset = read_file(str(data), DataConfig(format=format, columns=columns, labels=labels, limit=limit, on_error=on_error),
                             require_labels=require_labels)
+        if log is not None:
+            log(dataset.report.summary())
         check_labels(self.label_map, dataset)
         return dataset
 
@@ -119,7 +133,8 @@ class LoadedModel:
                       progress: bool = False) -> "pd.DataFrame":
         """Per pair: id, gold if known, A's prediction and confidence, F1, F2,
         ||V1 - V2|| and whether the attack flips A's prediction (model A of a
-        VAA model; A's own output, never a calibration)."""
+        VAA model; A's own output, never a calibration). Non-finite criteria
+        (an eps that overflows) raise NonFiniteError instead of being returned."""
         import pandas as pd
 
         from .vulnerability import measure
@@ -185,25 +200,28 @@ def evaluate(
 
 def _model_and_pairs(checkpoint: str | Path, data: str | Path | None, pairs: PairsLike | None, format: str,
                      columns: str | None, labels: str | None, limit: int | None, on_error: str,
-                     raw: bool = True) -> tuple[LoadedModel, list[Pair]]:
-    """The model, and the pairs of a file or of (a, b) tuples (exactly one)."""
+                     raw: bool = True, log: Callable[[str], None] | None = None) -> tuple[LoadedModel, list[Pair]]:
+    """The model, and the pairs of a file or of (a, b) tuples (exactly one);
+    ``log`` receives a file's read report."""
     if (data is None) == (pairs is None):
         raise ValueError("give either a data file or pairs")
+    items = as_pairs(pairs) if pairs is not None else None  # checked before the model is loaded
     loaded = load_model(checkpoint, raw=raw)
-    if pairs is not None:
-        return loaded, as_pairs(pairs)
-    return loaded, loaded.read(data, format, columns, labels, limit, on_error).pairs
+    if items is not None:
+        return loaded, items
+    return loaded, loaded.read(data, format, columns, labels, limit, on_error, log=log).pairs
 
 
 def predict(
     checkpoint: str | Path, data: str | Path | None = None, pairs: PairsLike | None = None,
     format: str = "auto", columns: str | None = None, batch_size: int = 256, limit: int | None = None,
-    on_error: str = "raise", raw: bool = False, labels: str | None = None,
+    on_error: str = "raise", raw: bool = False, labels: str | None = None, log: Callable[[str], None] | None = None,
 ) -> list[dict[str, Any]]:
     """Predicted label and class probabilities per pair, for a file or for
     ``pairs`` given as (sentence a, sentence b) tuples; the run's stored
-    calibration is applied unless ``raw`` (and logged when it is)."""
-    loaded, items = _model_and_pairs(checkpoint, data, pairs, format, columns, labels, limit, on_error, raw=raw)
+    calibration is applied unless ``raw`` (and logged when it is). ``log``
+    receives the file's read report (how many rows were kept and skipped)."""
+    loaded, items = _model_and_pairs(checkpoint, data, pairs, format, columns, labels, limit, on_error, raw=raw, log=log)
     return loaded.prediction_rows(items, batch_size)
 
 
@@ -211,10 +229,12 @@ def vulnerability_rows(
     checkpoint: str | Path, data: str | Path | None = None, pairs: PairsLike | None = None,
     attack: AttackConfig = AttackConfig(), format: str = "auto", columns: str | None = None, limit: int | None = None,
     batch_size: int = 128, progress: bool = True, on_error: str = "raise", labels: str | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> list[dict[str, Any]]:
     """Per pair: id, gold label if known, A's prediction, F1, F2, ||V1-V2||
-    and whether the attack flipped the prediction (model A of the checkpoint)."""
-    loaded, items = _model_and_pairs(checkpoint, data, pairs, format, columns, labels, limit, on_error)
+    and whether the attack flipped the prediction (model A of the checkpoint).
+    ``log`` receives the file's read report."""
+    loaded, items = _model_and_pairs(checkpoint, data, pairs, format, columns, labels, limit, on_error, log=log)
     return loaded.vulnerability(items, attack, batch_size, progress).to_dict("records")
 
 

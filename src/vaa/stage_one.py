@@ -43,11 +43,22 @@ def model_options(config: RunConfig) -> dict[str, Any]:
 
 
 def report_data(splits: Splits, log: Callable[[str], None]) -> None:
-    for note in splits.notes:
-        log(note)
-    for part in (splits.train, splits.valid, splits.test):
-        if part is not None:
-            log(part.report.summary())
+    """Tell the user what was read: each file's kept and skipped rows."""
+    for line in splits.summary_lines():
+        log(line)
+
+
+def featurize_counted(model: Any, pairs: Sequence[Any], label_map: Any, name: str, truncated: dict[str, Any],
+                      log: Callable[[str], None]) -> list[Example]:
+    """Featurise one split, recording in ``truncated`` how many pairs the
+    model's length cap cut (ESIM's ``max_tokens``, the HF ``max_length``)."""
+    examples = model.featurize_all(pairs, label_map)
+    cut = getattr(model, "last_truncated", None)
+    if cut is not None:
+        truncated[name] = {"pairs_truncated": int(cut[0]), "pairs": int(cut[1])}
+        if cut[0]:
+            log(f"{name}: {cut[0]} of {cut[1]} pairs truncated by the model's length cap")
+    return examples
 
 
 def final_scores(run_dir: Path, model: torch.nn.Module, examples: dict[str, Sequence[Example]], splits: Splits,
@@ -87,24 +98,27 @@ def train(config: RunConfig, overwrite: bool = False, log: Callable[[str], None]
     """Train model A as ``config`` says; returns the run's results.
 
     Re-running an interrupted run resumes it; a finished run returns its saved
-    results without training again."""
+    results without training again. The data are read (and checked) before
+    the run folder is created or changed, so bad data leave nothing behind."""
+    splits = load_splits(config.data) if overwrite or finished_results(Path(config.output)) is None else None
     run_dir, done = open_run(config, overwrite, log)
     if done is not None:
         if not (run_dir / "predictions" / "valid.npz").exists():
             log(f"{run_dir} has no saved predictions; scoring its best checkpoint")
-            score_best(config, run_dir, load_splits(config.data), log)
+            score_best(config, run_dir, splits or load_splits(config.data), log)
         return done
-    splits = load_splits(config.data)
+    splits = splits or load_splits(config.data)
     report_data(splits, log)
     splits.label_map.save(run_dir / "label_map.json")
-    write_json(run_dir / "data.json", splits.reports())
 
     model = build_model(config.model.family, splits.train.pairs, splits.label_map, seed=config.seed, **model_options(config))
     info = getattr(model, "build_info", {})
     if info:
         log("model: " + ", ".join(f"{k} {v}" for k, v in info.items()))
-    train_examples = model.featurize_all(splits.train.pairs, splits.label_map)
-    valid_examples = model.featurize_all(splits.valid.pairs, splits.label_map)
+    truncated: dict[str, Any] = {}
+    train_examples = featurize_counted(model, splits.train.pairs, splits.label_map, "train", truncated, log)
+    valid_examples = featurize_counted(model, splits.valid.pairs, splits.label_map, "valid", truncated, log)
+    write_json(run_dir / "data.json", {**splits.reports(), "truncated": truncated})
     trainer = Trainer(
         model, train_examples, valid_examples, config.optim, run_dir,
         describe=lambda: header(model, splits.label_map, kind="model", build_info=info),

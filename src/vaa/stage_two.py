@@ -24,8 +24,8 @@ from .data.batching import Example
 from .data.sources import load_splits
 from .framework import VAAModel
 from .inference import load_model
-from .runs import RunError, read_json, write_json
-from .stage_one import final_scores, open_run, report_data
+from .runs import RunError, finished_results, read_json, write_json
+from .stage_one import featurize_counted, final_scores, open_run, report_data
 from .training import Trainer, read_jsonl, steps_in_log
 from .vulnerability import FeatureCache, state_fingerprint
 
@@ -87,20 +87,26 @@ def plot_both_stages(a_dir: Path | None, run_dir: Path, label: str = "stage two"
 def train_vaa(config: RunConfig, overwrite: bool = False, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Train model B (with W) from the frozen model A in ``config.vaa.model_a``."""
     config = resolve_config(config)
-    run_dir, done = open_run(config, overwrite, log)
-    if done is not None:
-        return done
+    if not overwrite and finished_results(Path(config.output)) is not None:
+        run_dir, done = open_run(config, overwrite, log)
+        if done is not None:
+            return done
+    # model A and the data are read (and checked) before the run folder is created or changed
     model_a, label_map, payload_a = load_pair_model(config.vaa.model_a)
     a_dir = a_run_folder(config.vaa.model_a)
     splits = load_splits(config.data, label_map=label_map)
+    run_dir, done = open_run(config, overwrite, log)
+    if done is not None:
+        return done
     report_data(splits, log)
     label_map.save(run_dir / "label_map.json")
-    write_json(run_dir / "data.json", splits.reports())
 
     parts = {"train": splits.train, "valid": splits.valid}
     if splits.test is not None:
         parts["test"] = splits.test
-    examples = {name: model_a.featurize_all(d.pairs, label_map) for name, d in parts.items()}
+    truncated: dict[str, Any] = {}
+    examples = {name: featurize_counted(model_a, d.pairs, label_map, name, truncated, log) for name, d in parts.items()}
+    write_json(run_dir / "data.json", {**splits.reports(), "truncated": truncated})
     info: dict[str, Any] = {"model_a": payload_a["path"]}
     cached = config.vaa.cache and config.vaa.b_input == "normal" and config.vaa.vulnerability == "attack"
     if cached:

@@ -27,7 +27,11 @@ from torch import nn
 from .checkpoint import atomic_save, read_checkpoint
 from .config import OptimConfig
 from .data.batching import Batch, BatchIterator, Example
+from .guards import NonFiniteError, check_finite
 from .progress import bar as progress_bar, say
+
+
+_NON_FINITE_HINT = "lower optim.lr (or attack.eps in stage two) or check the data"
 
 
 def set_seed(seed: int) -> None:
@@ -70,6 +74,7 @@ def predict_examples(model: nn.Module, examples: Sequence[Example], batch_size: 
             if known.any():
                 total += float(F.cross_entropy(logits[known], labels[known], reduction="sum"))
                 count += int(known.sum())
+            check_finite(logits, f"{desc} output (logits)", "the model's weights or inputs hold NaN or inf")
             p = torch.softmax(logits, -1).numpy()
             for row, i in zip(p, batch["index"].tolist()):
                 probs[i] = row
@@ -239,12 +244,16 @@ class Trainer:
 
     # -- the loop ---------------------------------------------------------
     def _train_step(self, batch: Batch) -> float:
+        """One optimiser step. A non-finite loss or gradient norm raises
+        before the step, so the weights and checkpoints never hold NaN."""
         logits = self.model(batch)
         loss = F.cross_entropy(logits, batch["label"])
+        check_finite(loss.detach(), f"training loss ({float(loss.detach())})", _NON_FINITE_HINT)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        if self.cfg.grad_clip and self.cfg.grad_clip > 0:
-            nn.utils.clip_grad_norm_(self.trainable, self.cfg.grad_clip)
+        clip = self.cfg.grad_clip if self.cfg.grad_clip and self.cfg.grad_clip > 0 else float("inf")
+        norm = nn.utils.clip_grad_norm_(self.trainable, clip)  # with an infinite clip: measures only
+        check_finite(norm, f"gradient norm ({float(norm)})", _NON_FINITE_HINT)
         self.optimizer.step()
         if self.cfg.scheduler == "linear":
             self.scheduler.step()
@@ -252,7 +261,12 @@ class Trainer:
 
     def _end_epoch(self, seconds: float, seen: int) -> None:
         st = self.state
-        preds = predict_examples(self.model, self.valid_examples, self.cfg.eval_batch_size, self.progress, desc="validate")
+        try:
+            preds = predict_examples(self.model, self.valid_examples, self.cfg.eval_batch_size, self.progress, desc="validate")
+            if preds.loss is not None:
+                check_finite(preds.loss, f"validation loss ({preds.loss})", _NON_FINITE_HINT)
+        except NonFiniteError as exc:
+            raise NonFiniteError(f"[{self.stage}] epoch {st.epoch + 1}, validation: {exc}; training stopped") from None
         accuracy = preds.accuracy if preds.accuracy is not None else 0.0
         if self.cfg.scheduler == "plateau":
             self.scheduler.step(accuracy)
@@ -304,7 +318,12 @@ class Trainer:
             total = self.batches.num_batches()
             bar = progress_bar(None, self.progress, total=total, initial=st.batch_in_epoch, desc=f"{self.stage} epoch {st.epoch + 1}")
             for batch in self.batches.epoch(st.epoch, skip=st.batch_in_epoch):
-                loss = self._train_step(batch)
+                try:
+                    loss = self._train_step(batch)
+                except NonFiniteError as exc:
+                    bar.close()
+                    raise NonFiniteError(f"[{self.stage}] epoch {st.epoch + 1}, batch {st.batch_in_epoch + 1}: {exc}; "
+                                         "training stopped (the last checkpoint is from before this batch)") from None
                 n = int(batch["label"].numel())
                 st.epoch_loss_sum += loss * n
                 st.epoch_seen += n
@@ -336,4 +355,4 @@ def steps_in_log(path: str | Path) -> int:
     return max((r["step"] for r in records), default=0)
 
 
-__all__ = ["Trainer", "TrainState", "Predictions", "predict_examples", "set_seed", "read_jsonl", "steps_in_log"]
+__all__ = ["NonFiniteError", "Trainer", "TrainState", "Predictions", "predict_examples", "set_seed", "read_jsonl", "steps_in_log"]

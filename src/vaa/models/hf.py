@@ -33,6 +33,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
+from ..config import POOLINGS
 from ..data.batching import Batch, Example
 from ..data.pairs import DataError, LabelMap, Pair
 from .base import Embedded, PairModel
@@ -95,8 +96,8 @@ class HFPairModel(PairModel):
     def __init__(self, encoder: nn.Module, tokenizer: Any, num_labels: int, max_length: int = 128, pooling: str = "cls",
                  dropout: float = 0.1, model_path: str | None = None):
         super().__init__()
-        if pooling not in ("cls", "mean"):
-            raise ValueError(f"unknown pooling {pooling!r} (cls | mean)")
+        if pooling not in POOLINGS:  # the allowed values live with the setting (config.py)
+            raise ValueError(f"unknown pooling {pooling!r} ({' | '.join(POOLINGS)})")
         if not getattr(tokenizer, "is_fast", False):
             raise ValueError("the HF family needs a fast (Rust) tokenizer: the folder must hold tokenizer.json")
         positions = getattr(encoder.config, "max_position_embeddings", None)
