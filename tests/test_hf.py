@@ -132,8 +132,8 @@ def test_a_stays_frozen_in_stage_two(tiny_bert):
 
 
 def test_checkpoint_round_trip_without_the_model_folder(tiny_bert, tmp_path):
-    save_model(tiny_bert, TOY_LABELS, tmp_path / "m.pt")
-    loaded, label_map, _ = load_pair_model(tmp_path / "m.pt")
+    save_model(tiny_bert, TOY_LABELS, tmp_path / "m")
+    loaded, label_map, _ = load_pair_model(tmp_path / "m")
     batch = collate(tiny_bert.featurize_all(TOY_PAIRS, TOY_LABELS))
     with torch.no_grad():
         torch.testing.assert_close(loaded(batch), tiny_bert(batch))
