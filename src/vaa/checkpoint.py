@@ -201,9 +201,10 @@ def checkpoint_folder(path: str | Path) -> Path:
 
 def _require(meta: dict[str, Any], dotted: str, kind: type | tuple[type, ...], where: Path) -> Any:
     value: Any = meta
-    for part in dotted.split("."):
+    parts = dotted.split(".")
+    for i, part in enumerate(parts):
         if not isinstance(value, dict) or part not in value:
-            raise CheckpointError(f"missing field '{dotted}'; the file was changed or is incomplete", where)
+            raise CheckpointError(f"missing field '{'.'.join(parts[:i + 1])}'; the file was changed or is incomplete", where)
         value = value[part]
     if not isinstance(value, kind):
         raise CheckpointError(f"field '{dotted}' has the wrong type ({type(value).__name__})", where)
@@ -284,7 +285,11 @@ def check_weights(module: nn.Module, shapes: dict[str, tuple[int, ...]], fields:
     expected = {k: tuple(v.shape) for k, v in module.state_dict().items()}
     missing = sorted(set(expected) - set(shapes))
     extra = sorted(set(shapes) - set(expected))
-    for name in sorted(set(expected) & set(shapes)):
+    def named_first(name: str) -> tuple[bool, str]:  # tensors whose axes name a field are explained first
+        bare = name[2:] if name[:2] in ("a.", "b.") else name
+        return (bare not in fields and name not in fields, name)
+
+    for name in sorted(set(expected) & set(shapes), key=named_first):
         if expected[name] != shapes[name]:
             raise CheckpointError(_explain_shape(name, expected[name], shapes[name], fields), where)
     if missing:

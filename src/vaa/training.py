@@ -121,10 +121,19 @@ def _append_jsonl(path: Path, record: dict[str, Any]) -> None:
 
 
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
+    """Records of a JSON-lines log. A last line cut short by a ``kill -9``
+    in the middle of an append (no final newline) is dropped, not an error."""
     path = Path(path)
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    text = path.read_text()
+    lines = [line for line in text.splitlines() if line.strip()]
+    if lines and not text.endswith("\n"):
+        try:
+            json.loads(lines[-1])
+        except json.JSONDecodeError:
+            lines.pop()
+    return [json.loads(line) for line in lines]
 
 
 def _keep_jsonl(path: Path, keep: Callable[[dict[str, Any]], bool]) -> None:
