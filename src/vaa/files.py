@@ -48,17 +48,21 @@ def describe_os_error(exc: OSError, what: str = "write") -> str:
 
 
 def output_error(exc: OSError, path: str | Path, what: str = "write") -> OutputError:
-    """``exc`` as an :class:`OutputError` naming ``path`` when the OS did not."""
-    if exc.filename is None:
-        exc.filename = str(path)
+    """``exc`` as an :class:`OutputError` naming ``path`` (what the user asked
+    for, rather than the temporary name the OS saw)."""
+    exc.filename = str(path)
     return OutputError(describe_os_error(exc, what))
 
 
 def ensure_folder(path: str | Path) -> Path:
     """Create ``path`` (and parents); a clear error when that is impossible."""
     path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise OutputError(f"cannot use {path} as a folder: it is a file; choose another output path")
+    for folder in (path, *path.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                where = "it is a file" if folder == path else f"{folder} is a file"
+                raise OutputError(f"cannot use {path} as a folder: {where}; choose another output path")
+            break
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -119,12 +123,14 @@ def replace_folder(path: str | Path, write: Callable[[Path], None]) -> Path:
         os.replace(tmp, path)
         if old.exists():
             shutil.rmtree(old)
-    except OSError as exc:
+    except BaseException as exc:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
         if old.exists() and not path.exists():
             os.replace(old, path)
-        raise output_error(exc, path) from None
+        if isinstance(exc, OSError):
+            raise output_error(exc, path) from None
+        raise
     return path
 
 
