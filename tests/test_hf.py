@@ -138,6 +138,12 @@ def test_checkpoint_round_trip_without_the_model_folder(tiny_bert, tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(loaded(batch), tiny_bert(batch))
     assert loaded.featurize_all(TOY_PAIRS, TOY_LABELS) == tiny_bert.featurize_all(TOY_PAIRS, TOY_LABELS)
+    # the tokenizer travels as its own JSON/text files; nothing in the folder is a pickle
+    import zipfile
+
+    files = [p for p in (tmp_path / "m").rglob("*") if p.is_file()]
+    assert (tmp_path / "m" / "tokenizer" / "tokenizer.json") in files
+    assert not any(zipfile.is_zipfile(p) or p.read_bytes()[:1] == b"\x80" for p in files)
 
 
 def test_every_command_works_for_the_hf_family(tmp_path, capsys):

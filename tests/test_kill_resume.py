@@ -1,0 +1,103 @@
+"""kill -9 at random moments, then resume: the same weights as a run that
+was never interrupted, for stage one and for stage two.
+
+Each interrupted attempt is a child process (``os.fork``: it starts with
+everything imported, so the seeded kill moments fall inside the training
+itself rather than in Python's start-up) killed with SIGKILL; the last call
+runs to the end. The kills hit checkpoint writes, log appends and the cache
+as they come; whatever they leave, the next start must clean up and resume.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import time
+from pathlib import Path
+from typing import Callable
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from vaa.config import apply_overrides
+from vaa.stage_one import train
+from vaa.stage_two import train_vaa
+from vaa.training import read_jsonl
+
+KILLS = 4
+pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+
+
+def killed_then_finished(run: Callable[[], object], duration: float, seed: int) -> list[str]:
+    """Start ``run`` in a child and SIGKILL it after a seeded random delay
+    (20-100% of an uninterrupted run's ``duration``), ``KILLS`` times, then
+    run it to the end here. Returns what each child did."""
+    rng = random.Random(seed)
+    outcomes = []
+    for _ in range(KILLS):
+        delay = rng.uniform(0.2 * duration, duration)
+        pid = os.fork()
+        if pid == 0:  # the child: train until killed
+            code = 0
+            try:
+                run()
+            except BaseException:  # noqa: BLE001 - reported to the parent by the exit code
+                code = 1
+            os._exit(code)
+        time.sleep(delay)
+        os.kill(pid, signal.SIGKILL)
+        _, status = os.waitpid(pid, 0)
+        outcomes.append("killed" if os.WIFSIGNALED(status) else f"exit {os.WEXITSTATUS(status)}")
+    run()
+    return outcomes
+
+
+def weights(folder: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(folder / "model.safetensors"))
+
+
+def assert_same_run(a: Path, b: Path) -> None:
+    for which in ("best", "last"):
+        wa, wb = weights(a / "checkpoints" / which), weights(b / "checkpoints" / which)
+        assert wa.keys() == wb.keys()
+        for name in wa:
+            assert torch.equal(wa[name], wb[name]), f"{which}: {name}"
+    assert read_jsonl(a / "loss.jsonl") == read_jsonl(b / "loss.jsonl")
+    strip = lambda rows: [{k: v for k, v in r.items() if k in ("epoch", "train_loss", "valid_accuracy", "best")} for r in rows]  # noqa: E731
+    assert strip(read_jsonl(a / "metrics.jsonl")) == strip(read_jsonl(b / "metrics.jsonl"))
+    assert not list(b.rglob("*.tmp"))
+
+
+@pytest.fixture
+def kill_config(tiny_config):
+    return apply_overrides(tiny_config, {"optim": {"max_epochs": 3, "patience": 10}, "checkpoint_every": 1})
+
+
+def test_stage_one_killed_at_random_moments_resumes_to_the_same_weights(kill_config, tmp_path):
+    from vaa.data.embeddings import _package_vectors
+
+    _package_vectors()  # imports and caches warm (word vectors, the optimiser's first-use imports),
+    torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))])  # so the reference time is the training's own
+    started = time.perf_counter()
+    train(kill_config, log=lambda s: None)  # uninterrupted
+    duration = time.perf_counter() - started
+    interrupted = apply_overrides(kill_config, {"output": str(tmp_path / "interrupted")})
+    outcomes = killed_then_finished(lambda: train(interrupted, log=lambda s: None), duration, seed=0)
+    assert "killed" in outcomes and not any(o.startswith("exit 1") for o in outcomes), outcomes
+    assert_same_run(Path(kill_config.output), tmp_path / "interrupted")
+
+
+def test_stage_two_killed_at_random_moments_resumes_to_the_same_weights(kill_config, tmp_path):
+    a_config = apply_overrides(kill_config, {"optim": {"max_epochs": 1}, "checkpoint_every": 0})
+    train(a_config, log=lambda s: None)
+    b = apply_overrides(kill_config, {"vaa": {"model_a": a_config.output}, "data": {"train": None, "valid": None},
+                                      "optim": {"max_epochs": 2}, "output": str(tmp_path / "b")})
+    started = time.perf_counter()
+    train_vaa(b, log=lambda s: None)
+    duration = time.perf_counter() - started
+    interrupted = apply_overrides(b, {"output": str(tmp_path / "b-interrupted")})
+    outcomes = killed_then_finished(lambda: train_vaa(interrupted, log=lambda s: None), duration, seed=1)
+    assert "killed" in outcomes and not any(o.startswith("exit 1") for o in outcomes), outcomes
+    assert_same_run(tmp_path / "b", tmp_path / "b-interrupted")
