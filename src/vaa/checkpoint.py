@@ -275,7 +275,7 @@ def _explain_shape(name: str, expected: tuple[int, ...], found: tuple[int, ...],
             lookup = name[len(prefix):]
     for label, dim in fields.get(lookup, []):
         if dim < len(expected) and dim < len(found) and expected[dim] != found[dim]:
-            return f"{label} {expected[dim]} in {METADATA} does not match the weights ({name} has {found[dim]} on axis {dim})"
+            return f"{label} {expected[dim]} in the metadata does not match the weights ({name} has {found[dim]} on axis {dim})"
     return f"tensor {name} has shape {list(found)}, the architecture in {METADATA} expects {list(expected)}"
 
 
@@ -383,7 +383,7 @@ def load_checkpoint(path: str | Path) -> LoadedCheckpoint:
                              ("label_map_sha256", _json_hash(description["label_map"]), "field 'model.label_map' (label names or order)"),
                              ("featurizer_sha256", _json_hash(hashes), f"the featuriser files ({', '.join(sorted(files))})")):
         if header_meta.get(key) != value:
-            raise CheckpointError(f"{what} differs from what the weights were trained with; "
+            raise CheckpointError(f"{what}: not what the weights were trained with (hash recorded in {WEIGHTS}); "
                                   "the checkpoint was changed after saving", where)
     load_weights(module, folder, fields)
     module.eval()
