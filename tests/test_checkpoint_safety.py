@@ -281,3 +281,7 @@ def test_convert_an_old_run_folder_resumes_and_predicts(runs, tmp_path):
     assert not list(new.rglob("*.pt")) or [p.name for p in new.rglob("*.pt")] == ["training_state.pt"]
     assert load_model(new).kind == "model"
     assert load_training_state(new / "checkpoints" / "last")["rng"]["numpy"]["keys"].dtype == torch.int64
+    (new / "results.json").unlink()  # the same command again resumes from the converted last/
+    messages: list[str] = []
+    results = train(apply_overrides(config, {"output": str(new)}), log=messages.append)
+    assert any("resuming from" in m for m in messages) and results["scores"]["valid"]["pairs"] == 16

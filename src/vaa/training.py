@@ -138,8 +138,10 @@ def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
 
 def _keep_jsonl(path: Path, keep: Callable[[dict[str, Any]], bool]) -> None:
     """Drop records written after the checkpoint we resume from."""
+    from .files import atomic_write_text
+
     records = [r for r in read_jsonl(path) if keep(r)]
-    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    atomic_write_text("".join(json.dumps(r) + "\n" for r in records), path)
 
 
 @dataclass
