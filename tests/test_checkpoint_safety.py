@@ -285,3 +285,17 @@ def test_convert_an_old_run_folder_resumes_and_predicts(runs, tmp_path):
     messages: list[str] = []
     results = train(apply_overrides(config, {"output": str(new)}), log=messages.append)
     assert any("resuming from" in m for m in messages) and results["scores"]["valid"]["pairs"] == 16
+
+
+def test_convert_a_stage_two_checkpoint_keeps_a_w_and_b(runs, tmp_path):
+    tmp, _ = runs
+    loaded = load_model(tmp / "b")
+    meta = json.loads((tmp / "b" / "checkpoints" / "best" / METADATA).read_text())
+    old = tmp_path / "b.pt"
+    torch.save({**old_format(loaded.base, loaded.label_map, kind="vaa", vaa=meta["vaa"], attack=meta["attack"]),
+                "state_dict": loaded.module.state_dict()}, old)
+    assert main(["convert", str(old), str(tmp_path / "b-new")]) == 0
+    converted = load_model(tmp_path / "b-new")
+    assert converted.kind == "vaa"
+    for name, tensor in loaded.module.state_dict().items():
+        assert torch.equal(converted.module.state_dict()[name], tensor), name

@@ -163,9 +163,11 @@ def test_opening_a_run_folder_removes_tmp_files(trained_a):
     (run / "loss.jsonl.x1.tmp").write_text("partial")
     (run / "checkpoints" / "best.tmp").mkdir()
     (run / "results.json").unlink()
+    (run / "mine").mkdir()
+    (run / "mine" / "draft.tmp").write_text("a user's file: not ours to delete")
     messages: list[str] = []
     train(trained_a, log=messages.append)
-    assert not list(run.rglob("*.tmp"))
+    assert [p.name for p in run.rglob("*.tmp")] == ["draft.tmp"]
     assert any("cleaned up 2 temporary file(s)" in m for m in messages)
 
 

@@ -134,6 +134,24 @@ class RunLock:
         self.release()
 
 
+# sub-folders whose every file vaa writes: interrupted writes inside are cleaned up
+_OWN_FOLDERS = ("checkpoints", "predictions", "vcache")
+
+
+def clean_interrupted_writes(folder: Path) -> list[Path]:
+    """Remove the ``*.tmp`` leftovers of vaa's own writes in a run folder (and
+    put back a checkpoint folder whose replacement never arrived). A user's
+    own ``*.tmp`` files elsewhere in the folder are left alone."""
+    touched = []
+    for item in folder.iterdir():
+        if item.is_file() and item.name.endswith(".tmp") and any(item.name.startswith(k + ".") for k in KNOWN_ENTRIES):
+            item.unlink()
+            touched.append(item)
+    for name in _OWN_FOLDERS:
+        touched += recover_folder(folder / name)
+    return touched
+
+
 def _empty_for_overwrite(folder: Path) -> None:
     foreign = foreign_entries(folder)
     if foreign:
@@ -169,7 +187,7 @@ def use_run_folder(path: str | Path, overwrite: bool = False, protected: Sequenc
     try:
         if lock.stale:
             log(f"{path}: took over a stale lock ({lock.stale}; that process is gone)")
-        cleaned = recover_folder(path)
+        cleaned = clean_interrupted_writes(path)
         if cleaned:
             log(f"{path}: cleaned up {len(cleaned)} temporary file(s) of an interrupted write")
         if overwrite:
