@@ -2,9 +2,9 @@
 was never interrupted, for stage one and for stage two.
 
 Each interrupted attempt is a child process (``os.fork``: it starts with
-everything imported, so the seeded kill moments fall inside the training
-itself rather than in Python's start-up) killed with SIGKILL; the last call
-runs to the end. The kills hit checkpoint writes, log appends and the cache
+everything imported, so the seeded kill moments fall inside the work itself
+rather than in Python's start-up) killed with SIGKILL; the last call runs to
+the end. The kills hit checkpoint writes, log appends and the cache
 as they come; whatever they leave, the next start must clean up and resume.
 """
 
@@ -26,19 +26,29 @@ from vaa.stage_one import train
 from vaa.stage_two import train_vaa
 from vaa.training import read_jsonl
 
-KILLS = 5
+KILLS = 4
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 
 
+def _progress(log: Path) -> int:
+    return len(read_jsonl(log))
+
+
 def killed_then_finished(run: Callable[[], object], output: Path, duration: float, seed: int) -> list[str]:
-    """Start ``run`` in a child and SIGKILL it after a seeded random delay
-    (5-45% of an uninterrupted run's ``duration``), ``KILLS`` times, then
-    run it to the end here. Returns what each child did, and whether the last
-    call resumed from a checkpoint a killed child left."""
+    """Start ``run`` in a child, ``KILLS`` times, and SIGKILL it at a seeded
+    random moment: the first right after a random delay (it may fall in the
+    set-up: data, model, stage two's V1/V2 cache), the others once the child
+    has logged new training progress, after a random delay of up to 30% of an
+    uninterrupted run's training time (``duration``), so they fall anywhere in
+    training, checkpoint writes included. Then run it to the end here.
+    Returns what each child did, and whether the last call resumed from a
+    checkpoint a killed child left."""
     rng = random.Random(seed)
+    log = output / "loss.jsonl"
     outcomes = []
-    for _ in range(KILLS):
-        delay = rng.uniform(0.05 * duration, 0.45 * duration)
+    for attempt in range(KILLS):
+        delay = rng.uniform(0.0, 0.3 * duration)
+        before = _progress(log)
         pid = os.fork()
         if pid == 0:  # the child: train until killed
             code = 0
@@ -47,13 +57,25 @@ def killed_then_finished(run: Callable[[], object], output: Path, duration: floa
             except BaseException:  # noqa: BLE001 - reported to the parent by the exit code
                 code = 1
             os._exit(code)
-        time.sleep(delay)
-        os.kill(pid, signal.SIGKILL)
-        _, status = os.waitpid(pid, 0)
+        deadline = time.monotonic() + 60
+        status = None
+        while attempt > 0 and status is None and _progress(log) <= before and time.monotonic() < deadline:
+            done, st = os.waitpid(pid, os.WNOHANG)
+            status = st if done else None
+            time.sleep(0.002)
+        if status is None:
+            time.sleep(delay)
+            os.kill(pid, signal.SIGKILL)
+            _, status = os.waitpid(pid, 0)
         outcomes.append("killed" if os.WIFSIGNALED(status) else f"exit {os.WEXITSTATUS(status)}")
     outcomes.append("resumed" if (output / "checkpoints" / "last").exists() else "fresh")
     run()
     return outcomes
+
+
+def training_seconds(run: str | Path) -> float:
+    """Time the uninterrupted run spent in its epochs (from metrics.jsonl)."""
+    return sum(r["epoch_seconds"] for r in read_jsonl(Path(run) / "metrics.jsonl"))
 
 
 def weights(folder: Path) -> dict[str, torch.Tensor]:
@@ -78,13 +100,8 @@ def kill_config(tiny_config):
 
 
 def test_stage_one_killed_at_random_moments_resumes_to_the_same_weights(kill_config, tmp_path):
-    from vaa.data.embeddings import _package_vectors
-
-    _package_vectors()  # imports and caches warm (word vectors, the optimiser's first-use imports),
-    torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))])  # so the reference time is the training's own
-    started = time.perf_counter()
     train(kill_config, log=lambda s: None)  # uninterrupted
-    duration = time.perf_counter() - started
+    duration = training_seconds(kill_config.output)
     interrupted = apply_overrides(kill_config, {"output": str(tmp_path / "interrupted")})
     outcomes = killed_then_finished(lambda: train(interrupted, log=lambda s: None), tmp_path / "interrupted", duration, seed=0)
     assert outcomes.count("killed") >= 2 and outcomes[-1] == "resumed" and "exit 1" not in outcomes, outcomes
@@ -96,9 +113,8 @@ def test_stage_two_killed_at_random_moments_resumes_to_the_same_weights(kill_con
     train(a_config, log=lambda s: None)
     b = apply_overrides(kill_config, {"vaa": {"model_a": a_config.output}, "data": {"train": None, "valid": None},
                                       "optim": {"max_epochs": 2}, "output": str(tmp_path / "b")})
-    started = time.perf_counter()
     train_vaa(b, log=lambda s: None)
-    duration = time.perf_counter() - started
+    duration = training_seconds(tmp_path / "b")
     interrupted = apply_overrides(b, {"output": str(tmp_path / "b-interrupted")})
     outcomes = killed_then_finished(lambda: train_vaa(interrupted, log=lambda s: None), tmp_path / "b-interrupted", duration, seed=1)
     assert outcomes.count("killed") >= 2 and outcomes[-1] == "resumed" and "exit 1" not in outcomes, outcomes
