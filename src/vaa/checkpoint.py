@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 from .data.pairs import DataError, LabelMap
-from .files import atomic_write_bytes, replace_folder
+from .files import replace_folder
 from .models import model_class
 from .models.base import PairModel
 
