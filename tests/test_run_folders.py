@@ -38,6 +38,16 @@ def train_args(config, output, *more):
             "--epochs", "1", "--batch-size", "8", "--output", str(output), "--no-progress", *more]
 
 
+@pytest.fixture(scope="module")
+def shared_a(tmp_path_factory):
+    """A trained model A for the tests that only read it (each checks it stays unchanged)."""
+    from conftest import make_tiny_config
+
+    config = apply_overrides(make_tiny_config(tmp_path_factory.mktemp("shared")), {"optim": {"max_epochs": 1}})
+    train(config, log=lambda s: None)
+    return config
+
+
 @pytest.fixture
 def trained_a(tiny_config):
     config = apply_overrides(tiny_config, {"optim": {"max_epochs": 1}})
@@ -94,7 +104,8 @@ def test_overwrite_replaces_a_run_folder_of_ours(trained_a):
 
 @pytest.mark.parametrize("where", ["same", "inside", "around", "checkpoint"])
 @pytest.mark.parametrize("overwrite", [False, True])
-def test_stage_two_never_writes_into_model_a(trained_a, where, overwrite):
+def test_stage_two_never_writes_into_model_a(shared_a, where, overwrite):
+    trained_a = shared_a
     a = Path(trained_a.output)
     before = snapshot(a)
     output = {"same": a, "inside": a / "b", "around": a.parent, "checkpoint": a / "checkpoints" / "best"}[where]
@@ -275,7 +286,8 @@ def _read_only(monkeypatch, folder: Path) -> None:
     monkeypatch.setattr(Path, "mkdir", mkdir)
 
 
-def test_a_read_only_output_is_one_line_and_leaves_nothing(trained_a, tmp_path, monkeypatch, capsys):
+def test_a_read_only_output_is_one_line_and_leaves_nothing(shared_a, tmp_path, monkeypatch, capsys):
+    trained_a = shared_a
     ro = tmp_path / "ro"
     ro.mkdir()
     _read_only(monkeypatch, ro)
@@ -287,7 +299,8 @@ def test_a_read_only_output_is_one_line_and_leaves_nothing(trained_a, tmp_path, 
     assert list(ro.iterdir()) == []
 
 
-def test_a_full_disk_is_one_line_and_leaves_no_partial_file(trained_a, tmp_path, monkeypatch, capsys):
+def test_a_full_disk_is_one_line_and_leaves_no_partial_file(shared_a, tmp_path, monkeypatch, capsys):
+    trained_a = shared_a
     import pandas as pd
     import safetensors.torch
 
