@@ -112,6 +112,11 @@ def write_pairs(path, n, seed):
 
 @pytest.fixture
 def tiny_config(tmp_path):
+    return make_tiny_config(tmp_path)
+
+
+def make_tiny_config(tmp_path):
+    """A two-epoch ESIM run on the toy task, in ``tmp_path``."""
     train_file = write_pairs(tmp_path / "train.tsv", 48, 0)
     valid_file = write_pairs(tmp_path / "valid.tsv", 16, 1)
     return apply_overrides(RunConfig(), {

@@ -58,7 +58,7 @@ def test_nan_validation_is_never_the_best_epoch(toy_model, tmp_path):
                       OptimConfig(batch_size=4, max_epochs=2, scheduler="none"), tmp_path, describe=lambda: {}, progress=False)
     with pytest.raises(NonFiniteError, match=r"epoch 1, validation: non-finite validate output"):
         trainer.fit()
-    assert read_jsonl(tmp_path / "metrics.jsonl") == [] and not (tmp_path / "checkpoints" / "best.pt").exists()
+    assert read_jsonl(tmp_path / "metrics.jsonl") == [] and not (tmp_path / "checkpoints" / "best").exists()
 
 
 def test_nan_gradient_norm_stops_training(toy_model, tmp_path):

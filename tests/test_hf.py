@@ -132,12 +132,18 @@ def test_a_stays_frozen_in_stage_two(tiny_bert):
 
 
 def test_checkpoint_round_trip_without_the_model_folder(tiny_bert, tmp_path):
-    save_model(tiny_bert, TOY_LABELS, tmp_path / "m.pt")
-    loaded, label_map, _ = load_pair_model(tmp_path / "m.pt")
+    save_model(tiny_bert, TOY_LABELS, tmp_path / "m")
+    loaded, label_map, _ = load_pair_model(tmp_path / "m")
     batch = collate(tiny_bert.featurize_all(TOY_PAIRS, TOY_LABELS))
     with torch.no_grad():
         torch.testing.assert_close(loaded(batch), tiny_bert(batch))
     assert loaded.featurize_all(TOY_PAIRS, TOY_LABELS) == tiny_bert.featurize_all(TOY_PAIRS, TOY_LABELS)
+    # the tokenizer travels as its own JSON/text files; nothing in the folder is a pickle
+    import zipfile
+
+    files = [p for p in (tmp_path / "m").rglob("*") if p.is_file()]
+    assert (tmp_path / "m" / "tokenizer" / "tokenizer.json") in files
+    assert not any(zipfile.is_zipfile(p) or p.read_bytes()[:1] == b"\x80" for p in files)
 
 
 def test_every_command_works_for_the_hf_family(tmp_path, capsys):

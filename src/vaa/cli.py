@@ -53,7 +53,8 @@ ATTACK_FLAGS: list[tuple[str, str, Callable[[str], Any], str]] = [
     ("--direction", "attack.direction", str, "fgsm | random (control: random direction, same norm)"),
 ]
 VAA_FLAGS: list[tuple[str, str, Callable[[str], Any], str]] = [
-    ("--model-a", "vaa.model_a", str, "trained model A: run folder or checkpoint"),
+    ("--model-a", "vaa.model_a", str, "trained model A: run folder or checkpoint folder"),
+    ("--cache-dir", "vaa.cache_dir", str, "folder for the V1/V2 cache (default: vcache/ in the run folder)"),
     ("--injection", "vaa.injection", str, "token (paper) | classifier (authors' code) | add"),
     ("--b-input", "vaa.b_input", str, "normal (paper) | adversarial (authors' ESIM reads E~)"),
     ("--v3-order", "vaa.v3_order", str, "paper [V1;V2;V1-V2] | authors [V1-V2;V1;V2]"),
@@ -163,12 +164,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _stage_two_preset(model_a: str | None) -> str:
-    """esim-vaa or hf-vaa, after model A's family."""
-    from .checkpoint import read_checkpoint
+    """esim-vaa or hf-vaa, after model A's family (read from its metadata only)."""
+    from .checkpoint import read_metadata
 
     if not model_a:
         return "esim-vaa"
-    family = read_checkpoint(model_a)["model"]["family"]
+    family = read_metadata(model_a)[1]["model"]["family"]
     return "hf-vaa" if family == "hf" else "esim-vaa"
 
 
@@ -226,7 +227,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     print(format_report(report, title=f"{args.checkpoint} on {args.data}"))
     print(_read_summary(report["data"]))
     if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+        from .files import atomic_write_text
+
+        atomic_write_text(json.dumps(report, indent=2) + "\n", args.json)
     return 0
 
 
@@ -247,18 +250,23 @@ def _data_log(args: argparse.Namespace) -> Callable[[str], None]:
 
 
 def _write_table(rows: list[dict[str, Any]], path: str) -> None:
-    """CSV, TSV, JSONL or Parquet by the file's extension."""
+    """CSV, TSV, JSONL or Parquet by the file's extension, written atomically."""
     import pandas as pd
+
+    from .files import atomic_write
 
     frame = pd.DataFrame(rows)
     suffix = Path(path).suffix.lower()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    if suffix == ".parquet":
-        frame.to_parquet(path, index=False)
-    elif suffix == ".jsonl":
-        frame.to_json(path, orient="records", lines=True)
-    else:
-        frame.to_csv(path, index=False, sep="\t" if suffix == ".tsv" else ",")
+
+    def write(tmp: Path) -> None:
+        if suffix == ".parquet":
+            frame.to_parquet(tmp, index=False)
+        elif suffix == ".jsonl":
+            frame.to_json(tmp, orient="records", lines=True)
+        else:
+            frame.to_csv(tmp, index=False, sep="\t" if suffix == ".tsv" else ",")
+
+    atomic_write(path, write)
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -326,6 +334,17 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_convert(args: argparse.Namespace) -> int:
+    from .checkpoint import convert
+
+    print(f"vaa convert: loading {args.old} with pickle: this EXECUTES any code the file carries; "
+          "use it only on checkpoints you made yourself", file=sys.stderr)
+    written = convert(args.old, args.new)
+    for path in written:
+        print(f"wrote {path}")
+    return 0
+
+
 def cmd_theorem(args: argparse.Namespace) -> int:
     from .analysis.theorem_report import theorem_text
 
@@ -388,14 +407,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("evaluate", help="accuracy, per-class P/R/F1 and confusion matrix on a labelled file")
-    p.add_argument("checkpoint", help="checkpoint file or run folder (either stage)")
+    p.add_argument("checkpoint", help="run folder or checkpoint folder (either stage)")
     _add_data_args(p)
     p.add_argument("--json", help="also write the report as JSON here")
     p.add_argument("--raw", action="store_true", help="ignore a stored calibration (`vaa calibrate`): the model's own output")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("predict", help="labels and probabilities for a file or one pair")
-    p.add_argument("checkpoint", help="checkpoint file or run folder (either stage)")
+    p.add_argument("checkpoint", help="run folder or checkpoint folder (either stage)")
     _add_data_args(p, allow_pair=True)
     p.add_argument("--output", help="write predictions to .csv/.tsv/.jsonl/.parquet instead of printing")
     p.add_argument("--raw", action="store_true", help="ignore a stored calibration (`vaa calibrate`): the model's own output")
@@ -411,7 +430,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="temperature-bias (n+1 parameters, default) | logistic (n^2+n)")
     p.set_defaults(func=cmd_calibrate)
     p = sub.add_parser("vulnerability", help="per-pair F1, F2, ||V1-V2|| from an FGSM attack on model A")
-    p.add_argument("checkpoint", help="checkpoint file or run folder (model A is used)")
+    p.add_argument("checkpoint", help="run folder or checkpoint folder (model A is used)")
     _add_data_args(p, allow_pair=True)
     _add_attack_args(p)
     p.add_argument("--output", help="write rows to .csv/.tsv/.jsonl/.parquet instead of printing")
@@ -419,7 +438,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_vulnerability)
 
     p = sub.add_parser("analyze", help="Fig. 2, Fig. 3a/3b and Theorem 1 for model A on a labelled file")
-    p.add_argument("checkpoint", help="checkpoint file or run folder (model A is used)")
+    p.add_argument("checkpoint", help="run folder or checkpoint folder (model A is used)")
     _add_data_args(p, optional=True)
     _add_attack_args(p)
     p.add_argument("--output", required=True, help="folder for the report, tables and plots")
@@ -428,6 +447,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-sweep", action="store_true", help="skip the sweep (Fig. 3b)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_analyze)
+
+    p = sub.add_parser("convert", help="convert an old .pt checkpoint (or run folder) you made yourself to the safe format",
+                       description="Convert an old-format (pickle) checkpoint file or run folder to checkpoint folders "
+                                   "(safetensors + JSON). WARNING: reading the old file EXECUTES any code it carries: "
+                                   "use this only on files you made yourself or otherwise trust.")
+    p.add_argument("old", help="old checkpoint file (best.pt/last.pt) or an old run folder")
+    p.add_argument("new", help="new checkpoint folder, or new run folder when OLD is a run folder (must not exist)")
+    p.set_defaults(func=cmd_convert)
 
     p = sub.add_parser("theorem", help="Theorem 1: closed form, corollaries, Monte-Carlo check, measured criteria")
     p.add_argument("--n", type=int, default=2, help="number of classes")
@@ -444,8 +471,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     from .calibration import CalibrationError
     from .data.pairs import DataError
+    from .files import OutputError, describe_os_error
     from .guards import NonFiniteError
-    from .runs import RunError
+    from .run_folder import RunError
 
     import logging
 
@@ -458,8 +486,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("give a data file or --pair SENTENCE_A SENTENCE_B")
     try:
         return args.func(args)
-    except (DataError, RunError, CalibrationError, NonFiniteError, FileNotFoundError, ValueError) as exc:
+    except (DataError, RunError, CalibrationError, NonFiniteError, OutputError, FileNotFoundError, ValueError) as exc:
         print(f"vaa: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # disk full, read-only, a file where a folder goes: one line, no traceback
+        print(f"vaa: error: {describe_os_error(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("vaa: interrupted; run the same command again to resume from the last checkpoint", file=sys.stderr)

@@ -246,7 +246,8 @@ class VAAConfig(Settings):
     v3_order: str = setting("paper", help="paper [V1;V2;V1-V2] or authors [V1-V2;V1;V2]", choices=V3_ORDERS)
     vulnerability: str = setting("attack", help="attack, or zeros (control: extra training only)", choices=VULNERABILITY_SOURCES)
     cache: bool = setting(True, help="compute V1/V2 once per pair and reuse them across epochs")
-    model_a: str | None = setting(None, help="the trained model A: run folder or checkpoint")
+    model_a: str | None = setting(None, help="the trained model A: run folder or checkpoint folder")
+    cache_dir: str | None = setting(None, help="folder of the V1/V2 cache (default: vcache/ in stage two's run folder)")
 
 
 @dataclass

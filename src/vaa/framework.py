@@ -132,6 +132,12 @@ class VAAModel(nn.Module):
             return self.b_head(torch.cat([hidden, vector], dim=-1))
         return self.b.classify(hidden)
 
+    def shape_fields(self) -> dict[str, list[tuple[str, int]]]:
+        """Axes of W and of the classifier head that follow the metadata (see
+        ``PairModel.shape_fields``); A's and B's come from the family."""
+        return {"projection.weight": [("embedding size", 0)], "projection.bias": [("embedding size", 0)],
+                "b_head.1.weight": [("label count", 0)], "b_head.1.bias": [("label count", 0)]}
+
     def describe(self) -> dict[str, Any]:
         import dataclasses
 

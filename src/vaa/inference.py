@@ -27,8 +27,8 @@ from torch import nn
 
 from .calibration import (Calibration, cross_fit, fit, read_calibration, reliability_bins, run_folder_of, save_calibration,
                           scores, weights_fingerprint)
-from .checkpoint import read_checkpoint, rebuild_model
-from .config import AttackConfig, DataConfig, VAAConfig
+from .checkpoint import load_checkpoint
+from .config import AttackConfig, DataConfig
 from .data.batching import Example
 from .data.pairs import DataError, LabelMap, Pair, PairDataset
 from .data.sources import check_labels, load_splits, read_file
@@ -166,19 +166,12 @@ class LoadedModel:
 
 
 def load_model(path: str | Path, raw: bool = False) -> LoadedModel:
-    """Load a checkpoint file or run folder of either stage, in eval mode.
+    """Load a checkpoint folder or run folder of either stage, in eval mode
+    (checked, and without running code from it: see ``vaa.checkpoint``).
     A calibration stored in the run folder is loaded too unless ``raw``."""
-    payload = read_checkpoint(path)
-    base, label_map = rebuild_model(payload["model"])
-    if payload["kind"] == "vaa":
-        from .framework import VAAModel
-
-        module: nn.Module = VAAModel(base, VAAConfig(**payload["vaa"]), AttackConfig(**payload["attack"]))
-    else:
-        module = base
-    module.load_state_dict(payload["state_dict"])
-    module.eval()
-    loaded = LoadedModel(module, base, label_map, payload["kind"], payload["path"])
+    checkpoint = load_checkpoint(path)
+    module = checkpoint.module
+    loaded = LoadedModel(module, checkpoint.base, checkpoint.label_map, checkpoint.kind, checkpoint.path)
     if not raw:
         loaded.calibration = read_calibration(loaded.run_dir, weights_fingerprint(module.state_dict()))
         if loaded.calibration is not None:

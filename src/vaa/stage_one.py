@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -12,6 +13,7 @@ import torch
 from .checkpoint import header, load_pair_model
 from .config import RunConfig
 from .data.batching import Example
+from .files import atomic_write
 from .data.sources import Splits, load_splits
 from .metrics import classification_report
 from .models import build_model
@@ -19,18 +21,22 @@ from .runs import finished_results, prepare_run, write_json
 from .training import Trainer, predict_examples, set_seed
 
 
-def open_run(config: RunConfig, overwrite: bool, log: Callable[[str], None]) -> tuple[Path, dict[str, Any] | None]:
-    """Open the run folder; return the saved results if the run is finished,
-    else set threads and seeds for the work ahead."""
-    run_dir = prepare_run(config, overwrite)
-    done = finished_results(run_dir)
-    if done is not None:
-        log(f"{run_dir} is already finished; its results are in {run_dir / 'results.json'}")
-        return run_dir, done
-    if config.threads and config.threads > 0:
-        torch.set_num_threads(config.threads)
-    set_seed(config.seed)
-    return run_dir, None
+@contextlib.contextmanager
+def open_run(config: RunConfig, overwrite: bool, log: Callable[[str], None],
+             protected: Sequence[str | Path] = ()) -> Iterator[tuple[Path, dict[str, Any] | None]]:
+    """Open the run folder (locked while the ``with`` block runs); yield the
+    saved results if the run is finished, else set threads and seeds for the
+    work ahead. ``protected``: folders the run must not overlap (model A's)."""
+    with prepare_run(config, overwrite, protected, log) as run_dir:
+        done = finished_results(run_dir)
+        if done is not None:
+            log(f"{run_dir} is already finished; its results are in {run_dir / 'results.json'}")
+            yield run_dir, done
+            return
+        if config.threads and config.threads > 0:
+            torch.set_num_threads(config.threads)
+        set_seed(config.seed)
+        yield run_dir, None
 
 
 def model_options(config: RunConfig) -> dict[str, Any]:
@@ -68,9 +74,7 @@ def final_scores(run_dir: Path, model: torch.nn.Module, examples: dict[str, Sequ
     scores = {}
     for name, part in examples.items():
         preds = predict_examples(model, part, batch_size)
-        out = run_dir / "predictions"
-        out.mkdir(exist_ok=True)
-        np.savez_compressed(out / f"{name}.npz", predicted=preds.predicted, gold=preds.labels, probs=preds.probs)
+        write_npz(run_dir / "predictions" / f"{name}.npz", predicted=preds.predicted, gold=preds.labels, probs=preds.probs)
         if (preds.labels >= 0).any():
             report = classification_report(preds.labels, preds.predicted, splits.label_map.names, probs=preds.probs)
             scores[name] = report
@@ -79,13 +83,22 @@ def final_scores(run_dir: Path, model: torch.nn.Module, examples: dict[str, Sequ
     return scores
 
 
+def write_npz(path: Path, **arrays: np.ndarray) -> None:
+    """``np.savez_compressed`` written atomically (no half-written file)."""
+    def write(tmp: Path) -> None:
+        with tmp.open("wb") as f:
+            np.savez_compressed(f, **arrays)
+
+    atomic_write(path, write)
+
+
 def score_best(config: RunConfig, run_dir: Path, splits: Splits, log: Callable[[str], None] = print,
                valid_examples: Sequence[Example] | None = None) -> dict[str, Any]:
     """Scores of the run's best checkpoint on its validation (and test) split,
     predictions saved. Also used for finished runs made before predictions
     were saved: the paired tests of Table 3 need them. ``valid_examples``:
     the validation split already featurised by training (same featuriser)."""
-    best, _, _ = load_pair_model(run_dir / "checkpoints" / "best.pt")
+    best, _, _ = load_pair_model(run_dir / "checkpoints" / "best")
     if valid_examples is None:
         valid_examples = best.featurize_all(splits.valid.pairs, splits.label_map)
     examples = {"valid": valid_examples}
@@ -101,7 +114,12 @@ def train(config: RunConfig, overwrite: bool = False, log: Callable[[str], None]
     results without training again. The data are read (and checked) before
     the run folder is created or changed, so bad data leave nothing behind."""
     splits = load_splits(config.data) if overwrite or finished_results(Path(config.output)) is None else None
-    run_dir, done = open_run(config, overwrite, log)
+    with open_run(config, overwrite, log) as (run_dir, done):
+        return _train(config, run_dir, done, splits, log)
+
+
+def _train(config: RunConfig, run_dir: Path, done: dict[str, Any] | None, splits: Splits | None,
+           log: Callable[[str], None]) -> dict[str, Any]:
     if done is not None:
         if not (run_dir / "predictions" / "valid.npz").exists():
             log(f"{run_dir} has no saved predictions; scoring its best checkpoint")
@@ -126,8 +144,8 @@ def train(config: RunConfig, overwrite: bool = False, log: Callable[[str], None]
         progress=config.progress, stage="stage1",
     )
     started = time.perf_counter()
-    if (run_dir / "checkpoints" / "last.pt").exists():
-        log(f"resuming from {run_dir / 'checkpoints' / 'last.pt'}")
+    if (run_dir / "checkpoints" / "last").exists():
+        log(f"resuming from {run_dir / 'checkpoints' / 'last'}")
     state = trainer.fit()
     log(state.stop_reason)
 

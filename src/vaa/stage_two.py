@@ -2,9 +2,12 @@
 
 Model A comes from a stage-one checkpoint and stays frozen. Unless told
 otherwise, stage two reads the same data as A's run (its ``config.json``), with
-A's label map. V1/V2 are computed once per pair and cached next to A's
-checkpoint (see ``vulnerability.FeatureCache``); ``cache: false`` computes them
-on the fly in every batch, as the authors' code does.
+A's label map. V1/V2 are computed once per pair and cached in stage two's own
+run folder (``vcache/``) or in ``vaa.cache_dir`` (see
+``vulnerability.FeatureCache``) — never in model A's folder, which stage two
+only reads (it may be read-only, or shared). ``cache: false`` computes them
+on the fly in every batch, as the authors' code does. Stage two's output may
+not be, contain or lie inside model A's folder.
 """
 
 from __future__ import annotations
@@ -18,12 +21,15 @@ import numpy as np
 import torch
 
 from .analysis.plots import plot_losses
-from .checkpoint import header, load_pair_model
+from .checkpoint import checkpoint_folder, header, load_pair_model
 from .config import DataConfig, RunConfig
 from .data.batching import Example
-from .data.sources import load_splits
+from .data.pairs import LabelMap
+from .data.sources import Splits, load_splits
 from .framework import VAAModel
+from .models.base import PairModel
 from .inference import load_model
+from .run_folder import check_apart
 from .runs import RunError, finished_results, read_json, write_json
 from .stage_one import featurize_counted, final_scores, open_run, report_data
 from .training import Trainer, read_jsonl, steps_in_log
@@ -31,12 +37,24 @@ from .vulnerability import FeatureCache, state_fingerprint
 
 
 def a_run_folder(model_a: str | Path) -> Path | None:
-    """The stage-one run folder of a checkpoint path or run folder, if any."""
+    """The stage-one run folder of a run folder or of a checkpoint folder
+    inside one (``<run>/checkpoints/best``), if any."""
     path = Path(model_a)
-    for folder in (path, path.parent.parent if path.is_file() else None):
-        if folder is not None and (folder / "config.json").exists():
+    if path.is_file():
+        path = path.parent
+    for folder in (path, path.parent.parent):
+        if (folder / "config.json").exists() and (folder / "checkpoints").is_dir():
             return folder
     return None
+
+
+def a_folders(model_a: str | Path) -> list[Path]:
+    """The folders stage two reads model A from and must never write into."""
+    folders = [checkpoint_folder(model_a)]
+    run = a_run_folder(model_a)
+    if run is not None:
+        folders.append(run)
+    return folders
 
 
 def resolve_config(config: RunConfig) -> RunConfig:
@@ -87,17 +105,25 @@ def plot_both_stages(a_dir: Path | None, run_dir: Path, label: str = "stage two"
 def train_vaa(config: RunConfig, overwrite: bool = False, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Train model B (with W) from the frozen model A in ``config.vaa.model_a``."""
     config = resolve_config(config)
+    assert config.vaa.model_a is not None
+    protected = a_folders(config.vaa.model_a)
+    check_apart(config.output, protected)
     if not overwrite and finished_results(Path(config.output)) is not None:
-        run_dir, done = open_run(config, overwrite, log)
-        if done is not None:
-            return done
+        with open_run(config, overwrite, log, protected) as (run_dir, done):
+            if done is not None:
+                return done
     # model A and the data are read (and checked) before the run folder is created or changed
     model_a, label_map, payload_a = load_pair_model(config.vaa.model_a)
     a_dir = a_run_folder(config.vaa.model_a)
     splits = load_splits(config.data, label_map=label_map)
-    run_dir, done = open_run(config, overwrite, log)
-    if done is not None:
-        return done
+    with open_run(config, overwrite, log, protected) as (run_dir, done):
+        if done is not None:
+            return done
+        return _train_vaa(config, run_dir, model_a, label_map, payload_a, a_dir, splits, log)
+
+
+def _train_vaa(config: RunConfig, run_dir: Path, model_a: PairModel, label_map: LabelMap, payload_a: dict[str, Any],
+               a_dir: Path | None, splits: Splits, log: Callable[[str], None]) -> dict[str, Any]:
     report_data(splits, log)
     label_map.save(run_dir / "label_map.json")
 
@@ -110,7 +136,7 @@ def train_vaa(config: RunConfig, overwrite: bool = False, log: Callable[[str], N
     info: dict[str, Any] = {"model_a": payload_a["path"]}
     cached = config.vaa.cache and config.vaa.b_input == "normal" and config.vaa.vulnerability == "attack"
     if cached:
-        cache = FeatureCache(Path(payload_a["path"]).parent / "vcache")
+        cache = FeatureCache(Path(config.vaa.cache_dir) if config.vaa.cache_dir else run_dir / "vcache", log=log)
         fingerprint = state_fingerprint(model_a)
         info["cache"] = {}
         for name in examples:
@@ -137,7 +163,7 @@ def train_vaa(config: RunConfig, overwrite: bool = False, log: Callable[[str], N
     started = time.perf_counter()
     state = trainer.fit()
     log(state.stop_reason)
-    best = load_model(run_dir / "checkpoints" / "best.pt")
+    best = load_model(run_dir / "checkpoints" / "best")
     scored = {name: ex for name, ex in examples.items() if name != "train"}
     a_results = read_json(a_dir / "results.json") if a_dir and (a_dir / "results.json").exists() else {}
     results = {

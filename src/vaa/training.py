@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checkpoint import atomic_save, read_checkpoint
+from .checkpoint import CheckpointInfo, load_training_state, load_weights, rng_state, save_checkpoint, set_rng_state
 from .config import OptimConfig
 from .data.batching import Batch, BatchIterator, Example
 from .guards import NonFiniteError, check_finite
@@ -121,21 +121,32 @@ def _append_jsonl(path: Path, record: dict[str, Any]) -> None:
 
 
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
+    """Records of a JSON-lines log. A last line cut short by a ``kill -9``
+    in the middle of an append (no final newline) is dropped, not an error."""
     path = Path(path)
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    text = path.read_text()
+    lines = [line for line in text.splitlines() if line.strip()]
+    if lines and not text.endswith("\n"):
+        try:
+            json.loads(lines[-1])
+        except json.JSONDecodeError:
+            lines.pop()
+    return [json.loads(line) for line in lines]
 
 
 def _keep_jsonl(path: Path, keep: Callable[[dict[str, Any]], bool]) -> None:
     """Drop records written after the checkpoint we resume from."""
+    from .files import atomic_write_text
+
     records = [r for r in read_jsonl(path) if keep(r)]
-    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    atomic_write_text("".join(json.dumps(r) + "\n" for r in records), path)
 
 
 @dataclass
 class TrainState:
-    """Where training is; saved in ``last.pt`` for resuming."""
+    """Where training is; saved in ``checkpoints/last/`` for resuming."""
 
     epoch: int = 0  # current epoch (0-based)
     batch_in_epoch: int = 0  # batches of ``epoch`` already done
@@ -154,8 +165,8 @@ class TrainState:
 class Trainer:
     """Trains ``model`` on labelled examples; see the module docstring.
 
-    ``describe`` returns the checkpoint payload for the model (without
-    training state); the trainer adds the weights and, for ``last.pt``, the
+    ``describe`` returns what the checkpoint says besides the weights (a
+    ``CheckpointInfo``); the trainer adds the weights and, for ``last/``, the
     optimiser, scheduler, RNG and loop state.
     """
 
@@ -166,7 +177,7 @@ class Trainer:
         valid: Sequence[Example],
         optim: OptimConfig,
         run_dir: str | Path,
-        describe: Callable[[], dict[str, Any]],
+        describe: Callable[[], CheckpointInfo],
         seed: int = 0,
         log_every: int = 20,
         checkpoint_every: int = 0,
@@ -203,40 +214,38 @@ class Trainer:
         self.metrics_log = self.run_dir / "metrics.jsonl"
 
     # -- checkpoints ------------------------------------------------------
-    def _payload(self, with_training_state: bool) -> dict[str, Any]:
-        payload = self.describe()
-        payload["state_dict"] = self.model.state_dict()
-        if with_training_state:
-            payload["training"] = {
-                "state": self.state.__dict__.copy(),
-                "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
-                "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
-            }
-        return payload
+    def _training_state(self) -> dict[str, Any]:
+        """Loop, optimiser, scheduler and RNG state: tensors and plain
+        containers only, so resuming reads it with ``weights_only=True``."""
+        return {
+            "state": json.loads(json.dumps(self.state.__dict__)),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+            "rng": rng_state(),
+        }
 
     def save_last(self) -> None:
-        atomic_save(self._payload(True), self.ckpt_dir / "last.pt")
+        save_checkpoint(self.ckpt_dir / "last", self.model, self.describe(), self._training_state())
 
     def save_best(self) -> None:
-        atomic_save(self._payload(False), self.ckpt_dir / "best.pt")
+        save_checkpoint(self.ckpt_dir / "best", self.model, self.describe())
 
     def try_resume(self) -> bool:
-        """Continue from ``checkpoints/last.pt`` if there is one."""
-        path = self.ckpt_dir / "last.pt"
-        if not path.exists():
+        """Continue from ``checkpoints/last/`` if there is one."""
+        folder = self.ckpt_dir / "last"
+        if not folder.exists():
             return False
-        payload = read_checkpoint(path)
-        training = payload["training"]
-        self.model.load_state_dict(payload["state_dict"])
+        training = load_training_state(folder)
+        info = self.describe()
+        fields = dict(info.base.shape_fields())
+        if self.model is not info.base and hasattr(self.model, "shape_fields"):
+            fields.update(self.model.shape_fields())  # the VAA model: W and B's head
+        load_weights(self.model, folder, fields)
         self.optimizer.load_state_dict(training["optimizer"])
         if self.scheduler is not None and training["scheduler"] is not None:
             self.scheduler.load_state_dict(training["scheduler"])
         self.state = TrainState(**training["state"])
-        rng = training["rng"]
-        torch.set_rng_state(rng["torch"])
-        np.random.set_state(rng["numpy"])
-        random.setstate(rng["python"])
+        set_rng_state(training["rng"])
         step, epoch = self.state.global_step, self.state.epoch
         _keep_jsonl(self.loss_log, lambda r: r["stage"] != self.stage or r["stage_step"] <= step)
         _keep_jsonl(self.metrics_log, lambda r: r["stage"] != self.stage or r["epoch"] < epoch)

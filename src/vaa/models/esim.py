@@ -11,6 +11,7 @@ pooling are masked (tested).
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any, Sequence
 
@@ -155,6 +156,25 @@ class ESIM(PairModel):
 
     def featurizer_state(self) -> dict[str, Any]:
         return {"vocab": self.vocab.words}
+
+    def featurizer_files(self) -> dict[str, bytes]:
+        return {"vocab.json": json.dumps(self.vocab.words, ensure_ascii=False).encode()}
+
+    @classmethod
+    def featurizer_from_files(cls, files: dict[str, bytes]) -> dict[str, Any]:
+        words = json.loads(files["vocab.json"])
+        if not isinstance(words, list) or not all(isinstance(w, str) for w in words):
+            raise ValueError("vocab.json must be a list of words")
+        return {"vocab": words}
+
+    def shape_fields(self) -> dict[str, list[tuple[str, int]]]:
+        return {
+            "embedding.weight": [("vocabulary size", 0), ("embedding size", 1)],
+            "input_lstm.weight_ih_l0": [("hidden size", 0), ("embedding size", 1)],
+            "hidden_layer.1.weight": [("hidden size", 0)],
+            "head.1.weight": [("label count", 0), ("hidden size", 1)],
+            "head.1.bias": [("label count", 0)],
+        }
 
     @classmethod
     def from_state(cls, spec: dict[str, Any], featurizer_state: dict[str, Any], num_labels: int) -> "ESIM":

@@ -145,6 +145,20 @@ class HFPairModel(PairModel):
     def featurizer_state(self) -> dict[str, Any]:
         return {"tokenizer_files": _tokenizer_files(self.tokenizer)}
 
+    def featurizer_files(self) -> dict[str, bytes]:
+        """The tokenizer's own files (tokenizer.json, vocab, config: JSON and
+        text) under ``tokenizer/``; nothing pickled."""
+        return {f"tokenizer/{name}": content for name, content in _tokenizer_files(self.tokenizer).items()}
+
+    @classmethod
+    def featurizer_from_files(cls, files: dict[str, bytes]) -> dict[str, Any]:
+        return {"tokenizer_files": {name.split("/", 1)[1]: content for name, content in files.items() if name.startswith("tokenizer/")}}
+
+    def shape_fields(self) -> dict[str, list[tuple[str, int]]]:
+        words = "encoder.embeddings.word_embeddings.weight"
+        return {words: [("vocabulary size", 0), ("embedding size", 1)],
+                "head.1.weight": [("label count", 0), ("hidden size", 1)], "head.1.bias": [("label count", 0)]}
+
     @classmethod
     def from_state(cls, spec: dict[str, Any], featurizer_state: dict[str, Any], num_labels: int) -> "HFPairModel":
         from transformers import AutoConfig, AutoModel
