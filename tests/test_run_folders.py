@@ -85,11 +85,11 @@ def test_a_foreign_folder_is_never_written_nor_deleted(tiny_config, tmp_path, ca
 def test_overwrite_refuses_a_run_folder_holding_files_vaa_did_not_write(trained_a, capsys):
     run = Path(trained_a.output)
     (run / "notes.txt").write_text("mine")
-    (run / "analysis").mkdir()
+    (run / "my-plots").mkdir()
     before = snapshot(run)
     code = main(train_args(trained_a, run, "--overwrite", "--set", "optim.lr=0.1"))
     err = capsys.readouterr().err
-    assert code == 2 and "--overwrite refused" in err and "analysis, notes.txt" in err
+    assert code == 2 and "--overwrite refused" in err and "my-plots, notes.txt" in err
     assert snapshot(run) == before
 
 

@@ -267,6 +267,16 @@ def _validation_probabilities(loaded: LoadedModel, data: str | Path | None, sett
     return preds.probs.astype(np.float64), preds.labels, source
 
 
+def _run_lock(folder: Path) -> Any:
+    """The run folder's lock when it is a vaa run folder, else nothing to hold
+    (a standalone checkpoint folder)."""
+    from contextlib import nullcontext
+
+    from .run_folder import RunLock, is_run_folder
+
+    return RunLock(folder) if is_run_folder(folder) else nullcontext()
+
+
 def calibrate(
     checkpoint: str | Path, data: str | Path | None = None, method: str = "temperature-bias", format: str = "auto",
     columns: str | None = None, limit: int | None = None, on_error: str = "raise", batch_size: int = 256,
@@ -292,9 +302,10 @@ def calibrate(
     report = {"checkpoint": loaded.path, "method": method, "fitted_on": rule.fitted_on,
               "before": scores(probs, gold), "after_in_sample": scores(after, gold), "after_cross_fitted": scores(crossed, gold),
               "reliability": {"before": reliability_bins(probs, gold), "after": reliability_bins(after, gold)}}
-    path = save_calibration(rule, loaded.run_dir, report)
-    plot = plot_reliability(report["reliability"], loaded.run_dir / "calibration.png",
-                            title=f"Reliability on {source} ({rule.fitted_on['pairs']} pairs)")
+    with _run_lock(loaded.run_dir):  # a training still writing this folder keeps us out
+        path = save_calibration(rule, loaded.run_dir, report)
+        plot = plot_reliability(report["reliability"], loaded.run_dir / "calibration.png",
+                                title=f"Reliability on {source} ({rule.fitted_on['pairs']} pairs)")
     report.update({"calibration": rule.to_json(), "saved": str(path), "plot": str(plot)})
     log(rule.describe())
     for name in ("before", "after_in_sample", "after_cross_fitted"):
