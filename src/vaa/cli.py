@@ -50,7 +50,10 @@ ATTACK_FLAGS: list[tuple[str, str, Callable[[str], Any], str]] = [
     ("--norm", "attack.norm", str, "FGSM norm: l2 (eq. 5) | linf (eq. 4)"),
     ("--eps", "attack.eps", float, "attack strength (absolute unless --relative)"),
     ("--scope", "attack.scope", str, "L2 norm per sentence (authors) or over the whole pair"),
-    ("--direction", "attack.direction", str, "fgsm | random (control: random direction, same norm)"),
+    ("--direction", "attack.direction", str, "fgsm | random (control: same norm) | random-matched (control: same ||V1-V2|| as FGSM)"),
+    ("--steps", "attack.steps", int, "1: FGSM (paper); k > 1: PGD with k projected steps"),
+    ("--step-ratio", "attack.step_ratio", float, "PGD step size as step_ratio * eps / steps (default 2.5)"),
+    ("--target", "attack.target", int, "-1: untargeted (paper); c: targeted toward class index c"),
 ]
 VAA_FLAGS: list[tuple[str, str, Callable[[str], Any], str]] = [
     ("--model-a", "vaa.model_a", str, "trained model A: run folder or checkpoint folder"),
@@ -58,7 +61,11 @@ VAA_FLAGS: list[tuple[str, str, Callable[[str], Any], str]] = [
     ("--injection", "vaa.injection", str, "token (paper) | classifier (authors' code) | add"),
     ("--b-input", "vaa.b_input", str, "normal (paper) | adversarial (authors' ESIM reads E~)"),
     ("--v3-order", "vaa.v3_order", str, "paper [V1;V2;V1-V2] | authors [V1-V2;V1;V2]"),
-    ("--vulnerability", "vaa.vulnerability", str, "attack | zeros (control: extra training only)"),
+    ("--vulnerability", "vaa.vulnerability", str, "attack | zeros (control: extra training only) | v1-only | permuted (controls)"),
+    ("--normalize", "vaa.normalize", str, "none (paper) | layernorm (per part of V3) | standardize (training-set statistics)"),
+    ("--diff-scale", "vaa.diff_scale", str, "none (paper) | step (V1 - V2 divided by the attack step's norm)"),
+    ("--calibrate-flip-rate", "vaa.calibrate_flip_rate", float, "0 (paper: eps as given) | r: eps set once to flip r of the training pairs"),
+    ("--w-lr", "vaa.w_lr", float, "learning rate of W and the other new parameters (0: --lr)"),
 ]
 
 
@@ -125,6 +132,10 @@ def build_config(args: argparse.Namespace, default_preset: str | Callable[[], st
         _merge(values, {"attack": {"relative": True}})
     if getattr(args, "no_cache", False):
         _merge(values, {"vaa": {"cache": False}})
+    if getattr(args, "scalars", None):
+        _merge(values, {"vaa": {"scalars": ",".join(args.scalars)}})
+    if getattr(args, "saliency", False):
+        _merge(values, {"vaa": {"saliency": True}})
     if getattr(args, "no_progress", False):
         values["progress"] = False
     check_overrides(values, source="command line")
@@ -286,7 +297,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _attack_config(args: argparse.Namespace) -> AttackConfig:
-    return AttackConfig(norm=args.norm, eps=args.eps, relative=args.relative, scope=args.scope, direction=args.direction, seed=args.attack_seed)
+    return AttackConfig(norm=args.norm, eps=args.eps, relative=args.relative, scope=args.scope, direction=args.direction,
+                        seed=args.attack_seed, steps=args.steps, step_ratio=args.step_ratio, target=args.target)
 
 
 def _add_attack_args(parser: argparse.ArgumentParser) -> None:
@@ -294,8 +306,12 @@ def _add_attack_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--eps", type=float, default=0.02, help="attack strength (default 0.02, the paper's)")
     parser.add_argument("--relative", action="store_true", help="eps as a fraction of each sentence's embedding scale")
     parser.add_argument("--scope", default="sentence", choices=["sentence", "pair"], help="L2 norm per sentence (authors) or per pair")
-    parser.add_argument("--direction", default="fgsm", choices=["fgsm", "random"], help="fgsm | random (control)")
+    parser.add_argument("--direction", default="fgsm", choices=["fgsm", "random", "random-matched"],
+                        help="fgsm | random (control: same norm) | random-matched (control: same ||V1-V2|| as FGSM)")
     parser.add_argument("--attack-seed", type=int, default=0, help="seed of the random direction")
+    parser.add_argument("--steps", type=_positive_int, default=1, help="1: FGSM (paper); k > 1: PGD with k projected steps")
+    parser.add_argument("--step-ratio", type=float, default=2.5, help="PGD step size as step_ratio * eps / steps")
+    parser.add_argument("--target", type=int, default=-1, help="-1: untargeted (paper); c: targeted toward class index c")
     parser.add_argument("--batch-size", type=_positive_int, default=128, help="pairs per attack batch")
 
 
@@ -345,6 +361,20 @@ def cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_probe(args: argparse.Namespace) -> int:
+    from .analysis.probe import FEATURES, probe, probe_markdown
+
+    result = probe(args.checkpoint, args.data, args.output, attack=_attack_config(args), folds=args.folds, seed=args.seed,
+                   c=args.C, names=args.features or tuple(FEATURES), random_control=not args.no_random,
+                   control_direction=args.control, format=args.format,
+                   columns=args.columns, limit=args.limit, batch_size=args.batch_size, progress=not args.no_progress,
+                   on_error=args.on_error)
+    print(probe_markdown(result))
+    if args.output:
+        print(f"probe written to {args.output} (probe.md, probe.json, features.npz)")
+    return 0
+
+
 def cmd_theorem(args: argparse.Namespace) -> int:
     from .analysis.theorem_report import theorem_text
 
@@ -383,13 +413,18 @@ def build_parser() -> argparse.ArgumentParser:
     _add_flags(p, DATA_FLAGS + RUN_FLAGS + ATTACK_FLAGS + VAA_FLAGS)
     p.add_argument("--relative", action="store_true", help="attack eps relative to each sentence's embedding scale")
     p.add_argument("--no-cache", action="store_true", help="compute V1/V2 in every batch (the authors' way) instead of once per pair")
+    p.add_argument("--scalars", nargs="+", metavar="NAME", help="append to V3: log_distance log_grad_norm F1 F2 flip log_flip_eps targeted_loss_drop")
+    p.add_argument("--saliency", action="store_true", help="add each word's gradient saliency times a learned vector to B's embeddings")
     p.set_defaults(func=cmd_train_vaa)
 
     p = sub.add_parser("reproduce", help="Table 3: baseline vs +VAA vs two controls over seeds, with paired tests")
     p.add_argument("--preset", required=True, help="stage-one preset, e.g. qqp-esim")
     p.add_argument("--stage-two-preset", help="stage-two preset (default: esim-vaa or hf-vaa after model A's family)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="model seeds (default 0 1 2)")
-    p.add_argument("--variants", nargs="+", default=["vaa", "zeros", "random"], choices=["vaa", "zeros", "random"])
+    p.add_argument("--variants", nargs="+", default=["vaa", "zeros", "random"],
+                   choices=["vaa", "zeros", "random", "v1only", "random_matched", "permuted"],
+                   help="stage-two variants (default: vaa zeros random); the controls v1only, random_matched and permuted "
+                        "take the same --set-b feature options as vaa")
     p.add_argument("--output", required=True, help="folder for all runs and the table")
     p.add_argument("--test", help="a test file, reported separately (never used for selection)")
     p.add_argument("--set-a", action="append", metavar="KEY=VALUE", help="stage-one setting, e.g. optim.max_epochs=10")
@@ -455,6 +490,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("old", help="old checkpoint file (best.pt/last.pt) or an old run folder")
     p.add_argument("new", help="new checkpoint folder, or new run folder when OLD is a run folder (must not exist)")
     p.set_defaults(func=cmd_convert)
+
+    p = sub.add_parser("probe", help="does a vulnerability feature predict the gold label beyond A's own output? (cross-validated)",
+                       description="Per-pair vulnerability features of model A, then k-fold cross-validated logistic regression "
+                                   "of the gold label on A's log-probabilities or V1, with and without each feature "
+                                   "(and its random-direction version).")
+    p.add_argument("checkpoint", help="checkpoint file or run folder (model A is used)")
+    _add_data_args(p)
+    _add_attack_args(p)
+    p.add_argument("--output", help="folder for probe.md, probe.json and features.npz")
+    p.add_argument("--folds", type=int, default=5, help="cross-validation folds (default 5)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the folds")
+    p.add_argument("--C", type=float, default=1.0, help="inverse L2 regularisation of the logistic regression")
+    p.add_argument("--features", nargs="+", help="probe only these features (default: all)")
+    p.add_argument("--no-random", action="store_true", help="skip the random-direction versions")
+    p.add_argument("--control", default="random", choices=["random", "random-matched"],
+                   help="the control's step: random (same norm as FGSM) or random-matched (same ||V1-V2|| as FGSM)")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_probe)
 
     p = sub.add_parser("theorem", help="Theorem 1: closed form, corollaries, Monte-Carlo check, measured criteria")
     p.add_argument("--n", type=int, default=2, help="number of classes")

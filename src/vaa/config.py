@@ -39,11 +39,13 @@ OPTIMIZERS = ("adam", "adamw")
 SCHEDULERS = ("plateau", "linear", "none")
 NORMS = ("l2", "linf")
 SCOPES = ("sentence", "pair")
-DIRECTIONS = ("fgsm", "random")
+DIRECTIONS = ("fgsm", "random", "random-matched")
 INJECTIONS = ("token", "classifier", "add")
 B_INPUTS = ("normal", "adversarial")
 V3_ORDERS = ("paper", "authors")
-VULNERABILITY_SOURCES = ("attack", "zeros")
+VULNERABILITY_SOURCES = ("attack", "zeros", "v1-only", "permuted")
+NORMALIZATIONS = ("none", "layernorm", "standardize")
+DIFF_SCALES = ("none", "step")
 # A learning rate above this is almost surely a typo (1e30 for 1e-3): allowed, but warned about.
 LR_WARN_ABOVE = 1.0
 # ESIM's default cap on tokens per sentence: about twice the longest sentence
@@ -232,8 +234,12 @@ class AttackConfig(Settings):
     eps: float = setting(0.02, help="attack strength (absolute unless relative)", ge=0)
     relative: bool = setting(False, help="eps as a fraction of the sentence's embedding scale")
     scope: str = setting("sentence", help="L2 norm per sentence (the authors') or over the pair", choices=SCOPES)
-    direction: str = setting("fgsm", help="fgsm, or random (control: same norm, random direction)", choices=DIRECTIONS)
+    direction: str = setting("fgsm", help="fgsm, random (control: same norm, random direction) or random-matched "
+                             "(control: random direction rescaled per pair to FGSM's ||V1 - V2||)", choices=DIRECTIONS)
     seed: int = setting(0, help="seed of the random direction", ge=0)
+    steps: int = setting(1, help="1: FGSM (paper); k > 1: PGD with k steps, each projected back into the eps ball", ge=1)
+    step_ratio: float = setting(2.5, help="PGD: each step is step_ratio * eps / steps (Madry et al.'s 2.5)", gt=0)
+    target: int = setting(-1, help="-1: untargeted, away from A's prediction (paper); c >= 0: a targeted step toward class c", ge=-1)
 
 
 @dataclass
@@ -244,10 +250,21 @@ class VAAConfig(Settings):
     injection: str = setting("token", help="token (paper), classifier (authors' code) or add", choices=INJECTIONS)
     b_input: str = setting("normal", help="normal (paper), or adversarial (authors' ESIM reads E~)", choices=B_INPUTS)
     v3_order: str = setting("paper", help="paper [V1;V2;V1-V2] or authors [V1-V2;V1;V2]", choices=V3_ORDERS)
-    vulnerability: str = setting("attack", help="attack, or zeros (control: extra training only)", choices=VULNERABILITY_SOURCES)
+    vulnerability: str = setting("attack", help="attack, or a control: zeros (extra training only), v1-only (V = W[V1], no attack), "
+                                 "permuted (V1 the pair's own, the vulnerability part another pair's)", choices=VULNERABILITY_SOURCES)
     cache: bool = setting(True, help="compute V1/V2 once per pair and reuse them across epochs")
     model_a: str | None = setting(None, help="the trained model A: run folder or checkpoint folder")
     cache_dir: str | None = setting(None, help="folder of the V1/V2 cache (default: vcache/ in stage two's run folder)")
+    # Feature options (issue 12); the defaults are the paper's V = W[V1; V2; V1 - V2] + b.
+    normalize: str = setting("none", help="none (paper), layernorm (a LayerNorm per part of V3) or standardize "
+                             "(training-set mean/std per column, saved with B)", choices=NORMALIZATIONS)
+    diff_scale: str = setting("none", help="none (paper), or step: V1 - V2 divided by the pair's attack step norm", choices=DIFF_SCALES)
+    scalars: str = setting("", help="comma-separated scalars appended to V3: log_distance, log_grad_norm, F1, F2, flip, "
+                           "log_flip_eps, targeted_loss_drop")
+    saliency: bool = setting(False, help="add each word's gradient saliency (relative to its sentence's largest) times a learned vector")
+    calibrate_flip_rate: float = setting(0.0, help="0: eps as given (paper); r: eps set once so the attack flips a share r "
+                                         "of the training pairs", ge=0, lt=1)
+    w_lr: float = setting(0.0, help="learning rate of W and the other new parameters (0: the optimiser's)", ge=0)
 
 
 @dataclass

@@ -26,7 +26,8 @@ from .config import DataConfig, RunConfig
 from .data.batching import Example
 from .data.pairs import LabelMap
 from .data.sources import Splits, load_splits
-from .framework import VAAModel
+from .features import calibrate_eps, pair_features
+from .framework import VAAModel, attachable, feature_needs, permutation_for, permute
 from .models.base import PairModel
 from .inference import load_model
 from .run_folder import check_apart
@@ -77,6 +78,59 @@ def resolve_config(config: RunConfig) -> RunConfig:
 def attach_vectors(examples: Sequence[Example], v1: torch.Tensor, v2: torch.Tensor) -> list[Example]:
     """Copies of the examples carrying their cached V1/V2."""
     return [{**e, "v1": v1[i], "v2": v2[i]} for i, e in enumerate(examples)]
+
+
+def attach_features(examples: Sequence[Example], features: dict[str, Any]) -> list[Example]:
+    """Copies of the examples carrying their cached features (V1, V2 and
+    what the feature options need), one row each."""
+    out = []
+    for i, e in enumerate(examples):
+        extra = {k: (v[i] if not isinstance(v, np.ndarray) else torch.from_numpy(np.asarray(v[i], dtype=np.float32)))
+                 for k, v in features.items()}
+        out.append({**e, **extra})
+    return out
+
+
+def _as_numpy(features: dict[str, Any]) -> dict[str, Any]:
+    """Cached tensors (and per-pair lists) as the arrays ``attachable`` reads."""
+    out: dict[str, Any] = {}
+    for k, v in features.items():
+        if isinstance(v, list):
+            ragged = np.empty(len(v), dtype=object)
+            ragged[:] = [x.numpy() for x in v]
+            out[k] = ragged
+        else:
+            out[k] = v.numpy()
+    return out
+
+
+def stage_two_features(raw: dict[str, Any], config: RunConfig, split: str) -> dict[str, Any]:
+    """What the examples of one split carry: ``attachable`` features as
+    tensors, permuted over the split for the permuted control."""
+    feats = attachable(_as_numpy(raw), config.vaa)
+    if config.vaa.vulnerability == "permuted":
+        feats = permute(feats, permutation_for(len(feats["v1"]), config.seed + sum(map(ord, split))))
+    return {k: (torch.from_numpy(np.ascontiguousarray(v)) if isinstance(v, np.ndarray) and v.dtype != object else v) for k, v in feats.items()}
+
+
+EPS_CALIBRATION = "eps_calibration.json"  # not calibration.json: that is `vaa calibrate`'s decision rule
+
+
+def calibrated_attack(config: RunConfig, run_dir: Path, model_a: Any, train_examples: Sequence[Example], log: Callable[[str], None]) -> RunConfig:
+    """With ``vaa.calibrate_flip_rate``, eps is chosen once on the training
+    pairs and stored in the run folder (eps_calibration.json): a resumed run reuses
+    it, and B's checkpoint carries the calibrated attack."""
+    target = config.vaa.calibrate_flip_rate
+    if not target:
+        return config
+    path = run_dir / EPS_CALIBRATION
+    if path.exists():
+        found = read_json(path)
+    else:
+        found = calibrate_eps(model_a, train_examples, config.attack, target, batch_size=config.optim.eval_batch_size, progress=config.progress)
+        write_json(path, found)
+    log(f"eps calibrated to {found['eps']:.4g}: the attack flips {found['flip_rate']:.2%} of {found['pairs']} training pairs (target {target:.2%})")
+    return dataclasses.replace(config, attack=dataclasses.replace(config.attack, eps=found["eps"]))
 
 
 def signal_statistics(v1: torch.Tensor, v2: torch.Tensor) -> dict[str, float]:
@@ -134,15 +188,25 @@ def _train_vaa(config: RunConfig, run_dir: Path, model_a: PairModel, label_map: 
     examples = {name: featurize_counted(model_a, d.pairs, label_map, name, truncated, log) for name, d in parts.items()}
     write_json(run_dir / "data.json", {**splits.reports(), "truncated": truncated})
     info: dict[str, Any] = {"model_a": payload_a["path"]}
-    cached = config.vaa.cache and config.vaa.b_input == "normal" and config.vaa.vulnerability == "attack"
+    config = calibrated_attack(config, run_dir, model_a, examples["train"], log)
+    if config.vaa.calibrate_flip_rate:
+        info["eps_calibration"] = read_json(run_dir / EPS_CALIBRATION)
+    want = feature_needs(config.vaa)
+    cached = config.vaa.cache and config.vaa.b_input == "normal" and config.vaa.vulnerability != "zeros"
+    model = VAAModel(model_a, config.vaa, config.attack)
+    train_features: dict[str, Any] | None = None
     if cached:
         cache = FeatureCache(Path(config.vaa.cache_dir) if config.vaa.cache_dir else run_dir / "vcache", log=log)
         fingerprint = state_fingerprint(model_a)
         info["cache"] = {}
         for name in examples:
-            v1, v2, hit = cache.get_or_compute(model_a, examples[name], config.attack, fingerprint,
-                                               batch_size=config.optim.eval_batch_size, progress=config.progress)
-            examples[name] = attach_vectors(examples[name], v1, v2)
+            raw, hit = cache.features(model_a, examples[name], config.attack, want, fingerprint,
+                                      batch_size=config.optim.eval_batch_size, progress=config.progress)
+            features = stage_two_features(raw, config, name)
+            if name == "train":
+                train_features = features
+            examples[name] = attach_features(examples[name], features)
+            v1, v2 = raw["v1"], raw["v2"]
             stats = signal_statistics(v1, v2)
             info["cache"][name] = hit
             info[f"signal_{name}"] = stats
@@ -150,13 +214,22 @@ def _train_vaa(config: RunConfig, run_dir: Path, model_a: PairModel, label_map: 
             log(f"V1/V2 for {len(v1)} {name} pairs: {how}; "
                 f"||V1-V2|| mean {stats['mean']:.4g}, median {stats['median']:.4g} ({stats['mean_relative_to_V1']:.2%} of ||V1||)")
     else:
-        log("V1/V2 computed on the fly in every batch (no cache)" if config.vaa.vulnerability == "attack" else
+        log("V1/V2 computed on the fly in every batch (no cache)" if config.vaa.vulnerability != "zeros" else
             "control: V replaced by zeros")
+    if config.vaa.normalize == "standardize":
+        if train_features is None:  # no cache: the statistics still come from every training pair, once
+            raw = pair_features(model_a, examples["train"], config.attack, [w for w in want if w != "scalars"] or ["scalars"],
+                                config.optim.eval_batch_size, config.progress)
+            train_features = stage_two_features({k: (torch.from_numpy(v) if v.dtype != object else list(v)) for k, v in raw.items()}, config, "train")
+        with torch.no_grad():
+            x = model.v3_inputs({k: v for k, v in train_features.items() if isinstance(v, torch.Tensor)})
+        model.set_standardization(x.mean(0), x.std(0))
+        info["standardization"] = {"features": int(x.shape[1]), "pairs": int(x.shape[0])}
 
-    model = VAAModel(model_a, config.vaa, config.attack)
     trainer = Trainer(
         model, examples["train"], examples["valid"], config.optim, run_dir,
         describe=lambda: header(model_a, label_map, kind="vaa", **model.describe(), model_a_checkpoint=payload_a["path"]),
+        learning_rates=model.learning_rates(),
         seed=config.seed, log_every=config.log_every, checkpoint_every=config.checkpoint_every,
         progress=config.progress, step_offset=steps_in_log(a_dir / "loss.jsonl") if a_dir else 0, stage="stage2",
     )

@@ -84,16 +84,28 @@ def predict_examples(model: nn.Module, examples: Sequence[Example], batch_size: 
     return Predictions(np.stack(probs), np.asarray([e["label"] for e in examples]), total / count if count else None)
 
 
-def make_optimizer(params: Sequence[tuple[str, nn.Parameter]], cfg: OptimConfig) -> torch.optim.Optimizer:
+def make_optimizer(params: Sequence[tuple[str, nn.Parameter]], cfg: OptimConfig,
+                   learning_rates: dict[str, float] | None = None) -> torch.optim.Optimizer:
     """Adam (the paper's ESIM) or AdamW (BERT fine-tuning; no decay on biases
-    and norms, as usual)."""
+    and norms, as usual). ``learning_rates`` gives some parameters (by name)
+    their own lr, e.g. stage two's W, which at BERT's 2e-5 barely moves."""
+    special = learning_rates or {}
+
+    def groups(extra: dict[str, Any], chosen: Sequence[tuple[str, nn.Parameter]]) -> list[dict[str, Any]]:
+        plain = [p for n, p in chosen if n not in special]
+        out = [{"params": plain, **extra}] if plain or not special else []  # the usual groups, as before
+        for lr in sorted(set(special.values())):
+            own = [p for n, p in chosen if special.get(n) == lr]
+            if own:
+                out.append({"params": own, "lr": lr, **extra})
+        return out
+
     if cfg.optimizer == "adam":
-        return torch.optim.Adam([p for _, p in params], lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.Adam(groups({}, params), lr=cfg.lr, weight_decay=cfg.weight_decay)
     if cfg.optimizer == "adamw":
-        decay = [p for n, p in params if p.ndim >= 2]
-        no_decay = [p for n, p in params if p.ndim < 2]
-        groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-        return torch.optim.AdamW(groups, lr=cfg.lr)
+        decay = [(n, p) for n, p in params if p.ndim >= 2]
+        no_decay = [(n, p) for n, p in params if p.ndim < 2]
+        return torch.optim.AdamW(groups({"weight_decay": cfg.weight_decay}, decay) + groups({"weight_decay": 0.0}, no_decay), lr=cfg.lr)
     raise ValueError(f"unknown optimizer {cfg.optimizer!r} (adam | adamw)")
 
 
@@ -184,6 +196,7 @@ class Trainer:
         progress: bool = True,
         step_offset: int = 0,
         stage: str = "stage1",
+        learning_rates: dict[str, float] | None = None,
     ):
         if not train:
             raise ValueError("no training examples")
@@ -206,7 +219,7 @@ class Trainer:
         if not params:
             raise ValueError("the model has no trainable parameters")
         self.trainable = [p for _, p in params]
-        self.optimizer = make_optimizer(params, optim)
+        self.optimizer = make_optimizer(params, optim, learning_rates)
         self.scheduler = make_scheduler(self.optimizer, optim, self.batches.num_batches())
         self.state = TrainState()
         self.ckpt_dir = self.run_dir / "checkpoints"
