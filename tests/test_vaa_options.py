@@ -95,7 +95,7 @@ def test_standardisation_uses_training_statistics_and_is_saved_with_b(tiny_confi
 
     train(tiny_config, log=lambda s: None)
     config = apply_overrides(tiny_config, {"vaa": {"model_a": tiny_config.output, "normalize": "standardize", "scalars": "F2,flip",
-                                                   "calibrate_flip_rate": 0.25, "w_lr": 0.01},
+                                                   "calibrate_flip_rate": 0.25, "w_lr": 0.01, "cache_dir": str(tmp_path / "vcache")},
                                            "optim": {"max_epochs": 1}, "output": str(tmp_path / "b"), "data": {"train": None, "valid": None}})
     logs: list[str] = []
     results = train_vaa(config, log=logs.append)
@@ -165,7 +165,7 @@ def test_v1_only_control_reads_v1_and_never_attacks(monkeypatch):
 
 
 def test_permuted_control_keeps_v1_and_moves_the_rest():
-    config = run_config(scalars=["F2", "flip"], diff_scale="step")  # a list works too (Python)
+    config = run_config(scalars="F2,flip", diff_scale="step")
     permuted = dataclasses.replace(config, vaa=dataclasses.replace(config.vaa, vulnerability="permuted"))
     model = VAAModel(tiny_esim(), config.vaa, config.attack).eval()
     _, raw, batch = cached_batch(model, config)
