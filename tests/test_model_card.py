@@ -62,3 +62,20 @@ def test_a_card_with_missing_records_says_so():
     card = render(meta={"kind": "model", "model": {"family": "esim", "label_map": {"names": ["no", "yes"]}}})
     assert "not recorded (no data.json)" in card and "not recorded (no results.json)" in card
     assert "labels (probability columns in this order): no, yes" in card
+
+
+def test_a_finished_run_without_a_card_gets_one_when_run_again(tiny_runs, tmp_path):
+    import shutil
+
+    import vaa
+    from vaa.config import RunConfig, apply_overrides
+
+    _, a, _ = tiny_runs
+    run = tmp_path / "old"
+    shutil.copytree(a, run)
+    (run / "README.md").unlink()  # a run finished before model cards existed
+    config = apply_overrides(RunConfig.load(run / "config.json"), {"output": str(run)})
+    messages = []
+    vaa.train(config, log=messages.append)
+    assert any("already finished" in m for m in messages)  # nothing was trained again
+    assert (run / "README.md").read_text() == _card(a).replace(str(a), str(run))
