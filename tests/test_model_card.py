@@ -56,6 +56,9 @@ def test_caveats_follow_the_data_and_the_encoder():
     assert "MultiNLI" not in esim
     own_bert = render({"family": "hf", "stage": "stage1"}, {"model": {"path": "/models/my-bert"}}, mine)
     assert "MultiNLI" not in own_bert and "my-bert" in own_bert
+    # stage two: the checkpoint's record of A's encoder wins over a config.json that does not name it
+    b_meta = {"kind": "vaa", "model": {"family": "hf", "spec": {"model_path": "/models/my-bert"}}}
+    assert "MultiNLI" not in render({"family": "hf", "stage": "stage2"}, {"model": {"path": None}}, mine, meta=b_meta)
 
 
 def test_a_card_with_missing_records_says_so():

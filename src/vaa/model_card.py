@@ -59,18 +59,25 @@ def _uses_shared_samples(data: dict[str, Any] | None) -> bool:
     return False
 
 
-def _is_minilm(family: str | None, config: dict[str, Any] | None) -> bool:
+def _encoder_path(config: dict[str, Any] | None, meta: dict[str, Any] | None) -> str | None:
+    """The BERT-family encoder the model was built from: the checkpoint's own
+    record first (a stage-two run's config.json may not name A's encoder),
+    then the run's ``model.path`` (None: the default all-MiniLM-L6-v2)."""
+    spec = ((meta or {}).get("model") or {}).get("spec") or {}
+    return spec.get("model_path") or ((config or {}).get("model") or {}).get("path")
+
+
+def _is_minilm(family: str | None, config: dict[str, Any] | None, meta: dict[str, Any] | None = None) -> bool:
     if family != "hf":
         return False
-    path = ((config or {}).get("model") or {}).get("path")
+    path = _encoder_path(config, meta)
     return path is None or "minilm" in str(path).lower()
 
 
 def _what(results: dict[str, Any] | None, config: dict[str, Any] | None, meta: dict[str, Any] | None) -> list[str]:
     family = (results or {}).get("family") or ((meta or {}).get("model") or {}).get("family")
     kind = (meta or {}).get("kind") or ("vaa" if (results or {}).get("stage") == "stage2" else "model")
-    model = (config or {}).get("model") or {}
-    name = {"esim": "ESIM (GloVe word vectors)", "hf": f"BERT-family encoder ({model.get('path') or 'all-MiniLM-L6-v2'})"}
+    name = {"esim": "ESIM (GloVe word vectors)", "hf": f"BERT-family encoder ({_encoder_path(config, meta) or 'all-MiniLM-L6-v2'})"}
     lines = [f"- family: {name.get(str(family), family or 'unknown')}"]
     if kind == "vaa":
         vaa = (results or {}).get("vaa") or (meta or {}).get("vaa") or {}
@@ -139,12 +146,12 @@ def _calibration(calibration: dict[str, Any] | None) -> list[str]:
 
 
 def _caveats(results: dict[str, Any] | None, config: dict[str, Any] | None, data: dict[str, Any] | None,
-             family: str | None) -> list[str]:
+             family: str | None, meta: dict[str, Any] | None) -> list[str]:
     lines = []
     if _uses_shared_samples(data):
         lines.append("- Reduced-scale protocol: trained on a random sample of the training split (thousands of pairs, not the "
                      "paper's 384k-550k), so accuracy is below the paper's Table 3.")
-    if _is_minilm(family, config):
+    if _is_minilm(family, config, meta):
         lines.append("- all-MiniLM-L6-v2 was contrastively pre-trained on sentence pairs that include SNLI, MultiNLI and Quora "
                      "(QQP): its scores on these data sets are optimistic compared with an encoder that never saw them.")
     lines.append("- Validation accuracy selected the best epoch, so it is an optimistic estimate; a separate test file is not.")
@@ -167,7 +174,7 @@ def render(results: dict[str, Any] | None = None, config: dict[str, Any] | None 
         ("Protocol", _protocol(results, config)),
         ("Results (best checkpoint)", _results(results)),
         ("Calibration", _calibration(calibration)),
-        ("Caveats", _caveats(results, config, data, family)),
+        ("Caveats", _caveats(results, config, data, family, meta)),
     ]
     out: list[str] = []
     for title, lines in sections:
