@@ -125,3 +125,19 @@ def make_tiny_config(tmp_path):
         "optim": {"batch_size": 8, "max_epochs": 2, "eval_batch_size": 16},
         "output": str(tmp_path / "run"), "progress": False, "log_every": 2,
     })
+
+
+@pytest.fixture(scope="session")
+def tiny_runs(tmp_path_factory):
+    """(folder, model A's run, stage two's run): a tiny ESIM A and a one-epoch
+    stage two on it, trained once for the whole session. Tests only read
+    them (copy a run before changing it)."""
+    import vaa
+
+    tmp = tmp_path_factory.mktemp("tiny-runs")
+    config = make_tiny_config(tmp)
+    vaa.train(config, log=lambda _: None)
+    b = apply_overrides(config, {"vaa": {"model_a": config.output}, "optim": {"max_epochs": 1},
+                                 "output": str(tmp / "b"), "data": {"train": None, "valid": None}})
+    vaa.train_vaa(b, log=lambda _: None)
+    return tmp, config.output, b.output

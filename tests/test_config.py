@@ -15,7 +15,6 @@ import pytest
 
 from vaa.cli import main
 from vaa.config import (
-    REPO_CONFIGS,
     AttackConfig,
     ConfigError,
     DataConfig,
@@ -25,6 +24,7 @@ from vaa.config import (
     VAAConfig,
     apply_overrides,
     load_preset,
+    shipped_presets,
 )
 from vaa.data.readers import FORMATS
 from vaa.models import FAMILIES
@@ -140,10 +140,10 @@ def test_config_objects_built_in_python_are_checked_too():
 
 
 def test_every_shipped_preset_is_valid():
-    presets = sorted(REPO_CONFIGS.glob("*.yaml"))
+    presets = shipped_presets()
     assert len(presets) >= 10
-    for path in presets:
-        load_preset(str(path))
+    for name in presets:
+        load_preset(name)
 
 
 def test_a_bad_preset_value_names_the_file(tmp_path):

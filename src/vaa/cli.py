@@ -145,7 +145,7 @@ def build_config(args: argparse.Namespace, default_preset: str | Callable[[], st
 
 
 def _common_run_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--preset", help="a preset name from configs/ (e.g. qqp-esim) or a YAML file")
+    parser.add_argument("--preset", help="a shipped preset name (e.g. qqp-esim; see vaa/configs/) or a YAML file")
     parser.add_argument("--set", action="append", metavar="KEY=VALUE", help="any config setting, e.g. optim.lr=1e-3 (repeatable)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing run folder instead of resuming it")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")

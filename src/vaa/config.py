@@ -1,6 +1,6 @@
 """Run configuration: one dataclass describes a whole stage-one or stage-two run.
 
-Presets in ``configs/*.yaml`` fill these fields; command-line flags override
+Presets (``vaa/configs/*.yaml``, shipped inside the package) fill these fields; command-line flags override
 them; the resolved config is written to every run folder (``config.json``), so
 a run can always be repeated or resumed exactly.
 
@@ -22,13 +22,15 @@ import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
+from importlib import resources
+from importlib.resources.abc import Traversable
 from typing import Any, ClassVar
 
 import yaml
 
 from .data.readers import FORMATS, ON_ERROR
 
-REPO_CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+PRESETS_PACKAGE = "vaa.configs"  # the presets are package data: an installed vaa finds them too
 log = logging.getLogger(__name__)
 
 # Allowed values of the enumerated settings. The modules that act on them
@@ -346,16 +348,25 @@ def _checked(cls: type, name: str, value: Any, key: str, source: str) -> Any:
         raise ConfigError(f"{source}: {exc}") from None
 
 
-def resolve_preset(name: str) -> Path:
-    """A preset by file path or by name in the repository's ``configs/``."""
+def shipped_presets() -> dict[str, Traversable]:
+    """The presets that ship inside the package (name -> file), found with
+    ``importlib.resources`` so that a regular (non-editable) install, a wheel
+    or a zip import finds them as well as a source checkout."""
+    folder = resources.files(PRESETS_PACKAGE)
+    return {item.name[: -len(".yaml")]: item for item in folder.iterdir() if item.name.endswith(".yaml") and item.is_file()}
+
+
+def resolve_preset(name: str) -> Path | Traversable:
+    """A preset by file path, or by name (``qqp-esim`` or ``qqp-esim.yaml``)
+    among the shipped presets. A file path wins over a shipped name."""
     path = Path(name)
-    if path.exists():
+    if path.is_file():
         return path
-    for candidate in (REPO_CONFIGS / name, REPO_CONFIGS / f"{name}.yaml"):
-        if candidate.exists():
-            return candidate
-    known = sorted(p.stem for p in REPO_CONFIGS.glob("*.yaml")) if REPO_CONFIGS.exists() else []
-    raise FileNotFoundError(f"no preset {name!r} (a YAML file, or one of: {', '.join(known)})")
+    shipped = shipped_presets()
+    stem = name[: -len(".yaml")] if name.endswith(".yaml") else name
+    if stem in shipped:
+        return shipped[stem]
+    raise FileNotFoundError(f"no preset {name!r} (a YAML file, or one of: {', '.join(sorted(shipped))})")
 
 
 def load_preset(name: str, base: RunConfig | None = None) -> RunConfig:

@@ -8,6 +8,7 @@ then predict, measure vulnerability, evaluate and calibrate with it.
     model.predict_labels(pairs)                          # label names
     model.vulnerability(pairs)                           # DataFrame: F1, F2, ||V1-V2||, flipped
     model.evaluate("dev.tsv", labels="0=not_duplicate,1=duplicate")
+    model.save_pretrained("models/qqp-a")                # one folder that vaa.load reads back
 
 The module-level ``predict``/``evaluate``/``vulnerability_rows`` (what ``vaa
 predict``/``vaa evaluate``/``vaa vulnerability`` call) load a checkpoint and
@@ -77,6 +78,7 @@ class LoadedModel:
     kind: str  # "model" (stage one) | "vaa" (stage two)
     path: str
     calibration: Calibration | None = None  # a decision rule re-fitted on validation (`vaa calibrate`)
+    meta: dict[str, Any] = dataclasses.field(default_factory=dict)  # the checkpoint's vaa.json (save_pretrained writes it back)
 
     @property
     def labels(self) -> list[str]:
@@ -86,6 +88,15 @@ class LoadedModel:
     @property
     def run_dir(self) -> Path:
         return run_folder_of(self.path)
+
+    def save_pretrained(self, directory: str | Path) -> Path:
+        """Write this model into ``directory`` as a self-contained folder that
+        ``vaa.load(directory)`` reads back: the checkpoint (safetensors), the
+        stored calibration if any, and a model card (README.md). The folder
+        must be new, empty or an earlier save; see ``vaa.pretrained``."""
+        from .pretrained import save_pretrained
+
+        return save_pretrained(self, directory)
 
     def featurize(self, pairs: Sequence[Pair]) -> list[Example]:
         return self.base.featurize_all(pairs, self.label_map)
@@ -171,7 +182,7 @@ def load_model(path: str | Path, raw: bool = False) -> LoadedModel:
     A calibration stored in the run folder is loaded too unless ``raw``."""
     checkpoint = load_checkpoint(path)
     module = checkpoint.module
-    loaded = LoadedModel(module, checkpoint.base, checkpoint.label_map, checkpoint.kind, checkpoint.path)
+    loaded = LoadedModel(module, checkpoint.base, checkpoint.label_map, checkpoint.kind, checkpoint.path, meta=checkpoint.meta)
     if not raw:
         loaded.calibration = read_calibration(loaded.run_dir, weights_fingerprint(module.state_dict()))
         if loaded.calibration is not None:
@@ -304,6 +315,10 @@ def calibrate(
               "reliability": {"before": reliability_bins(probs, gold), "after": reliability_bins(after, gold)}}
     with _run_lock(loaded.run_dir):  # a training still writing this folder keeps us out
         path = save_calibration(rule, loaded.run_dir, report)
+        if (loaded.run_dir / "results.json").exists():  # a run folder: its model card now names the stored rule
+            from .model_card import write_run_card
+
+            write_run_card(loaded.run_dir)
         plot = plot_reliability(report["reliability"], loaded.run_dir / "calibration.png",
                                 title=f"Reliability on {source} ({rule.fitted_on['pairs']} pairs)")
     report.update({"calibration": rule.to_json(), "saved": str(path), "plot": str(plot)})

@@ -33,7 +33,8 @@ LOCK = ".vaa-lock"
 # every entry a training run writes into its folder
 KNOWN_ENTRIES = frozenset({MARKER, LOCK, "config.json", "label_map.json", "data.json", "metrics.jsonl", "loss.jsonl",
                            "results.json", "checkpoints", "predictions", "vcache", "loss_both_stages.png",
-                           "calibration.json", "calibration.png", "eps_calibration.json", "analysis"})  # analysis/: the README's `vaa analyze --output RUN/analysis`
+                           "calibration.json", "calibration.png", "eps_calibration.json", "README.md",  # README.md: the model card
+                           "analysis"})  # analysis/: the README's `vaa analyze --output RUN/analysis`
 
 
 class RunError(RuntimeError):

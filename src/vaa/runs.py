@@ -12,6 +12,7 @@
     <run>/predictions/       <split>.npz of the best checkpoint
     <run>/vcache/            stage two: the V1/V2 cache
     <run>/results.json       final scores of the best checkpoint
+    <run>/README.md          the model card (model_card.py), written from the files above
     <run>/*.png              plots
 
 Re-running the same command resumes an interrupted run, and returns the saved

@@ -16,6 +16,7 @@ from .data.batching import Example
 from .files import atomic_write
 from .data.sources import Splits, load_splits
 from .metrics import classification_report
+from .model_card import CARD, write_run_card
 from .models import build_model
 from .runs import finished_results, prepare_run, write_json
 from .training import Trainer, predict_examples, set_seed
@@ -31,6 +32,8 @@ def open_run(config: RunConfig, overwrite: bool, log: Callable[[str], None],
         done = finished_results(run_dir)
         if done is not None:
             log(f"{run_dir} is already finished; its results are in {run_dir / 'results.json'}")
+            if not (run_dir / CARD).exists():  # finished before model cards existed (or killed just before writing it)
+                write_run_card(run_dir)
             yield run_dir, done
             return
         if config.threads and config.threads > 0:
@@ -156,4 +159,5 @@ def _train(config: RunConfig, run_dir: Path, done: dict[str, Any] | None, splits
         "history": state.history, "scores": score_best(config, run_dir, splits, log, valid_examples),
     }
     write_json(run_dir / "results.json", results)
+    write_run_card(run_dir)
     return results

@@ -28,6 +28,7 @@ from .data.pairs import LabelMap
 from .data.sources import Splits, load_splits
 from .features import calibrate_eps, pair_features
 from .framework import VAAModel, attachable, feature_needs, permutation_for, permute
+from .model_card import write_run_card
 from .models.base import PairModel
 from .inference import load_model
 from .run_folder import check_apart
@@ -251,4 +252,5 @@ def _train_vaa(config: RunConfig, run_dir: Path, model_a: PairModel, label_map: 
     if plot:
         log(f"loss across both stages: {plot}")
     write_json(run_dir / "results.json", results)
+    write_run_card(run_dir)
     return results
