@@ -12,24 +12,32 @@ Measured, each as the best of ``--rounds`` interleaved repetitions:
 - the one-off cache build (V1/V2 for every pair);
 - inference per pair: VAA (attack on the fly: A forward + input-gradient
   backward + adversarial forward, then B) against A alone.
+- with ``--options``: for each set of stage-two feature options (issue 12),
+  the one-off feature build and a stage-two epoch with those features cached,
+  both as ratios to the stage-one epoch, e.g.
+  ``--options "scalars=log_distance,F2" "normalize=layernorm" "saliency=true" "attack.steps=5"``
+  (``;`` joins several settings into one set; ``attack.`` settings go to the attack).
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import json
 import time
 
 import torch
 import torch.nn.functional as F
+import yaml
 
-from vaa.config import AttackConfig, DataConfig, VAAConfig
+from vaa.config import AttackConfig, DataConfig, RunConfig, VAAConfig
 from vaa.data.batching import BatchIterator
 from vaa.data.sources import read_file
-from vaa.framework import VAAModel
+from vaa.features import pair_features
+from vaa.framework import VAAModel, feature_needs
 from vaa.inference import load_model
-from vaa.stage_two import attach_vectors
+from vaa.stage_two import attach_features, attach_vectors, stage_two_features
 from vaa.training import predict_examples
 from vaa.vulnerability import vector_features
 
@@ -49,6 +57,20 @@ def train_epoch(model: torch.nn.Module, examples, batch_size: int) -> float:
     return time.perf_counter() - start
 
 
+def option_set(text: str, injection: str, attack: AttackConfig) -> tuple[VAAConfig, AttackConfig]:
+    """'scalars=F2;attack.steps=5' -> (VAAConfig, AttackConfig)."""
+    vaa_values: dict = {"injection": injection}
+    attack_values: dict = {}
+    for item in filter(None, (x.strip() for x in text.split(";"))):
+        key, _, raw = item.partition("=")
+        value = yaml.safe_load(raw)
+        if key.startswith("attack."):
+            attack_values[key[len("attack."):]] = value
+        else:
+            vaa_values[key] = value
+    return VAAConfig(**vaa_values), dataclasses.replace(attack, **attack_values)
+
+
 def timed(fn) -> float:
     start = time.perf_counter()
     fn()
@@ -66,6 +88,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--injection", default="token")
     parser.add_argument("--json", help="also write the figures here")
+    parser.add_argument("--options", nargs="*", default=[], help="stage-two option sets to time, e.g. 'scalars=F2;normalize=layernorm'")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -88,6 +111,21 @@ def main() -> None:
         times["stage2_epoch_on_the_fly"].append(train_epoch(vaa, examples, args.batch_size))
         times["infer_a"].append(timed(lambda: predict_examples(a, examples, args.eval_batch_size)))
         times["infer_vaa"].append(timed(lambda: predict_examples(vaa, examples, args.eval_batch_size)))
+        for text in args.options:
+            vaa_cfg, attack_cfg = option_set(text, args.injection, attack)
+            start = time.perf_counter()
+            want = [w for w in feature_needs(vaa_cfg) if w != "scalars"]
+            raw = pair_features(a, examples, attack_cfg, want, batch_size=args.eval_batch_size)
+            raw = {k: (torch.from_numpy(v) if v.dtype != object else [torch.from_numpy(x.astype("float32")) for x in v])
+                   for k, v in raw.items() if not k.startswith("length")}
+            feats = stage_two_features(raw, dataclasses.replace(RunConfig(), vaa=vaa_cfg), "train")
+            times.setdefault(f"build[{text}]", []).append(time.perf_counter() - start)
+            vaa = VAAModel(copy.deepcopy(a), vaa_cfg, attack_cfg)
+            if vaa_cfg.normalize == "standardize":
+                with torch.no_grad():
+                    x = vaa.v3_inputs({k: v for k, v in feats.items() if isinstance(v, torch.Tensor)})
+                vaa.set_standardization(x.mean(0), x.std(0))
+            times.setdefault(f"stage2[{text}]", []).append(train_epoch(vaa, attach_features(examples, feats), args.batch_size))
     best = {k: min(v) for k, v in times.items()}
     n = len(examples)
     figures = {
@@ -100,6 +138,9 @@ def main() -> None:
         "ms_per_pair_inference_a": 1000 * best["infer_a"] / n, "ms_per_pair_inference_vaa": 1000 * best["infer_vaa"] / n,
         "stage1_pairs_per_s": n / best["stage1_epoch"], "vulnerability_pairs_per_s": n / best["cache_build"],
     }
+    for text in args.options:
+        figures[f"options[{text}]"] = {"stage2_cached_over_stage1": best[f"stage2[{text}]"] / best["stage1_epoch"],
+                                       "feature_build_over_stage1_epoch": best[f"build[{text}]"] / best["stage1_epoch"]}
     print(json.dumps(figures, indent=2))
     if args.json:
         with open(args.json, "w") as f:

@@ -112,6 +112,11 @@ def write_pairs(path, n, seed):
 
 @pytest.fixture
 def tiny_config(tmp_path):
+    return make_tiny_config(tmp_path)
+
+
+def make_tiny_config(tmp_path):
+    """A two-epoch ESIM run on the toy task, in ``tmp_path``."""
     train_file = write_pairs(tmp_path / "train.tsv", 48, 0)
     valid_file = write_pairs(tmp_path / "valid.tsv", 16, 1)
     return apply_overrides(RunConfig(), {
@@ -120,3 +125,19 @@ def tiny_config(tmp_path):
         "optim": {"batch_size": 8, "max_epochs": 2, "eval_batch_size": 16},
         "output": str(tmp_path / "run"), "progress": False, "log_every": 2,
     })
+
+
+@pytest.fixture(scope="session")
+def tiny_runs(tmp_path_factory):
+    """(folder, model A's run, stage two's run): a tiny ESIM A and a one-epoch
+    stage two on it, trained once for the whole session. Tests only read
+    them (copy a run before changing it)."""
+    import vaa
+
+    tmp = tmp_path_factory.mktemp("tiny-runs")
+    config = make_tiny_config(tmp)
+    vaa.train(config, log=lambda _: None)
+    b = apply_overrides(config, {"vaa": {"model_a": config.output}, "optim": {"max_epochs": 1},
+                                 "output": str(tmp / "b"), "data": {"train": None, "valid": None}})
+    vaa.train_vaa(b, log=lambda _: None)
+    return tmp, config.output, b.output

@@ -92,13 +92,13 @@ def test_analysis_folder_holds_every_figure_and_table(tmp_path):
 
 def test_cli_vulnerability_for_one_pair_and_a_file(tmp_path, capsys):
     model = tiny_esim().eval()
-    save_model(model, TOY_LABELS, tmp_path / "a.pt")
-    assert main(["vulnerability", str(tmp_path / "a.pt"), "--pair", "the cat sat", "a cat sat", "--no-progress"]) == 0
+    save_model(model, TOY_LABELS, tmp_path / "a")
+    assert main(["vulnerability", str(tmp_path / "a"), "--pair", "the cat sat", "a cat sat", "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "F1=" in out and "F2=" in out and "distance=" in out
     data = tmp_path / "pairs.tsv"
     data.write_text("".join(f"{'1' if p.label == 'duplicate' else '0'}\t{p.a}\t{p.b}\t{p.id}\n" for p in TOY_PAIRS))
-    assert main(["vulnerability", str(tmp_path / "a.pt"), str(data), "--output", str(tmp_path / "v.parquet"), "--no-progress"]) == 0
+    assert main(["vulnerability", str(tmp_path / "a"), str(data), "--output", str(tmp_path / "v.parquet"), "--no-progress"]) == 0
     table = pd.read_parquet(tmp_path / "v.parquet")
     assert list(table.columns) == ["id", "gold", "predicted", "confidence", "F1", "F2", "distance", "flipped"]
     assert len(table) == len(TOY_PAIRS) and (table["F2"] >= 0).all()

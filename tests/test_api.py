@@ -31,8 +31,8 @@ def test_top_level_names_import():
 def test_loaded_model_is_read_once_and_agrees_with_the_functions(trained_run, tmp_path, monkeypatch):
     model = vaa.load(trained_run)
     calls = []
-    real = inference.read_checkpoint
-    monkeypatch.setattr(inference, "read_checkpoint", lambda *a, **k: calls.append(a) or real(*a, **k))
+    real = inference.load_checkpoint
+    monkeypatch.setattr(inference, "load_checkpoint", lambda *a, **k: calls.append(a) or real(*a, **k))
     probs = model.predict(PAIRS)
     assert probs.shape == (3, 2) and np.allclose(probs.sum(1), 1.0)
     model.predict(PAIRS, batch_size=1)

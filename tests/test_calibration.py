@@ -169,3 +169,17 @@ def test_calibrate_cli_on_a_given_file(trained_run, tmp_path, capsys, caplog):
         assert main(["evaluate", trained_run, str(tmp_path / "valid.tsv"), *flags]) == 0
     assert "ECE" in capsys.readouterr().out
     assert "applying the run's logistic calibration" in caplog.text  # the user is told the output is re-fitted
+
+
+def test_calibrate_refuses_a_folder_in_use(trained_run, tmp_path):
+    """A training still holding the run folder's lock keeps `vaa calibrate` out
+    (and nothing is written)."""
+    from vaa.inference import calibrate
+    from vaa.run_folder import RunError, RunLock
+
+    with RunLock(trained_run):
+        with pytest.raises(RunError, match="in use"):
+            calibrate(trained_run, log=lambda _: None)
+        assert not (tmp_path / "run" / "calibration.json").exists()
+    calibrate(trained_run, log=lambda _: None)
+    assert (tmp_path / "run" / "calibration.json").exists()

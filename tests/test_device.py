@@ -21,6 +21,7 @@ from vaa.attack import attack, forward_with_gradient, perturbation
 from vaa.config import AttackConfig, OptimConfig, VAAConfig, apply_overrides
 from vaa.data.batching import collate
 from vaa.device import autocast, check_precision, resolve_device, to_device
+from vaa.features import pair_features
 from vaa.framework import VAAModel
 from vaa.models import build_model
 from vaa.models.esim import lstm_path
@@ -101,6 +102,11 @@ def test_no_library_tensor_is_created_on_a_default_device(model_a, tmp_path):
         name: VAAModel(copy.deepcopy(model_a), VAAConfig(injection=injection, vulnerability=source), AttackConfig(direction=direction, relative=True))
         for name, injection, source, direction in [("token", "token", "attack", "fgsm"), ("classifier", "classifier", "attack", "random"),
                                                     ("add", "add", "attack", "fgsm"), ("zeros", "token", "zeros", "fgsm")]}
+    # main's feature options, computed on the fly in every forward pass (no cache)
+    stage_two_models["features"] = VAAModel(copy.deepcopy(model_a), VAAConfig(diff_scale="step", scalars="log_distance,F1,flip",
+                                                                              saliency=True, normalize="layernorm"), AttackConfig())
+    stage_two_models["permuted"] = VAAModel(copy.deepcopy(model_a), VAAConfig(vulnerability="permuted"), AttackConfig())
+    stage_two_models["v1-only"] = VAAModel(copy.deepcopy(model_a), VAAConfig(vulnerability="v1-only"), AttackConfig())
     stage_two = {name: _trainer(m, examples, tmp_path, name) for name, m in stage_two_models.items()}
     for t in stage_two.values():
         t._train_step(indices)
@@ -115,9 +121,11 @@ def test_no_library_tensor_is_created_on_a_default_device(model_a, tmp_path):
         preds = predict_examples(model_a, examples, 2, runtime=_runtime())
         vaa_preds = predict_examples(stage_two_models["token"], examples, 2, runtime=_runtime())
         v = measure(model_a, examples, AttackConfig(), batch_size=2, keep_vectors=True)
+        targeted = pair_features(model_a, examples, AttackConfig(target=1, steps=2), ["saliency", "scalars"], batch_size=2)
     assert loss == loss  # a number, not NaN from a meta tensor
     assert preds.probs.shape == (5, 2) and vaa_preds.probs.shape == (5, 2)
     assert v.v1.shape[0] == 5 and (v.distance >= 0).all()
+    assert targeted["v1"].shape[0] == 5
 
 
 def test_the_check_catches_a_tensor_created_without_device(model_a):

@@ -18,8 +18,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file
 
-from vaa.checkpoint import load_pair_model, read_checkpoint
+from vaa.checkpoint import load_pair_model
 from vaa.config import apply_overrides
 from vaa.data.sources import load_splits
 from vaa.stage_one import train
@@ -68,7 +69,7 @@ def ddp_run(tmp_path_factory):
 
 
 def _weights(run: Path) -> dict[str, torch.Tensor]:
-    return read_checkpoint(run / "checkpoints" / "last.pt")["state_dict"]
+    return load_file(str(run / "checkpoints" / "last" / "model.safetensors"))
 
 
 def _assert_same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], exact: bool = False) -> None:
@@ -107,9 +108,9 @@ def test_sharded_cache_equals_the_single_process_cache(ddp_run):
     model, label_map, _ = load_pair_model(root / "ddp" / "a")
     examples = model.featurize_all(load_splits(tiny.data).valid.pairs, label_map)
     v1, v2 = vector_features(model, examples, tiny.attack, batch_size=5)
-    files = list((root / "ddp" / "cache").glob("v1v2-*.pt"))
+    files = list((root / "ddp" / "cache").glob("v1v2-*.safetensors"))
     assert len(files) == 1
-    stored = torch.load(files[0])
+    stored = load_file(str(files[0]))
     assert torch.equal(stored["v1"], v1) and torch.equal(stored["v2"], v2)
     # every rank holds the whole cache
     assert reports[0]["cache"] == reports[1]["cache"]
@@ -134,7 +135,8 @@ def test_only_rank_zero_writes(ddp_run):
     root, _, reports = ddp_run
     assert reports[1]["writes"] == []
     written = " ".join(reports[0]["writes"])
-    for name in ("config.json", "last.pt", "best.pt", "metrics.jsonl", "loss.jsonl", "valid.npz", "results.json", "v1v2-"):
+    for name in (".vaa-run", ".vaa-lock", "config.json", "checkpoints/last", "checkpoints/best", "metrics.jsonl", "loss.jsonl",
+                 "valid.npz", "results.json", "v1v2-", "features/examples-"):
         assert name in written, name
 
 

@@ -78,8 +78,8 @@ def test_empty_sentence_becomes_unknown_token():
 
 def test_checkpoint_round_trip(tmp_path):
     model = tiny_esim().eval()
-    save_model(model, TOY_LABELS, tmp_path / "m.pt")
-    loaded, label_map, payload = load_pair_model(tmp_path / "m.pt")
+    save_model(model, TOY_LABELS, tmp_path / "m")
+    loaded, label_map, payload = load_pair_model(tmp_path / "m")
     assert label_map == TOY_LABELS and payload["model"]["family"] == "esim"
     batch = collate(model.featurize_all(TOY_PAIRS, TOY_LABELS))
     with torch.no_grad():

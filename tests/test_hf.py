@@ -10,7 +10,7 @@ import torch
 from conftest import TOY_LABELS, TOY_PAIRS
 from vaa.attack import forward_with_gradient, perturbation
 from vaa.checkpoint import load_pair_model, save_model
-from vaa.config import AttackConfig, VAAConfig
+from vaa.config import AttackConfig, RunConfig, VAAConfig, apply_overrides
 from vaa.data.batching import collate
 from vaa.data.pairs import Pair
 from vaa.framework import VAAModel
@@ -132,12 +132,18 @@ def test_a_stays_frozen_in_stage_two(tiny_bert):
 
 
 def test_checkpoint_round_trip_without_the_model_folder(tiny_bert, tmp_path):
-    save_model(tiny_bert, TOY_LABELS, tmp_path / "m.pt")
-    loaded, label_map, _ = load_pair_model(tmp_path / "m.pt")
+    save_model(tiny_bert, TOY_LABELS, tmp_path / "m")
+    loaded, label_map, _ = load_pair_model(tmp_path / "m")
     batch = collate(tiny_bert.featurize_all(TOY_PAIRS, TOY_LABELS))
     with torch.no_grad():
         torch.testing.assert_close(loaded(batch), tiny_bert(batch))
     assert loaded.featurize_all(TOY_PAIRS, TOY_LABELS) == tiny_bert.featurize_all(TOY_PAIRS, TOY_LABELS)
+    # the tokenizer travels as its own JSON/text files; nothing in the folder is a pickle
+    import zipfile
+
+    files = [p for p in (tmp_path / "m").rglob("*") if p.is_file()]
+    assert (tmp_path / "m" / "tokenizer" / "tokenizer.json") in files
+    assert not any(zipfile.is_zipfile(p) or p.read_bytes()[:1] == b"\x80" for p in files)
 
 
 def test_every_command_works_for_the_hf_family(tmp_path, capsys):
@@ -188,3 +194,31 @@ def test_max_length_leaves_room_for_the_two_v_positions(tiny_bert_dir):
     vaa = VAAModel(model, VAAConfig(), AttackConfig()).eval()
     with torch.no_grad():
         assert vaa(collate(model.featurize_all([long], TOY_LABELS))).shape == (1, 2)
+
+
+@pytest.mark.parametrize("options", [{"scalars": "log_grad_norm,F2,targeted_loss_drop", "normalize": "layernorm"},
+                                     {"saliency": True, "diff_scale": "step"}])
+def test_feature_options_cached_equal_on_the_fly_for_the_hf_family(tiny_bert, options):
+    """Both sentences share one tensor here: saliency and per-sentence scalars
+    must land on the right positions of the joint sequence."""
+    import numpy as np
+
+    from vaa.framework import feature_needs
+    from vaa.stage_two import attach_features, stage_two_features
+    from vaa.features import pair_features
+
+    config = apply_overrides(RunConfig(), {"vaa": options, "attack": {"eps": 0.5}})
+    model = VAAModel(tiny_bert, config.vaa, config.attack).eval()
+    if model.saliency_weight is not None:
+        with torch.no_grad():
+            model.saliency_weight.normal_()
+    examples = tiny_bert.featurize_all(TOY_PAIRS, TOY_LABELS)
+    raw = pair_features(model.a, examples, config.attack, [w for w in feature_needs(config.vaa) if w != "scalars"], batch_size=2)
+    raw = {k: (torch.from_numpy(v) if v.dtype != object else [torch.from_numpy(np.asarray(x, dtype=np.float32)) for x in v]) for k, v in raw.items()}
+    cached = collate(attach_features(examples, stage_two_features(raw, config, "valid")))
+    with torch.no_grad():
+        torch.testing.assert_close(model(cached), model(collate(examples)), rtol=1e-4, atol=1e-5)
+    if options.get("saliency"):  # words only: [CLS]/[SEP]/padding get no saliency, each sentence's largest is 1
+        for row, s in enumerate(raw["saliency0"]):
+            words = cached["word_a"][row, :len(s)].bool() | cached["word_b"][row, :len(s)].bool()
+            assert (s[~words] == 0).all() and s[words].max() == pytest.approx(1.0)

@@ -119,9 +119,13 @@ def test_stage_two_end_to_end_leaves_a_unchanged(tiny_config, tmp_path):
     steps_b = [r["step"] for r in read_jsonl(tmp_path / "b" / "loss.jsonl")]
     assert min(steps_b) > max(steps_a)  # Fig. 5: stage two continues A's curve
     assert (tmp_path / "b" / "loss_both_stages.png").exists()
-    # the same stage two again hits the cache
-    config2 = apply_overrides(config, {"output": str(tmp_path / "b2")})
-    assert train_vaa(config2, log=lambda s: None)["info"]["cache"]["train"]["hit"] is True
+    # the cache lives in B's run folder, never in A's
+    assert list((tmp_path / "b" / "vcache").glob("v1v2-*.safetensors"))
+    assert not list(tmp_path.joinpath("run").rglob("v1v2-*"))
+    # a configured cache folder is shared: the same stage two in another run folder hits it
+    shared = {"vaa": {"cache_dir": str(tmp_path / "cache")}}
+    assert train_vaa(apply_overrides(config, {**shared, "output": str(tmp_path / "b2")}), log=lambda s: None)["info"]["cache"]["train"]["hit"] is False
+    assert train_vaa(apply_overrides(config, {**shared, "output": str(tmp_path / "b3")}), log=lambda s: None)["info"]["cache"]["train"]["hit"] is True
 
 
 def test_stage_two_inherits_a_data_but_keeps_what_it_is_given(tiny_config, tmp_path):
@@ -134,8 +138,10 @@ def test_stage_two_inherits_a_data_but_keeps_what_it_is_given(tiny_config, tmp_p
     data = resolve_config(given).data
     assert (data.train, data.valid) == (tiny_config.data.train, tiny_config.data.valid)
     assert (data.test, data.limit, data.format) == ("extra.tsv", 7, "generic")
-    loose = tmp_path / "loose.pt"
-    loose.write_bytes((tmp_path / "run" / "checkpoints" / "best.pt").read_bytes())
+    import shutil
+
+    loose = tmp_path / "loose"
+    shutil.copytree(tmp_path / "run" / "checkpoints" / "best", loose)
     with pytest.raises(RunError, match="--train"):
         resolve_config(apply_overrides(given, {"vaa": {"model_a": str(loose)}}))
 

@@ -23,7 +23,18 @@ Step sizes
 - ``direction="random"``: a control with the same norm as the FGSM step but a
   random direction (Gaussian for l2, random signs for linf), drawn per pair
   from (seed, pair index, sentence) so that it does not depend on the batch.
+- ``direction="random-matched"``: the random direction rescaled per pair so
+  that ||V1 - V2|| equals the FGSM step's (a random step of the same *norm*
+  barely moves V: without this the random control is in effect V2 = V1).
 Padding and special tokens stay untouched.
+
+Beyond FGSM (options; the defaults are the paper's single step):
+- ``steps=k > 1``: PGD. k steps of size ``step_ratio * eps / k`` (the same
+  normalisation as FGSM: sign for linf, unit L2 per sentence or pair), each
+  followed by a projection back into the eps ball. A single PGD step whose size
+  is at least eps, projected, is exactly FGSM (tested).
+- ``target=c >= 0``: a targeted attack that *descends* CE(A(E~), c): it pushes
+  the pair toward class c ("how easy is it to make this a contradiction").
 
 Precision: the attack always runs in fp32, also inside a bf16/fp16 autocast
 region (:func:`vaa.device.full_precision`): a half-precision input gradient
@@ -34,6 +45,7 @@ V1/V2 would change with the precision setting.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -41,14 +53,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .config import AttackConfig
+from .config import DIRECTIONS, NORMS, SCOPES, AttackConfig  # noqa: F401  (the choices live in config.py; re-exported)
 from .data.batching import Batch
 from .device import full_precision
 from .models.base import Embedded, PairModel
 
-NORMS = ("l2", "linf")
-SCOPES = ("sentence", "pair")
-DIRECTIONS = ("fgsm", "random")
+MATCH_ITERATIONS = 3  # rescalings of the matched random step (exact after one for a model linear in E)
 
 
 @dataclass
@@ -61,6 +71,9 @@ class BasePass:
     grads: list[torch.Tensor]  # dJ(A(E), y_pred)/dE, one per tensor of E
     predicted: torch.Tensor  # y_pred
     index: torch.Tensor  # each pair's index in its dataset (seeds the random-direction control)
+    labels: torch.Tensor | None = None  # the labels of the attack loss (y_pred, or the target class)
+    targeted: bool = False  # True: the step descends CE(., labels) instead of ascending it
+    model: PairModel | None = None  # A itself: multi-step and matched attacks need more passes
 
 
 @contextlib.contextmanager
@@ -85,32 +98,70 @@ def eval_mode(model: torch.nn.Module) -> Iterator[None]:
 
 
 def validate(cfg: AttackConfig) -> None:
-    if cfg.norm not in NORMS:
-        raise ValueError(f"unknown attack norm {cfg.norm!r} ({' | '.join(NORMS)})")
-    if cfg.scope not in SCOPES:
-        raise ValueError(f"unknown norm scope {cfg.scope!r} ({' | '.join(SCOPES)})")
-    if cfg.direction not in DIRECTIONS:
-        raise ValueError(f"unknown attack direction {cfg.direction!r} ({' | '.join(DIRECTIONS)})")
-    if not cfg.eps >= 0:
-        raise ValueError(f"eps must be >= 0, got {cfg.eps}")
+    """Check the settings again (a config object is checked when built, but
+    its attributes can be changed afterwards); the rules live in config.py.
+    The combinations are checked here: PGD and targeted steps follow the gradient."""
+    dataclasses.replace(cfg)
+    if cfg.steps > 1 and cfg.direction != "fgsm":
+        raise ValueError(f"multi-step attacks follow the gradient: steps={cfg.steps} needs direction fgsm, not {cfg.direction!r}")
+    if cfg.target >= 0 and cfg.direction != "fgsm":
+        raise ValueError(f"a targeted attack follows the gradient: target={cfg.target} needs direction fgsm")
 
 
-def forward_with_gradient(model: PairModel, batch: Batch) -> BasePass:
-    """A's normal forward pass and dJ/dE for J = CE(A(E), y_pred) summed (fp32)."""
-    with eval_mode(model), torch.enable_grad(), full_precision(batch["label"].device):
-        emb = model.embed(batch)
+def _loss_gradient(model: PairModel, emb: Embedded, labels: torch.Tensor | None) -> tuple[Embedded, torch.Tensor, torch.Tensor, list[torch.Tensor], torch.Tensor]:
+    """(E, V, O, dJ/dE, labels) at embeddings ``emb``, J = CE(O, labels)
+    summed; labels default to the prediction at ``emb``. Always fp32."""
+    with eval_mode(model), torch.enable_grad(), full_precision(emb.values[0].device):
         values = [v.detach().requires_grad_(True) for v in emb.values]
         emb = emb.with_values(values)
         hidden = model.encode(emb)
         logits = model.classify(hidden)
-        predicted = logits.argmax(-1)
-        loss = F.cross_entropy(logits, predicted, reduction="sum")
+        if labels is None:
+            labels = logits.argmax(-1)
+        loss = F.cross_entropy(logits, labels, reduction="sum")
         grads = torch.autograd.grad(loss, values)
+    return emb.with_values([v.detach() for v in values]), hidden.detach(), logits.detach(), [g.detach() for g in grads], labels.detach()
+
+
+def forward_with_gradient(model: PairModel, batch: Batch, target: torch.Tensor | int | None = None) -> BasePass:
+    """A's normal forward pass and dJ/dE for J = CE(A(E), y_pred) summed, or,
+    with ``target`` (a class index or one per pair), J = CE(A(E), target)."""
+    with eval_mode(model), torch.no_grad(), full_precision(batch["label"].device):
+        emb = model.embed(batch)
+    labels = None
+    if target is not None:
+        size, device = emb.values[0].shape[0], emb.values[0].device
+        labels = torch.full((size,), int(target), dtype=torch.long, device=device) if isinstance(target, int) else target.long().to(device)
+    emb, hidden, logits, grads, labels = _loss_gradient(model, emb, labels)
     return BasePass(
-        emb=emb.with_values([v.detach() for v in values]), logits=logits.detach(), hidden=hidden.detach(),
-        grads=[g.detach() for g in grads], predicted=predicted.detach(),
-        index=batch["index"] if "index" in batch else torch.arange(predicted.shape[0], device=predicted.device),
+        emb=emb, logits=logits, hidden=hidden, grads=grads, predicted=logits.argmax(-1),
+        index=batch["index"] if "index" in batch else torch.arange(logits.shape[0], device=logits.device),
+        labels=labels, targeted=target is not None, model=model,
     )
+
+
+def retarget(base: BasePass, target: int) -> BasePass:
+    """The same pass with the gradient of CE(A(E), target): one backward,
+    reusing E (a targeted attack toward each class needs n of them)."""
+    if base.model is None:
+        raise ValueError("retarget needs the BasePass of forward_with_gradient (it carries model A)")
+    labels = torch.full_like(base.predicted, int(target))
+    _, _, _, grads, _ = _loss_gradient(base.model, base.emb, labels)
+    return BasePass(emb=base.emb, logits=base.logits, hidden=base.hidden, grads=grads, predicted=base.predicted,
+                    index=base.index, labels=labels, targeted=True, model=base.model)
+
+
+def gradient_norms(base: BasePass) -> torch.Tensor:
+    """||dJ/dE|| per pair and sentence ([B, groups]), over real tokens x dims."""
+    return torch.stack([_sq_norm(base.grads[t] * m.unsqueeze(-1).to(base.grads[t].dtype)).sqrt() for t, m in base.emb.groups], 1)
+
+
+def token_saliency(base: BasePass) -> list[torch.Tensor]:
+    """Per tensor of E, ||dJ/dE_t|| per position ([B, L]; zero outside real words)."""
+    out = [torch.zeros(v.shape[:2], dtype=v.dtype, device=v.device) for v in base.emb.values]
+    for t, m in base.emb.groups:
+        out[t] = out[t] + base.grads[t].norm(dim=-1) * m.to(out[t].dtype)
+    return out
 
 
 def forward_embedded(model: PairModel, emb: Embedded) -> tuple[torch.Tensor, torch.Tensor]:
@@ -139,21 +190,35 @@ def random_direction(like: torch.Tensor, mask: torch.Tensor, index: torch.Tensor
 
 
 def perturbation(base: BasePass, cfg: AttackConfig) -> list[torch.Tensor]:
-    """The step added to each tensor of E (zero outside real word positions)."""
+    """The step added to each tensor of E (zero outside real word positions):
+    FGSM (the paper), PGD for ``steps > 1``, the random controls."""
     validate(cfg)
+    if cfg.target >= 0 and not (base.targeted and bool((base.labels == cfg.target).all())):
+        base = retarget(base, cfg.target)
+    if cfg.steps > 1:
+        return pgd_perturbation(base, cfg)
+    if cfg.direction == "random-matched":
+        return matched_random_perturbation(base, cfg)
+    return _single_step(base, cfg, base.grads)
+
+
+def _single_step(base: BasePass, cfg: AttackConfig, grads: list[torch.Tensor], size: float = 1.0) -> list[torch.Tensor]:
+    """One step of size ``size * eps`` in the FGSM (or random) direction of
+    ``grads``; a targeted attack steps against the gradient."""
     values = base.emb.values
     steps = [torch.zeros_like(v) for v in values]
     # The direction of the step, restricted to each group's real tokens.
     directions: list[torch.Tensor] = []
     for k, (t, mask) in enumerate(base.emb.groups):
         if cfg.direction == "fgsm":
-            directions.append(base.grads[t] * mask.unsqueeze(-1).to(values[t].dtype))
+            sign = -1.0 if base.targeted else 1.0
+            directions.append(sign * grads[t] * mask.unsqueeze(-1).to(values[t].dtype))
         else:
             directions.append(random_direction(values[t], mask, base.index, cfg.seed, k, cfg.norm))
 
     if cfg.norm == "linf":
         for (t, mask), d in zip(base.emb.groups, directions):
-            eps = _eps(cfg, values[t], mask)
+            eps = size * _eps(cfg, values[t], mask)
             steps[t] = steps[t] + eps.view(-1, 1, 1) * torch.sign(d)
         return steps
 
@@ -162,7 +227,7 @@ def perturbation(base: BasePass, cfg: AttackConfig) -> list[torch.Tensor]:
         norms = norms.sum(0, keepdim=True).expand_as(norms)
     norms = norms.sqrt()
     for k, ((t, mask), d) in enumerate(zip(base.emb.groups, directions)):
-        eps = _eps(cfg, values[t], mask) if cfg.scope == "sentence" else _pair_eps(cfg, base.emb)
+        eps = size * (_eps(cfg, values[t], mask) if cfg.scope == "sentence" else _pair_eps(cfg, base.emb))
         safe = torch.where(norms[k] > 0, norms[k], torch.ones_like(norms[k]))
         scale = torch.where(norms[k] > 0, eps / safe, torch.zeros_like(safe))
         steps[t] = steps[t] + scale.view(-1, 1, 1) * d
@@ -187,6 +252,65 @@ def _pair_eps(cfg: AttackConfig, emb: Embedded) -> torch.Tensor:
         return torch.full((emb.values[0].shape[0],), float(cfg.eps), dtype=emb.values[0].dtype, device=emb.values[0].device)
     total = sum(_sq_norm(emb.values[t] * m.unsqueeze(-1).to(emb.values[t].dtype)) for t, m in emb.groups)
     return cfg.eps * total.sqrt()
+
+
+def project(base: BasePass, cfg: AttackConfig, delta: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Project a perturbation into the eps ball: entry-wise clipping (linf),
+    or rescaling to norm eps per sentence or per pair (l2)."""
+    values = base.emb.values
+    out = [d.clone() for d in delta]
+    if cfg.norm == "linf":
+        for t, mask in base.emb.groups:
+            eps = _eps(cfg, values[t], mask).view(-1, 1, 1)
+            real = mask.unsqueeze(-1)
+            out[t] = torch.where(real, torch.maximum(torch.minimum(out[t], eps), -eps), out[t])
+        return out
+    norms = torch.stack([_sq_norm(delta[t] * m.unsqueeze(-1).to(delta[t].dtype)) for t, m in base.emb.groups])
+    if cfg.scope == "pair":
+        norms = norms.sum(0, keepdim=True).expand_as(norms)
+    norms = norms.sqrt()
+    for k, (t, mask) in enumerate(base.emb.groups):
+        eps = _eps(cfg, values[t], mask) if cfg.scope == "sentence" else _pair_eps(cfg, base.emb)
+        factor = torch.where(norms[k] > eps, eps / norms[k].clamp(min=1e-30), torch.ones_like(norms[k]))
+        real = mask.unsqueeze(-1).to(out[t].dtype)
+        out[t] = out[t] * (1 - real) + out[t] * real * factor.view(-1, 1, 1)
+    return out
+
+
+def pgd_perturbation(base: BasePass, cfg: AttackConfig) -> list[torch.Tensor]:
+    """Projected gradient descent: ``cfg.steps`` steps of size
+    ``step_ratio * eps / steps``, each projected into the eps ball, the loss
+    taken against the same labels as the first step (y_pred or the target)."""
+    if base.model is None:
+        raise ValueError("a multi-step attack needs the BasePass of forward_with_gradient (it carries model A)")
+    size = cfg.step_ratio / cfg.steps
+    delta = project(base, cfg, _single_step(base, cfg, base.grads, size))
+    for _ in range(cfg.steps - 1):
+        emb = base.emb.with_values([v + d for v, d in zip(base.emb.values, delta)])
+        _, _, _, grads, _ = _loss_gradient(base.model, emb, base.labels)
+        step = _single_step(base, cfg, grads, size)
+        delta = project(base, cfg, [d + s for d, s in zip(delta, step)])
+    return delta
+
+
+def matched_random_perturbation(base: BasePass, cfg: AttackConfig) -> list[torch.Tensor]:
+    """A random direction per pair, rescaled so that ||V1 - V2|| equals the
+    FGSM step's at the same eps (a few multiplicative corrections, since A^-
+    is not linear)."""
+    if base.model is None:
+        raise ValueError("the matched random control needs the BasePass of forward_with_gradient (it carries model A)")
+    import dataclasses
+
+    fgsm = _single_step(base, dataclasses.replace(cfg, direction="fgsm"), base.grads)
+    _, hidden_fgsm = forward_embedded(base.model, base.emb.with_values([v + s for v, s in zip(base.emb.values, fgsm)]))
+    wanted = (hidden_fgsm - base.hidden).norm(dim=-1)
+    steps = _single_step(base, dataclasses.replace(cfg, direction="random"), base.grads)
+    for _ in range(MATCH_ITERATIONS):
+        _, hidden = forward_embedded(base.model, base.emb.with_values([v + s for v, s in zip(base.emb.values, steps)]))
+        got = (hidden - base.hidden).norm(dim=-1)
+        factor = torch.where(got > 0, wanted / got.clamp(min=1e-30), torch.zeros_like(got)).view(-1, 1, 1)
+        steps = [s * factor for s in steps]
+    return steps
 
 
 def perturb(base: BasePass, cfg: AttackConfig) -> Embedded:

@@ -244,7 +244,9 @@ def run_folder_of(checkpoint_path: str | Path) -> Path:
     """The run folder a checkpoint belongs to (``<run>/checkpoints/<best>``),
     or the checkpoint's own folder when it stands alone."""
     path = Path(checkpoint_path)
-    return path.parent.parent if path.parent.name == "checkpoints" else path.parent
+    if path.parent.name == "checkpoints":
+        return path.parent.parent
+    return path if path.is_dir() else path.parent  # a checkpoint folder standing alone is its own
 
 
 def save_calibration(calibration: Calibration, run_dir: str | Path, report: dict[str, Any] | None = None) -> Path:

@@ -12,7 +12,7 @@ from typing import Any, Callable, Sequence
 import yaml
 
 from .analysis.defaults import DEFAULT_EPS
-from .config import AttackConfig, RunConfig, apply_overrides, load_preset
+from .config import AttackConfig, ConfigError, RunConfig, apply_overrides, check_overrides, load_preset
 
 # (flag, config key, type, help) shared by the training commands. A flag left
 # unset does not override the preset.
@@ -52,15 +52,34 @@ ATTACK_FLAGS: list[tuple[str, str, Callable[[str], Any], str]] = [
     ("--norm", "attack.norm", str, "FGSM norm: l2 (eq. 5) | linf (eq. 4)"),
     ("--eps", "attack.eps", float, "attack strength (absolute unless --relative)"),
     ("--scope", "attack.scope", str, "L2 norm per sentence (authors) or over the whole pair"),
-    ("--direction", "attack.direction", str, "fgsm | random (control: random direction, same norm)"),
+    ("--direction", "attack.direction", str, "fgsm | random (control: same norm) | random-matched (control: same ||V1-V2|| as FGSM)"),
+    ("--steps", "attack.steps", int, "1: FGSM (paper); k > 1: PGD with k projected steps"),
+    ("--step-ratio", "attack.step_ratio", float, "PGD step size as step_ratio * eps / steps (default 2.5)"),
+    ("--target", "attack.target", int, "-1: untargeted (paper); c: targeted toward class index c"),
 ]
 VAA_FLAGS: list[tuple[str, str, Callable[[str], Any], str]] = [
-    ("--model-a", "vaa.model_a", str, "trained model A: run folder or checkpoint"),
+    ("--model-a", "vaa.model_a", str, "trained model A: run folder or checkpoint folder"),
+    ("--cache-dir", "vaa.cache_dir", str, "folder for the V1/V2 cache (default: vcache/ in the run folder)"),
     ("--injection", "vaa.injection", str, "token (paper) | classifier (authors' code) | add"),
     ("--b-input", "vaa.b_input", str, "normal (paper) | adversarial (authors' ESIM reads E~)"),
     ("--v3-order", "vaa.v3_order", str, "paper [V1;V2;V1-V2] | authors [V1-V2;V1;V2]"),
-    ("--vulnerability", "vaa.vulnerability", str, "attack | zeros (control: extra training only)"),
+    ("--vulnerability", "vaa.vulnerability", str, "attack | zeros (control: extra training only) | v1-only | permuted (controls)"),
+    ("--normalize", "vaa.normalize", str, "none (paper) | layernorm (per part of V3) | standardize (training-set statistics)"),
+    ("--diff-scale", "vaa.diff_scale", str, "none (paper) | step (V1 - V2 divided by the attack step's norm)"),
+    ("--calibrate-flip-rate", "vaa.calibrate_flip_rate", float, "0 (paper: eps as given) | r: eps set once to flip r of the training pairs"),
+    ("--w-lr", "vaa.w_lr", float, "learning rate of W and the other new parameters (0: --lr)"),
 ]
+
+
+def _positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (a batch size or a limit of 0 is a mistake)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
+    return value
 
 
 def _add_flags(parser: argparse.ArgumentParser, flags: Sequence[tuple[str, str, Callable[[str], Any], str]]) -> None:
@@ -82,30 +101,53 @@ def _merge(into: dict[str, Any], more: dict[str, Any]) -> dict[str, Any]:
     return into
 
 
-def build_config(args: argparse.Namespace, default_preset: str | None = None) -> RunConfig:
-    """Preset, then flags, then ``--set key=value`` overrides."""
-    preset = args.preset or default_preset
-    config = load_preset(preset) if preset else RunConfig()
+def _parse_value(raw: str) -> Any:
+    """A ``--set`` value as YAML reads it (numbers, true/false, null); text
+    that is not valid YAML stays text. The config converts it to the field's
+    type, so "1e-3" (a string to YAML) still becomes a float."""
+    try:
+        return yaml.safe_load(raw)
+    except yaml.YAMLError:
+        return raw
+
+
+def _key_values(items: Sequence[str] | None, flag: str) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"{flag} expects KEY=VALUE (e.g. optim.lr=1e-3), got {item!r}")
+        _merge(values, _nested(key.strip(), _parse_value(raw)))
+    return values
+
+
+def build_config(args: argparse.Namespace, default_preset: str | Callable[[], str | None] | None = None) -> RunConfig:
+    """Preset, then flags, then ``--set key=value`` overrides. The flags are
+    checked first, so a bad value is reported before the preset's choice
+    (which may read model A's checkpoint) or anything else happens."""
     values: dict[str, Any] = {}
     for name, value in vars(args).items():
         if name.startswith("cfg:") and value is not None:
             _merge(values, _nested(name[4:], value))
-    for item in args.set or []:
-        key, sep, raw = item.partition("=")
-        if not sep:
-            raise ValueError(f"--set expects key=value, got {item!r}")
-        _merge(values, _nested(key, yaml.safe_load(raw)))
+    _merge(values, _key_values(args.set, "--set"))
     if getattr(args, "relative", None):
         _merge(values, {"attack": {"relative": True}})
     if getattr(args, "no_cache", False):
         _merge(values, {"vaa": {"cache": False}})
+    if getattr(args, "scalars", None):
+        _merge(values, {"vaa": {"scalars": ",".join(args.scalars)}})
+    if getattr(args, "saliency", False):
+        _merge(values, {"vaa": {"saliency": True}})
     if getattr(args, "no_progress", False):
         values["progress"] = False
+    check_overrides(values, source="command line")
+    preset = args.preset or (default_preset() if callable(default_preset) else default_preset)
+    config = load_preset(preset) if preset else RunConfig()
     return apply_overrides(config, values, source="command line")
 
 
 def _common_run_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--preset", help="a preset name from configs/ (e.g. qqp-esim) or a YAML file")
+    parser.add_argument("--preset", help="a shipped preset name (e.g. qqp-esim; see vaa/configs/) or a YAML file")
     parser.add_argument("--set", action="append", metavar="KEY=VALUE", help="any config setting, e.g. optim.lr=1e-3 (repeatable)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing run folder instead of resuming it")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -135,19 +177,19 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _stage_two_preset(model_a: str | None) -> str:
-    """esim-vaa or hf-vaa, after model A's family."""
-    from .checkpoint import read_checkpoint
+    """esim-vaa or hf-vaa, after model A's family (read from its metadata only)."""
+    from .checkpoint import read_metadata
 
     if not model_a:
         return "esim-vaa"
-    family = read_checkpoint(model_a)["model"]["family"]
+    family = read_metadata(model_a)[1]["model"]["family"]
     return "hf-vaa" if family == "hf" else "esim-vaa"
 
 
 def cmd_train_vaa(args: argparse.Namespace) -> int:
     from .stage_two import train_vaa
 
-    config = build_config(args, default_preset=_stage_two_preset(getattr(args, "cfg:vaa.model_a")))
+    config = build_config(args, default_preset=lambda: _stage_two_preset(getattr(args, "cfg:vaa.model_a")))
     if args.print_config:
         _print(config.to_json())
         return 0
@@ -159,14 +201,6 @@ def cmd_train_vaa(args: argparse.Namespace) -> int:
     return 0
 
 
-def _key_values(items: Sequence[str] | None, flag: str) -> dict[str, Any]:
-    values: dict[str, Any] = {}
-    for item in items or []:
-        key, sep, raw = item.partition("=")
-        if not sep:
-            raise ValueError(f"{flag} expects key=value, got {item!r}")
-        _merge(values, _nested(key, yaml.safe_load(raw)))
-    return values
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
@@ -204,24 +238,48 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     report = evaluate(args.checkpoint, args.data, format=args.format, columns=args.columns, limit=args.limit, on_error=args.on_error,
                       raw=args.raw, labels=args.labels, device=args.device, precision=args.precision)
     print(format_report(report, title=f"{args.checkpoint} on {args.data}"))
+    print(_read_summary(report["data"]))
     if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+        from .files import atomic_write_text
+
+        atomic_write_text(json.dumps(report, indent=2) + "\n", args.json)
     return 0
 
 
+def _read_summary(data: dict[str, Any]) -> str:
+    """One line on what was read, skip counts included (a JSON read report)."""
+    from .data.pairs import ReadReport
+
+    report = ReadReport(data["path"], data["format"], data["rows"], data["kept"])
+    report.skipped.update(data["skipped"])
+    return report.summary()
+
+
+def _data_log(args: argparse.Namespace) -> Callable[[str], None]:
+    """Where predict/vulnerability report the rows read and skipped: stdout
+    with --output, else stderr, so that printed rows stay machine-readable."""
+    stream = sys.stdout if args.output else sys.stderr
+    return lambda line: print(line, file=stream)
+
+
 def _write_table(rows: list[dict[str, Any]], path: str) -> None:
-    """CSV, TSV, JSONL or Parquet by the file's extension."""
+    """CSV, TSV, JSONL or Parquet by the file's extension, written atomically."""
     import pandas as pd
+
+    from .files import atomic_write
 
     frame = pd.DataFrame(rows)
     suffix = Path(path).suffix.lower()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    if suffix == ".parquet":
-        frame.to_parquet(path, index=False)
-    elif suffix == ".jsonl":
-        frame.to_json(path, orient="records", lines=True)
-    else:
-        frame.to_csv(path, index=False, sep="\t" if suffix == ".tsv" else ",")
+
+    def write(tmp: Path) -> None:
+        if suffix == ".parquet":
+            frame.to_parquet(tmp, index=False)
+        elif suffix == ".jsonl":
+            frame.to_json(tmp, orient="records", lines=True)
+        else:
+            frame.to_csv(tmp, index=False, sep="\t" if suffix == ".tsv" else ",")
+
+    atomic_write(path, write)
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -229,7 +287,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     rows = predict(args.checkpoint, data=args.data, pairs=[tuple(args.pair)] if args.pair else None,
                    format=args.format, columns=args.columns, limit=args.limit, on_error=args.on_error, raw=args.raw,
-                   labels=args.labels, device=args.device, precision=args.precision)
+                   labels=args.labels, log=_data_log(args), device=args.device, precision=args.precision)
     if args.output:
         _write_table(rows, args.output)
         print(f"wrote {len(rows)} predictions to {args.output}")
@@ -241,7 +299,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _attack_config(args: argparse.Namespace) -> AttackConfig:
-    return AttackConfig(norm=args.norm, eps=args.eps, relative=args.relative, scope=args.scope, direction=args.direction, seed=args.attack_seed)
+    return AttackConfig(norm=args.norm, eps=args.eps, relative=args.relative, scope=args.scope, direction=args.direction,
+                        seed=args.attack_seed, steps=args.steps, step_ratio=args.step_ratio, target=args.target)
 
 
 def _add_attack_args(parser: argparse.ArgumentParser) -> None:
@@ -249,9 +308,13 @@ def _add_attack_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--eps", type=float, default=0.02, help="attack strength (default 0.02, the paper's)")
     parser.add_argument("--relative", action="store_true", help="eps as a fraction of each sentence's embedding scale")
     parser.add_argument("--scope", default="sentence", choices=["sentence", "pair"], help="L2 norm per sentence (authors) or per pair")
-    parser.add_argument("--direction", default="fgsm", choices=["fgsm", "random"], help="fgsm | random (control)")
+    parser.add_argument("--direction", default="fgsm", choices=["fgsm", "random", "random-matched"],
+                        help="fgsm | random (control: same norm) | random-matched (control: same ||V1-V2|| as FGSM)")
     parser.add_argument("--attack-seed", type=int, default=0, help="seed of the random direction")
-    parser.add_argument("--batch-size", type=int, default=128, help="pairs per attack batch")
+    parser.add_argument("--steps", type=_positive_int, default=1, help="1: FGSM (paper); k > 1: PGD with k projected steps")
+    parser.add_argument("--step-ratio", type=float, default=2.5, help="PGD step size as step_ratio * eps / steps")
+    parser.add_argument("--target", type=int, default=-1, help="-1: untargeted (paper); c: targeted toward class index c")
+    parser.add_argument("--batch-size", type=_positive_int, default=128, help="pairs per attack batch")
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
@@ -268,7 +331,7 @@ def cmd_vulnerability(args: argparse.Namespace) -> int:
     rows = vulnerability_rows(args.checkpoint, data=args.data, pairs=[tuple(args.pair)] if args.pair else None,
                               attack=_attack_config(args), format=args.format, columns=args.columns, limit=args.limit,
                               batch_size=args.batch_size, progress=not args.no_progress, on_error=args.on_error,
-                              labels=args.labels, device=args.device)
+                              labels=args.labels, log=_data_log(args), device=args.device)
     if args.output:
         _write_table(rows, args.output)
         print(f"wrote {len(rows)} rows to {args.output}")
@@ -286,6 +349,31 @@ def cmd_analyze(args: argparse.Namespace) -> int:
                      limit=args.limit, batch_size=args.batch_size, progress=not args.no_progress, on_error=args.on_error,
                      labels=args.labels, device=args.device)
     print(f"analysis of {result['pairs']} pairs written to {args.output} (report.md, analysis.json, *.png)")
+    return 0
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from .checkpoint import convert
+
+    print(f"vaa convert: loading {args.old} with pickle: this EXECUTES any code the file carries; "
+          "use it only on checkpoints you made yourself", file=sys.stderr)
+    written = convert(args.old, args.new)
+    for path in written:
+        print(f"wrote {path}")
+    return 0
+
+
+def cmd_probe(args: argparse.Namespace) -> int:
+    from .analysis.probe import FEATURES, probe, probe_markdown
+
+    result = probe(args.checkpoint, args.data, args.output, attack=_attack_config(args), folds=args.folds, seed=args.seed,
+                   c=args.C, names=args.features or tuple(FEATURES), random_control=not args.no_random,
+                   control_direction=args.control, format=args.format,
+                   columns=args.columns, limit=args.limit, batch_size=args.batch_size, progress=not args.no_progress,
+                   on_error=args.on_error)
+    print(probe_markdown(result))
+    if args.output:
+        print(f"probe written to {args.output} (probe.md, probe.json, features.npz)")
     return 0
 
 
@@ -313,8 +401,8 @@ def _add_data_args(parser: argparse.ArgumentParser, optional: bool = False, allo
         parser.add_argument("data", help="a labelled file of pairs")
     parser.add_argument("--format", default="auto", help="file format (default: detected)")
     parser.add_argument("--columns", help="generic/HF columns, e.g. a=q1,b=q2,label=y")
-    parser.add_argument("--limit", type=int, help="read at most this many pairs")
-    parser.add_argument("--on-error", default="raise", help="raise | skip")
+    parser.add_argument("--limit", type=_positive_int, help="read at most this many pairs")
+    parser.add_argument("--on-error", default="raise", choices=["raise", "skip"], help="raise | skip (malformed rows skipped and counted)")
     parser.add_argument("--labels", help="the file's label spellings as the model's labels, e.g. 0=not_duplicate,1=duplicate")
 
 
@@ -333,13 +421,18 @@ def build_parser() -> argparse.ArgumentParser:
     _add_flags(p, DATA_FLAGS + RUN_FLAGS + ATTACK_FLAGS + VAA_FLAGS)
     p.add_argument("--relative", action="store_true", help="attack eps relative to each sentence's embedding scale")
     p.add_argument("--no-cache", action="store_true", help="compute V1/V2 in every batch (the authors' way) instead of once per pair")
+    p.add_argument("--scalars", nargs="+", metavar="NAME", help="append to V3: log_distance log_grad_norm F1 F2 flip log_flip_eps targeted_loss_drop")
+    p.add_argument("--saliency", action="store_true", help="add each word's gradient saliency times a learned vector to B's embeddings")
     p.set_defaults(func=cmd_train_vaa)
 
     p = sub.add_parser("reproduce", help="Table 3: baseline vs +VAA vs two controls over seeds, with paired tests")
     p.add_argument("--preset", required=True, help="stage-one preset, e.g. qqp-esim")
     p.add_argument("--stage-two-preset", help="stage-two preset (default: esim-vaa or hf-vaa after model A's family)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="model seeds (default 0 1 2)")
-    p.add_argument("--variants", nargs="+", default=["vaa", "zeros", "random"], choices=["vaa", "zeros", "random"])
+    p.add_argument("--variants", nargs="+", default=["vaa", "zeros", "random"],
+                   choices=["vaa", "zeros", "random", "v1only", "random_matched", "permuted"],
+                   help="stage-two variants (default: vaa zeros random); the controls v1only, random_matched and permuted "
+                        "take the same --set-b feature options as vaa")
     p.add_argument("--output", required=True, help="folder for all runs and the table")
     p.add_argument("--test", help="a test file, reported separately (never used for selection)")
     p.add_argument("--set-a", action="append", metavar="KEY=VALUE", help="stage-one setting, e.g. optim.max_epochs=10")
@@ -361,7 +454,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("evaluate", help="accuracy, per-class P/R/F1 and confusion matrix on a labelled file")
-    p.add_argument("checkpoint", help="checkpoint file or run folder (either stage)")
+    p.add_argument("checkpoint", help="run folder or checkpoint folder (either stage)")
     _add_data_args(p)
     p.add_argument("--json", help="also write the report as JSON here")
     p.add_argument("--raw", action="store_true", help="ignore a stored calibration (`vaa calibrate`): the model's own output")
@@ -369,7 +462,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("predict", help="labels and probabilities for a file or one pair")
-    p.add_argument("checkpoint", help="checkpoint file or run folder (either stage)")
+    p.add_argument("checkpoint", help="run folder or checkpoint folder (either stage)")
     _add_data_args(p, allow_pair=True)
     p.add_argument("--output", help="write predictions to .csv/.tsv/.jsonl/.parquet instead of printing")
     p.add_argument("--raw", action="store_true", help="ignore a stored calibration (`vaa calibrate`): the model's own output")
@@ -387,7 +480,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_device_arg(p)
     p.set_defaults(func=cmd_calibrate)
     p = sub.add_parser("vulnerability", help="per-pair F1, F2, ||V1-V2|| from an FGSM attack on model A")
-    p.add_argument("checkpoint", help="checkpoint file or run folder (model A is used)")
+    p.add_argument("checkpoint", help="run folder or checkpoint folder (model A is used)")
     _add_data_args(p, allow_pair=True)
     _add_attack_args(p)
     p.add_argument("--output", help="write rows to .csv/.tsv/.jsonl/.parquet instead of printing")
@@ -396,7 +489,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_vulnerability)
 
     p = sub.add_parser("analyze", help="Fig. 2, Fig. 3a/3b and Theorem 1 for model A on a labelled file")
-    p.add_argument("checkpoint", help="checkpoint file or run folder (model A is used)")
+    p.add_argument("checkpoint", help="run folder or checkpoint folder (model A is used)")
     _add_data_args(p, optional=True)
     _add_attack_args(p)
     p.add_argument("--output", required=True, help="folder for the report, tables and plots")
@@ -406,6 +499,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true")
     _add_device_arg(p)
     p.set_defaults(func=cmd_analyze)
+
+    p = sub.add_parser("convert", help="convert an old .pt checkpoint (or run folder) you made yourself to the safe format",
+                       description="Convert an old-format (pickle) checkpoint file or run folder to checkpoint folders "
+                                   "(safetensors + JSON). WARNING: reading the old file EXECUTES any code it carries: "
+                                   "use this only on files you made yourself or otherwise trust.")
+    p.add_argument("old", help="old checkpoint file (best.pt/last.pt) or an old run folder")
+    p.add_argument("new", help="new checkpoint folder, or new run folder when OLD is a run folder (must not exist)")
+    p.set_defaults(func=cmd_convert)
+
+    p = sub.add_parser("probe", help="does a vulnerability feature predict the gold label beyond A's own output? (cross-validated)",
+                       description="Per-pair vulnerability features of model A, then k-fold cross-validated logistic regression "
+                                   "of the gold label on A's log-probabilities or V1, with and without each feature "
+                                   "(and its random-direction version).")
+    p.add_argument("checkpoint", help="checkpoint file or run folder (model A is used)")
+    _add_data_args(p)
+    _add_attack_args(p)
+    p.add_argument("--output", help="folder for probe.md, probe.json and features.npz")
+    p.add_argument("--folds", type=int, default=5, help="cross-validation folds (default 5)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the folds")
+    p.add_argument("--C", type=float, default=1.0, help="inverse L2 regularisation of the logistic regression")
+    p.add_argument("--features", nargs="+", help="probe only these features (default: all)")
+    p.add_argument("--no-random", action="store_true", help="skip the random-direction versions")
+    p.add_argument("--control", default="random", choices=["random", "random-matched"],
+                   help="the control's step: random (same norm as FGSM) or random-matched (same ||V1-V2|| as FGSM)")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_probe)
 
     p = sub.add_parser("theorem", help="Theorem 1: closed form, corollaries, Monte-Carlo check, measured criteria")
     p.add_argument("--n", type=int, default=2, help="number of classes")
@@ -422,7 +541,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     from .calibration import CalibrationError
     from .data.pairs import DataError
-    from .runs import RunError
+    from .files import OutputError, describe_os_error
+    from .guards import NonFiniteError
+    from .run_folder import RunError
 
     import logging
 
@@ -435,8 +556,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("give a data file or --pair SENTENCE_A SENTENCE_B")
     try:
         return args.func(args)
-    except (DataError, RunError, CalibrationError, FileNotFoundError, ValueError) as exc:
+    except (DataError, RunError, CalibrationError, NonFiniteError, OutputError, FileNotFoundError, ValueError) as exc:
         print(f"vaa: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # disk full, read-only, a file where a folder goes: one line, no traceback
+        print(f"vaa: error: {describe_os_error(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("vaa: interrupted; run the same command again to resume from the last checkpoint", file=sys.stderr)

@@ -24,8 +24,9 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
+from .config import PRECISIONS
+
 DEVICES = "auto | cpu | cuda | cuda:N | mps"
-PRECISIONS = ("fp32", "bf16", "fp16")
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 

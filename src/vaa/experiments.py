@@ -46,10 +46,18 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "vaa": {},
     "zeros": {"vaa": {"vulnerability": "zeros"}},
     "random": {"attack": {"direction": "random"}},
+    "v1only": {"vaa": {"vulnerability": "v1-only"}},
+    "random_matched": {"attack": {"direction": "random-matched"}},
+    "permuted": {"vaa": {"vulnerability": "permuted"}},
 }
 LABELS = {"baseline": "baseline (model A)", "vaa": "+VAA", "zeros": "control: V = 0 (extra training only)",
           "random": "control: random direction, same norm",
-          "baseline_recal": "A, recalibrated on validation (no training)", "vaa_recal": "+VAA, recalibrated on validation"}
+          "baseline_recal": "A, recalibrated on validation (no training)", "vaa_recal": "+VAA, recalibrated on validation",
+          "v1only": "control: V = W[V1] (A's vector, no attack)",
+          "random_matched": "control: random direction, same ||V1 - V2|| as FGSM",
+          "permuted": "control: another pair's vulnerability (permuted)"}
+# The default reproduction: the paper's comparison with the original two controls.
+DEFAULT_VARIANTS = ("vaa", "zeros", "random")
 
 
 def stage_one_config(preset: str, seed: int, output: str | Path, overrides: dict[str, Any] | None = None) -> RunConfig:
@@ -356,7 +364,7 @@ def plot_stage_losses(output: Path, seed: int, variants: Sequence[str]) -> Path 
 
 def reproduce(
     preset: str, output: str | Path, seeds: Sequence[int] = (0, 1, 2), stage_two_preset: str | None = None,
-    variants: Sequence[str] = tuple(VARIANTS), overrides_a: dict[str, Any] | None = None,
+    variants: Sequence[str] = DEFAULT_VARIANTS, overrides_a: dict[str, Any] | None = None,
     overrides_b: dict[str, Any] | None = None, title: str = "", log: Callable[[str], None] = print, jobs: int = 1,
 ) -> dict[str, Any]:
     """Train (or reuse) every run, then write table3.md/.json/.png and the

@@ -15,26 +15,72 @@ injections:
 
 V1/V2 come from the batch when stage two precomputed them (the cache), or are
 computed on the fly from A (new pairs at inference, or ``cache: false``).
+
+Feature options (issue 12; defaults are the paper's): each part of V3
+normalised (a LayerNorm per part, or standardised with training-set statistics
+kept as buffers, so they are saved with B); V1 - V2 divided by the attack's
+step norm; non-linear scalars appended to V3 (W is linear: it cannot compute
+||V1 - V2|| or a flip itself); per-word gradient saliency added to B's word
+embeddings times a learned vector (zero at the start, so B starts as A).
+Controls: ``zeros`` (V = 0), ``v1-only`` (V = W[V1]: A's representation without
+any attack), ``permuted`` (V1 the pair's own, the vulnerability part another
+pair's: a fixed, label-agnostic permutation).
 """
 
 from __future__ import annotations
 
 import copy
-from typing import Any
+import dataclasses
+from typing import Any, Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
 from .attack import forward_embedded, forward_with_gradient, perturbation
-from .config import AttackConfig, VAAConfig
+from .config import (B_INPUTS, DIFF_SCALES, INJECTIONS, NORMALIZATIONS, V3_ORDERS, VULNERABILITY_SOURCES,  # noqa: F401  (re-exported)
+                     AttackConfig, VAAConfig)
 from .data.batching import Batch
 from .device import full_precision
+from .guards import check_finite
 from .models.base import Embedded, PairModel
+from .features import SCALARS, TINY, batch_features, scalar_columns, scalar_needs
 
-INJECTIONS = ("token", "classifier", "add")
-B_INPUTS = ("normal", "adversarial")
-V3_ORDERS = ("paper", "authors")
-VULNERABILITY_SOURCES = ("attack", "zeros")
+SENTENCE_GROUPS = 2  # every family's attack groups: the two sentences
+
+
+def scalar_names(value: str | Sequence[str]) -> list[str]:
+    """``vaa.scalars`` as a list: "F2,log_flip_eps" (or a list, from Python/YAML)."""
+    items = value.replace(",", " ").split() if isinstance(value, str) else list(value)
+    return [str(x) for x in items]
+
+
+def scalar_width(names: list[str], num_labels: int) -> int:
+    """Columns the scalars add to V3 (per class or per sentence for some)."""
+    width = 0
+    for name in names:
+        if name not in SCALARS:
+            raise ValueError(f"unknown vulnerability scalar {name!r} ({' | '.join(SCALARS)})")
+        width += {"1": 1, "g": SENTENCE_GROUPS, "n": num_labels}[SCALARS[name]]
+    return width
+
+
+def feature_needs(vaa: VAAConfig) -> list[str]:
+    """What ``batch_features`` must compute beyond V1/V2 for these options
+    (empty for the paper's setting: then nothing but V1/V2 is computed)."""
+    if vaa.vulnerability in ("zeros", "v1-only"):
+        return []
+    want = scalar_needs(scalar_names(vaa.scalars))
+    if vaa.saliency:
+        want.append("saliency")
+    if scalar_names(vaa.scalars) or vaa.diff_scale != "none":
+        want.append("scalars")  # F1, F2, distance, flip, step norm come with every batch_features pass
+    return want
+
+
+def permutation_for(size: int, seed: int) -> np.ndarray:
+    """The permuted control's fixed, label-agnostic permutation of ``size`` pairs."""
+    return np.random.default_rng([seed, 12]).permutation(size)
 
 
 def _extend_head(old: nn.Module, new: nn.Module, old_in: int) -> None:
@@ -58,10 +104,7 @@ class VAAModel(nn.Module):
 
     def __init__(self, model_a: PairModel, vaa: VAAConfig, attack: AttackConfig):
         super().__init__()
-        for name, value, allowed in (("injection", vaa.injection, INJECTIONS), ("b_input", vaa.b_input, B_INPUTS),
-                                     ("v3_order", vaa.v3_order, V3_ORDERS), ("vulnerability", vaa.vulnerability, VULNERABILITY_SOURCES)):
-            if value not in allowed:
-                raise ValueError(f"unknown {name} {value!r} ({' | '.join(allowed)})")
+        vaa, attack = dataclasses.replace(vaa), dataclasses.replace(attack)  # re-checked: the rules live in config.py
         self.vaa_config = vaa
         self.attack_config = attack
         self.a = model_a
@@ -71,8 +114,23 @@ class VAAModel(nn.Module):
         self.b.requires_grad_(True)
         if getattr(model_a, "freeze_embeddings", False):
             self.b.embedding.requires_grad_(False)  # type: ignore[union-attr]
+        # the combinations of settings (each setting alone is checked in config.py)
+        extras = bool(scalar_names(vaa.scalars)) or vaa.saliency or vaa.diff_scale != "none"
+        if extras and vaa.b_input == "adversarial":
+            raise ValueError("scalars, saliency and diff_scale need b_input normal (the authors' adversarial B input takes the plain attack only)")
+        if vaa.vulnerability == "permuted" and vaa.saliency:
+            raise ValueError("the permuted control cannot move per-word saliency between pairs of different lengths: drop vaa.saliency")
         h, l = model_a.hidden_size, model_a.embedding_dim
-        self.projection = nn.Linear(3 * h, l)
+        v1_only = vaa.vulnerability == "v1-only"
+        self.num_scalars = 0 if v1_only else scalar_width(scalar_names(vaa.scalars), model_a.num_labels)
+        parts = 1 if v1_only else 3
+        width = parts * h + self.num_scalars
+        self.projection = nn.Linear(width, l)
+        self.part_norms = nn.ModuleList([nn.LayerNorm(h) for _ in range(parts)]) if vaa.normalize == "layernorm" else None
+        if vaa.normalize == "standardize":  # set from the training pairs by stage two; saved with B
+            self.register_buffer("v3_mean", torch.zeros(width))
+            self.register_buffer("v3_std", torch.ones(width))
+        self.saliency_weight = nn.Parameter(torch.zeros(l)) if vaa.saliency and not v1_only and vaa.vulnerability != "zeros" else None
         self.b_head: nn.Module | None = None
         if vaa.injection == "classifier":
             self.b_head = self.b.new_head(h + l)
@@ -84,42 +142,123 @@ class VAAModel(nn.Module):
         self.a.eval()
         return self
 
+    def new_parameters(self) -> list[str]:
+        """Names of the parameters stage two adds to A's structure (W, norms,
+        the saliency vector): what ``w_lr`` applies to."""
+        return [n for n, _ in self.named_parameters() if n.startswith(("projection.", "part_norms.", "saliency_weight"))]
+
+    def learning_rates(self) -> dict[str, float]:
+        """Per-parameter learning rates that differ from the optimiser's (the trainer reads this)."""
+        if self.vaa_config.w_lr <= 0:
+            return {}
+        return {name: self.vaa_config.w_lr for name in self.new_parameters()}
+
     # -- vulnerability ----------------------------------------------------
     def a_features(self, batch: Batch, need_adversarial: bool = False) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor] | None]:
         """(V1, V2, step) for the batch. The step that made E~ is returned when
         B reads E~ (``b_input: adversarial``), which needs the attack itself."""
         if "v1" in batch and not need_adversarial:
             return batch["v1"], batch["v2"], None
+        if self.vaa_config.vulnerability == "v1-only" and not need_adversarial:  # no attack at all
+            with torch.no_grad():
+                emb = self.a.embed(batch)
+            _, hidden = forward_embedded(self.a, emb)
+            return hidden, hidden, None
         with full_precision(batch["label"].device):  # the attack is fp32 under any autocast (vaa.attack)
             base = forward_with_gradient(self.a, batch)
             steps = perturbation(base, self.attack_config)
             emb_adv = base.emb.with_values([v + s for v, s in zip(base.emb.values, steps)])
             _, hidden_adv = forward_embedded(self.a, emb_adv)
+            hint = f"attack.eps={self.attack_config.eps:g} is too large for these embeddings"
+            for step in steps:
+                check_finite(step, "attack step", hint)
+            check_finite(base.hidden, "V1 (model A's hidden vector)", "model A's weights hold NaN or inf")
+            check_finite(hidden_adv, "V2 (model A's hidden vector on the attacked input)", hint)
         return base.hidden, hidden_adv, steps
 
-    def vulnerability_vector(self, v1: torch.Tensor, v2: torch.Tensor) -> torch.Tensor:
-        """V = W V3 + b, or zeros for the extra-training-only control."""
+    def features(self, batch: Batch, need_adversarial: bool = False) -> tuple[dict[str, torch.Tensor], list[torch.Tensor] | None]:
+        """Everything V is built from: v1, v2 and, for the feature options,
+        step_norm, scalars and saliency<t>; from the batch (the cache) or from
+        A on the fly, through the same ``batch_features`` as the cache."""
+        want = feature_needs(self.vaa_config)
+        cached = "v1" in batch
+        if cached or not want:
+            v1, v2, steps = self.a_features(batch, need_adversarial)
+            out = {"v1": v1, "v2": v2}
+            out.update({k: batch[k] for k in batch if k in ("step_norm", "scalars") or k.startswith("saliency")})
+        else:
+            raw = batch_features(self.a, batch, self.attack_config, [w for w in want if w != "scalars"])
+            out = {k: torch.as_tensor(v, device=batch["label"].device) for k, v in attachable(raw, self.vaa_config).items()}
+            steps = None
+        if self.vaa_config.vulnerability == "permuted" and not cached:  # cached pairs were permuted over their whole split
+            order = permutation_for(out["v1"].shape[0], int(batch["index"].sum()) if "index" in batch else 0)
+            out = permute(out, torch.as_tensor(order, device=out["v1"].device))
+        return out, steps
+
+    def v3_inputs(self, feats: dict[str, torch.Tensor]) -> torch.Tensor:
+        """[parts of V3 (normalised per part); scalars], before standardisation."""
+        v1 = feats["v1"]
+        if self.vaa_config.vulnerability == "v1-only":
+            parts = [v1]
+        else:
+            v2 = feats["v2"]
+            diff = v1 - v2
+            if self.vaa_config.diff_scale == "step":
+                diff = diff / feats["step_norm"].clamp(min=TINY).unsqueeze(-1).to(diff.dtype)
+            parts = [v1, v2, diff] if self.vaa_config.v3_order == "paper" else [diff, v1, v2]
+        if self.part_norms is not None:
+            parts = [norm(p) for norm, p in zip(self.part_norms, parts)]
+        if self.num_scalars:
+            parts.append(feats["scalars"].to(v1.dtype))
+        return torch.cat(parts, dim=-1)
+
+    def set_standardization(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        """Store the training pairs' statistics (``normalize: standardize``)."""
+        with torch.no_grad():
+            self.v3_mean.copy_(mean)
+            self.v3_std.copy_(torch.where(std > TINY, std, torch.ones_like(std)))
+
+    def vulnerability_vector(self, v1: torch.Tensor | dict[str, torch.Tensor], v2: torch.Tensor | None = None) -> torch.Tensor:
+        """V = W V3 + b, or zeros for the extra-training-only control. Takes
+        (V1, V2), or the dict of ``features`` for the feature options."""
+        feats = v1 if isinstance(v1, dict) else {"v1": v1, "v2": v2}
         if self.vaa_config.vulnerability == "zeros":
-            return torch.zeros(v1.shape[0], self.projection.out_features, dtype=v1.dtype, device=v1.device)
-        parts = [v1, v2, v1 - v2] if self.vaa_config.v3_order == "paper" else [v1 - v2, v1, v2]
-        return self.projection(torch.cat(parts, dim=-1))
+            return torch.zeros(feats["v1"].shape[0], self.projection.out_features, dtype=feats["v1"].dtype, device=feats["v1"].device)
+        x = self.v3_inputs(feats)
+        if self.vaa_config.normalize == "standardize":
+            x = (x - self.v3_mean) / self.v3_std
+        return self.projection(x)
 
     # -- model B ----------------------------------------------------------
     def forward(self, batch: Batch, vector: torch.Tensor | None = None) -> torch.Tensor:
         """Logits of B. ``vector`` overrides V (tests, analyses)."""
         adversarial_input = self.vaa_config.b_input == "adversarial"
-        use_attack = self.vaa_config.vulnerability == "attack"
+        use_a = self.vaa_config.vulnerability != "zeros"
         steps = None
-        if adversarial_input or (vector is None and use_attack):
-            v1, v2, steps = self.a_features(batch, need_adversarial=adversarial_input)
+        feats: dict[str, torch.Tensor] = {}
+        if adversarial_input or (use_a and (vector is None or self.saliency_weight is not None)):
+            feats, steps = self.features(batch, need_adversarial=adversarial_input)
             if vector is None:
-                vector = self.vulnerability_vector(v1, v2)
+                vector = self.vulnerability_vector(feats)
         if vector is None:  # the zeros control needs nothing from A
             vector = torch.zeros(batch["label"].shape[0], self.projection.out_features, device=self.projection.weight.device)
         emb = self.b.embed(batch)
         if adversarial_input and steps is not None:  # the authors' ESIM: B reads E~
             emb = emb.with_values([v + s for v, s in zip(emb.values, steps)])
+        if self.saliency_weight is not None:
+            emb = self.add_saliency(emb, feats)
         return self.forward_embedded(emb, vector)
+
+    def add_saliency(self, emb: Embedded, feats: dict[str, torch.Tensor]) -> Embedded:
+        """E + s_t u on every word position t (s_t: the word's relative
+        gradient saliency under A, u: a learned vector)."""
+        values = []
+        for t, value in enumerate(emb.values):
+            s = feats[f"saliency{t}"].to(value.dtype)
+            length = value.shape[1]
+            s = s[:, :length] if s.shape[1] >= length else torch.nn.functional.pad(s, (0, length - s.shape[1]))
+            values.append(value + s.unsqueeze(-1) * self.saliency_weight)
+        return emb.with_values(values)
 
     def forward_embedded(self, emb: Embedded, vector: torch.Tensor) -> torch.Tensor:
         injection = self.vaa_config.injection
@@ -134,7 +273,39 @@ class VAAModel(nn.Module):
             return self.b_head(torch.cat([hidden, vector], dim=-1))
         return self.b.classify(hidden)
 
+    def shape_fields(self) -> dict[str, list[tuple[str, int]]]:
+        """Axes of W and of the classifier head that follow the metadata (see
+        ``PairModel.shape_fields``); A's and B's come from the family."""
+        return {"projection.weight": [("embedding size", 0)], "projection.bias": [("embedding size", 0)],
+                "b_head.1.weight": [("label count", 0)], "b_head.1.bias": [("label count", 0)]}
+
     def describe(self) -> dict[str, Any]:
         import dataclasses
 
         return {"vaa": dataclasses.asdict(self.vaa_config), "attack": dataclasses.asdict(self.attack_config)}
+
+
+def attachable(raw: dict[str, Any], vaa: VAAConfig) -> dict[str, Any]:
+    """From ``batch_features``/``pair_features`` output to what V is built
+    from: v1, v2, and per option step_norm, scalars [N, k], saliency<t>."""
+    out: dict[str, Any] = {"v1": raw["v1"], "v2": raw["v2"]}
+    if vaa.diff_scale == "step":
+        out["step_norm"] = raw["step_norm"]
+    names = scalar_names(vaa.scalars)
+    if names and vaa.vulnerability != "v1-only":
+        out["scalars"] = scalar_columns(raw, names)
+    if vaa.saliency:
+        out.update({k: v for k, v in raw.items() if k.startswith("saliency")})
+    return out
+
+
+def permute(feats: dict[str, Any], perm: Any) -> dict[str, Any]:
+    """The permuted control: V1 stays the pair's own; the vulnerability part
+    (V1 - V2, step norm, scalars) comes from pair ``perm[i]``."""
+    out = dict(feats)
+    v1, v2 = feats["v1"], feats["v2"]
+    out["v2"] = v1 + (v2 - v1)[perm]
+    for key in ("step_norm", "scalars"):
+        if key in feats:
+            out[key] = feats[key][perm]
+    return out

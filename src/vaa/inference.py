@@ -8,6 +8,7 @@ then predict, measure vulnerability, evaluate and calibrate with it.
     model.predict_labels(pairs)                          # label names
     model.vulnerability(pairs)                           # DataFrame: F1, F2, ||V1-V2||, flipped
     model.evaluate("dev.tsv", labels="0=not_duplicate,1=duplicate")
+    model.save_pretrained("models/qqp-a")                # one folder that vaa.load reads back
 
 The module-level ``predict``/``evaluate``/``vulnerability_rows`` (what ``vaa
 predict``/``vaa evaluate``/``vaa vulnerability`` call) load a checkpoint and
@@ -28,10 +29,10 @@ from torch import nn
 
 from .calibration import (Calibration, cross_fit, fit, read_calibration, reliability_bins, run_folder_of, save_calibration,
                           scores, weights_fingerprint)
-from .checkpoint import read_checkpoint, rebuild_model
-from .config import AttackConfig, DataConfig, VAAConfig
+from .checkpoint import load_checkpoint
+from .config import AttackConfig, DataConfig
 from .data.batching import Example
-from .data.pairs import LabelMap, Pair, PairDataset
+from .data.pairs import DataError, LabelMap, Pair, PairDataset
 from .data.sources import check_labels, load_splits, read_file
 from .device import check_precision, resolve_device
 from .metrics import classification_report
@@ -47,14 +48,24 @@ logger = logging.getLogger(__name__)
 
 
 def as_pairs(pairs: PairsLike) -> list[Pair]:
-    """``Pair`` objects, or (sentence a, sentence b) tuples numbered pair-0, pair-1, ..."""
+    """``Pair`` objects, or (sentence a, sentence b) tuples numbered pair-0,
+    pair-1, ... An empty sentence is an error: a model would still answer,
+    with a confident-looking guess about nothing."""
     out = []
     for i, item in enumerate(pairs):
         if isinstance(item, Pair):
-            out.append(item)
+            pair = item
         else:
-            a, b = item
-            out.append(Pair(a, b, None, f"pair-{i}"))
+            if isinstance(item, str) or len(item) != 2:
+                raise DataError(f"pair {i}: expected two sentences (a, b), got {item!r}")
+            a, b = (str(s).strip() for s in item)
+            pair = Pair(a, b, None, f"pair-{i}")
+        for name, text in (("a", pair.a), ("b", pair.b)):
+            if not text.strip():
+                raise DataError(f"pair {i}: sentence {name} is empty; give two non-empty sentences")
+        out.append(pair)
+    if not out:
+        raise DataError("no pairs given")
     return out
 
 
@@ -71,6 +82,7 @@ class LoadedModel:
     path: str
     calibration: Calibration | None = None  # a decision rule re-fitted on validation (`vaa calibrate`)
     runtime: Runtime = dataclasses.field(default_factory=Runtime)  # the device the module is on, the precision to run it in
+    meta: dict[str, Any] = dataclasses.field(default_factory=dict)  # the checkpoint's vaa.json (save_pretrained writes it back)
 
     @property
     def labels(self) -> list[str]:
@@ -81,15 +93,28 @@ class LoadedModel:
     def run_dir(self) -> Path:
         return run_folder_of(self.path)
 
+    def save_pretrained(self, directory: str | Path) -> Path:
+        """Write this model into ``directory`` as a self-contained folder that
+        ``vaa.load(directory)`` reads back: the checkpoint (safetensors), the
+        stored calibration if any, and a model card (README.md). The folder
+        must be new, empty or an earlier save; see ``vaa.pretrained``."""
+        from .pretrained import save_pretrained
+
+        return save_pretrained(self, directory)
+
     def featurize(self, pairs: Sequence[Pair]) -> list[Example]:
         return self.base.featurize_all(pairs, self.label_map)
 
     def read(self, data: str | Path, format: str = "auto", columns: str | None = None, labels: str | None = None,
-             limit: int | None = None, on_error: str = "raise", require_labels: bool = False) -> PairDataset:
+             limit: int | None = None, on_error: str = "raise", require_labels: bool = False,
+             log: Callable[[str], None] | None = None) -> PairDataset:
         """Pairs of a file, their labels renamed by ``labels`` (e.g.
-        "0=not_duplicate,1=duplicate") and checked against the model's."""
+        "0=not_duplicate,1=duplicate") and checked against the model's.
+        ``log`` receives the read report (rows kept and skipped by reason)."""
         dataset = read_file(str(data), DataConfig(format=format, columns=columns, labels=labels, limit=limit, on_error=on_error),
                             require_labels=require_labels)
+        if log is not None:
+            log(dataset.report.summary())
         check_labels(self.label_map, dataset)
         return dataset
 
@@ -123,7 +148,8 @@ class LoadedModel:
                       progress: bool = False) -> "pd.DataFrame":
         """Per pair: id, gold if known, A's prediction and confidence, F1, F2,
         ||V1 - V2|| and whether the attack flips A's prediction (model A of a
-        VAA model; A's own output, never a calibration)."""
+        VAA model; A's own output, never a calibration). Non-finite criteria
+        (an eps that overflows) raise NonFiniteError instead of being returned."""
         import pandas as pd
 
         from .vulnerability import measure
@@ -155,22 +181,16 @@ class LoadedModel:
 
 
 def load_model(path: str | Path, raw: bool = False, device: str | torch.device = "cpu", precision: str = "fp32") -> LoadedModel:
-    """Load a checkpoint file or run folder of either stage, in eval mode, on
+    """Load a checkpoint folder or run folder of either stage, in eval mode
+    (checked, and without running code from it: see ``vaa.checkpoint``), on
     ``device`` (auto | cpu | cuda | cuda:N | mps), to run in ``precision``.
     A calibration stored in the run folder is loaded too unless ``raw``."""
     resolved = resolve_device(device)
     runtime = Runtime(resolved, check_precision(precision, resolved))
-    payload = read_checkpoint(path)
-    base, label_map = rebuild_model(payload["model"])
-    if payload["kind"] == "vaa":
-        from .framework import VAAModel
-
-        module: nn.Module = VAAModel(base, VAAConfig(**payload["vaa"]), AttackConfig(**payload["attack"]))
-    else:
-        module = base
-    module.load_state_dict(payload["state_dict"])
-    module.eval()
-    loaded = LoadedModel(module, base, label_map, payload["kind"], payload["path"], runtime=runtime)
+    checkpoint = load_checkpoint(path)
+    module = checkpoint.module
+    loaded = LoadedModel(module, checkpoint.base, checkpoint.label_map, checkpoint.kind, checkpoint.path, runtime=runtime,
+                         meta=checkpoint.meta)
     if not raw:
         loaded.calibration = read_calibration(loaded.run_dir, weights_fingerprint(module.state_dict()))
         if loaded.calibration is not None:
@@ -195,38 +215,44 @@ def evaluate(
 
 def _model_and_pairs(checkpoint: str | Path, data: str | Path | None, pairs: PairsLike | None, format: str,
                      columns: str | None, labels: str | None, limit: int | None, on_error: str,
-                     raw: bool = True, device: str = "cpu", precision: str = "fp32") -> tuple[LoadedModel, list[Pair]]:
-    """The model, and the pairs of a file or of (a, b) tuples (exactly one)."""
+                     raw: bool = True, log: Callable[[str], None] | None = None, device: str = "cpu",
+                     precision: str = "fp32") -> tuple[LoadedModel, list[Pair]]:
+    """The model, and the pairs of a file or of (a, b) tuples (exactly one);
+    ``log`` receives a file's read report."""
     if (data is None) == (pairs is None):
         raise ValueError("give either a data file or pairs")
+    items = as_pairs(pairs) if pairs is not None else None  # checked before the model is loaded
     loaded = load_model(checkpoint, raw=raw, device=device, precision=precision)
-    if pairs is not None:
-        return loaded, as_pairs(pairs)
-    return loaded, loaded.read(data, format, columns, labels, limit, on_error).pairs
+    if items is not None:
+        return loaded, items
+    return loaded, loaded.read(data, format, columns, labels, limit, on_error, log=log).pairs
 
 
 def predict(
     checkpoint: str | Path, data: str | Path | None = None, pairs: PairsLike | None = None,
     format: str = "auto", columns: str | None = None, batch_size: int = 256, limit: int | None = None,
-    on_error: str = "raise", raw: bool = False, labels: str | None = None, device: str = "auto", precision: str = "fp32",
+    on_error: str = "raise", raw: bool = False, labels: str | None = None, log: Callable[[str], None] | None = None,
+    device: str = "auto", precision: str = "fp32",
 ) -> list[dict[str, Any]]:
     """Predicted label and class probabilities per pair, for a file or for
     ``pairs`` given as (sentence a, sentence b) tuples; the run's stored
-    calibration is applied unless ``raw`` (and logged when it is)."""
-    loaded, items = _model_and_pairs(checkpoint, data, pairs, format, columns, labels, limit, on_error, raw=raw, device=device,
-                                     precision=precision)
+    calibration is applied unless ``raw`` (and logged when it is). ``log``
+    receives the file's read report (how many rows were kept and skipped)."""
+    loaded, items = _model_and_pairs(checkpoint, data, pairs, format, columns, labels, limit, on_error, raw=raw, log=log,
+                                     device=device, precision=precision)
     return loaded.prediction_rows(items, batch_size)
 
 
 def vulnerability_rows(
     checkpoint: str | Path, data: str | Path | None = None, pairs: PairsLike | None = None,
     attack: AttackConfig = AttackConfig(), format: str = "auto", columns: str | None = None, limit: int | None = None,
-    batch_size: int = 128, progress: bool = True, on_error: str = "raise", labels: str | None = None, device: str = "auto",
+    batch_size: int = 128, progress: bool = True, on_error: str = "raise", labels: str | None = None,
+    log: Callable[[str], None] | None = None, device: str = "auto",
 ) -> list[dict[str, Any]]:
     """Per pair: id, gold label if known, A's prediction, F1, F2, ||V1-V2||
     and whether the attack flipped the prediction (model A of the checkpoint;
-    the attack is fp32 on any device)."""
-    loaded, items = _model_and_pairs(checkpoint, data, pairs, format, columns, labels, limit, on_error, device=device)
+    the attack is fp32 on any device). ``log`` receives the file's read report."""
+    loaded, items = _model_and_pairs(checkpoint, data, pairs, format, columns, labels, limit, on_error, log=log, device=device)
     return loaded.vulnerability(items, attack, batch_size, progress).to_dict("records")
 
 
@@ -266,6 +292,16 @@ def _validation_probabilities(loaded: LoadedModel, data: str | Path | None, sett
     return preds.probs.astype(np.float64), preds.labels, source
 
 
+def _run_lock(folder: Path) -> Any:
+    """The run folder's lock when it is a vaa run folder, else nothing to hold
+    (a standalone checkpoint folder)."""
+    from contextlib import nullcontext
+
+    from .run_folder import RunLock, is_run_folder
+
+    return RunLock(folder) if is_run_folder(folder) else nullcontext()
+
+
 def calibrate(
     checkpoint: str | Path, data: str | Path | None = None, method: str = "temperature-bias", format: str = "auto",
     columns: str | None = None, limit: int | None = None, on_error: str = "raise", batch_size: int = 256,
@@ -291,9 +327,14 @@ def calibrate(
     report = {"checkpoint": loaded.path, "method": method, "fitted_on": rule.fitted_on,
               "before": scores(probs, gold), "after_in_sample": scores(after, gold), "after_cross_fitted": scores(crossed, gold),
               "reliability": {"before": reliability_bins(probs, gold), "after": reliability_bins(after, gold)}}
-    path = save_calibration(rule, loaded.run_dir, report)
-    plot = plot_reliability(report["reliability"], loaded.run_dir / "calibration.png",
-                            title=f"Reliability on {source} ({rule.fitted_on['pairs']} pairs)")
+    with _run_lock(loaded.run_dir):  # a training still writing this folder keeps us out
+        path = save_calibration(rule, loaded.run_dir, report)
+        if (loaded.run_dir / "results.json").exists():  # a run folder: its model card now names the stored rule
+            from .model_card import write_run_card
+
+            write_run_card(loaded.run_dir)
+        plot = plot_reliability(report["reliability"], loaded.run_dir / "calibration.png",
+                                title=f"Reliability on {source} ({rule.fitted_on['pairs']} pairs)")
     report.update({"calibration": rule.to_json(), "saved": str(path), "plot": str(plot)})
     log(rule.describe())
     for name in ("before", "after_in_sample", "after_cross_fitted"):

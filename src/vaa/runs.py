@@ -1,12 +1,18 @@
 """Run folders: one folder per run that explains itself.
 
+    <run>/.vaa-run           marker: a folder vaa made (written first; see run_folder.py)
+    <run>/.vaa-lock          advisory lock while a command uses the folder
     <run>/config.json        the resolved configuration
     <run>/label_map.json     label names in class-index order
     <run>/data.json          what was read (files, formats, kept/skipped rows)
     <run>/metrics.jsonl      one line per epoch (validation accuracy, loss, speed)
     <run>/loss.jsonl         training loss every ``log_every`` batches
-    <run>/checkpoints/       best.pt (best validation accuracy), last.pt (resume)
+    <run>/checkpoints/       best/ (best validation accuracy), last/ (resume): folders
+                             with model.safetensors + vaa.json (see checkpoint.py)
+    <run>/predictions/       <split>.npz of the best checkpoint
+    <run>/vcache/            stage two: the V1/V2 cache
     <run>/results.json       final scores of the best checkpoint
+    <run>/README.md          the model card (model_card.py), written from the files above
     <run>/*.png              plots
 
 Re-running the same command resumes an interrupted run, and returns the saved
@@ -16,20 +22,17 @@ refused rather than mixed in.
 
 from __future__ import annotations
 
+import contextlib
 import json
-import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator, Sequence
 
 from .config import RunConfig
+from .run_folder import RunError, use_run_folder
 
 # Settings that do not change what a run computes (device and precision change
 # it only by float rounding: a run may be resumed on another device or precision).
 _IGNORED = {"progress", "threads", "output", "device", "precision", "runtime"}
-
-
-class RunError(RuntimeError):
-    """A run folder cannot be used as asked."""
 
 
 def _comparable(config: RunConfig) -> dict[str, Any]:
@@ -47,31 +50,31 @@ def _differences(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list
     return out
 
 
-def prepare_run(config: RunConfig, overwrite: bool = False, runtime: dict[str, Any] | None = None) -> Path:
-    """Create (or reopen) the run folder and save the config in it, with
-    ``runtime`` (device, precision, world size, versions of this call) as a
-    record beside the settings."""
-    out = Path(config.output)
-    saved = out / "config.json"
-    if out.exists() and overwrite:
-        if any(out.iterdir()) and not saved.exists():
-            raise RunError(f"{out} exists and is not a vaa run folder; refusing to delete it")
-        shutil.rmtree(out)
-    elif saved.exists():
-        diff = _differences(_comparable(RunConfig.load(saved)), _comparable(config))
-        if diff:
-            raise RunError(f"{out} holds a run with a different configuration ({'; '.join(diff[:6])}); "
-                           "pass --overwrite to replace it or choose another --output")
-    out.mkdir(parents=True, exist_ok=True)
-    record = config.to_json()
-    if runtime is not None:
-        record["runtime"] = runtime
-    write_json(saved, record)
-    return out
+@contextlib.contextmanager
+def prepare_run(config: RunConfig, overwrite: bool = False, protected: Sequence[str | Path] = (),
+                log: Callable[[str], None] = print, runtime: dict[str, Any] | None = None) -> Iterator[Path]:
+    """Open (or create) the run folder, locked for the ``with`` block, and
+    save the config in it, with ``runtime`` (device, precision, world size,
+    versions of this call) as a record beside the settings; a different
+    configuration already there is refused."""
+    with use_run_folder(config.output, overwrite, protected, log) as out:
+        saved = out / "config.json"
+        if saved.exists():
+            diff = _differences(_comparable(RunConfig.load(saved)), _comparable(config))
+            if diff:
+                raise RunError(f"{out} holds a run with a different configuration ({'; '.join(diff[:6])}); "
+                               "pass --overwrite to replace it or choose another --output")
+        from .files import atomic_write_text
+
+        record = config.to_json()
+        if runtime is not None:
+            record["runtime"] = runtime
+        atomic_write_text(json.dumps(record, indent=2, sort_keys=True) + "\n", saved)
+        yield out
 
 
 def write_json(path: str | Path, obj: Any) -> None:
-    from .checkpoint import atomic_write_text
+    from .files import atomic_write_text
 
     atomic_write_text(json.dumps(obj, indent=2, default=float) + "\n", path)
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -13,38 +14,51 @@ from .checkpoint import header, load_pair_model
 from .config import RunConfig
 from .data.batching import Example
 from .data.example_cache import featurize_cached
+from .files import atomic_write
 from .data.sources import Splits, load_splits
 from .device import runtime_record
 from .metrics import classification_report
+from .model_card import CARD, write_run_card
 from .models import build_model
 from .runs import RunError, finished_results, prepare_run, write_json
 from .runtime import LOCAL, Runtime, runtime_for
 from .training import Trainer, predict_examples, set_seed
 
 
-def open_run(config: RunConfig, overwrite: bool, log: Callable[[str], None],
-             runtime: Runtime = LOCAL) -> tuple[Path, dict[str, Any] | None]:
-    """Open the run folder; return the saved results if the run is finished,
-    else set threads and seeds for the work ahead. Under DDP rank 0 opens the
-    folder (and reports a refusal to every rank), the others wait for it."""
-    error = None
-    if runtime.is_main:
-        try:
-            prepare_run(config, overwrite, runtime_record(runtime.device, runtime.precision, runtime.world_size))
-        except RunError as exc:
-            error = str(exc)
-    error = runtime.broadcast(error)
-    if error is not None:
-        raise RunError(error)
-    run_dir = Path(config.output)
-    done = finished_results(run_dir)
-    if done is not None:
-        log(f"{run_dir} is already finished; its results are in {run_dir / 'results.json'}")
-        return run_dir, done
-    if config.threads and config.threads > 0:
-        torch.set_num_threads(config.threads)
-    set_seed(config.seed)
-    return run_dir, None
+@contextlib.contextmanager
+def open_run(config: RunConfig, overwrite: bool, log: Callable[[str], None], protected: Sequence[str | Path] = (),
+             runtime: Runtime = LOCAL) -> Iterator[tuple[Path, dict[str, Any] | None]]:
+    """Open the run folder (locked while the ``with`` block runs); yield the
+    saved results if the run is finished, else set threads and seeds for the
+    work ahead. ``protected``: folders the run must not overlap (model A's).
+    Under DDP only rank 0 opens the folder (and so holds the lock, and
+    records the runtime in config.json); a refusal is broadcast so every rank
+    stops with it, and the others wait for the folder."""
+    with contextlib.ExitStack() as stack:
+        error: Exception | None = None
+        if runtime.is_main:
+            try:
+                stack.enter_context(prepare_run(config, overwrite, protected, log,
+                                                runtime=runtime_record(runtime.device, runtime.precision, runtime.world_size)))
+            except Exception as exc:  # a refusal (RunError), an unwritable folder (OutputError), ...
+                error = exc
+        message = runtime.broadcast(str(error) if error is not None else None)
+        if error is not None:
+            raise error
+        if message is not None:
+            raise RunError(message)
+        run_dir = Path(config.output)
+        done = finished_results(run_dir)
+        if done is not None:
+            log(f"{run_dir} is already finished; its results are in {run_dir / 'results.json'}")
+            if runtime.is_main and not (run_dir / CARD).exists():  # finished before model cards existed (or killed just before)
+                write_run_card(run_dir)
+            yield run_dir, done
+            return
+        if config.threads and config.threads > 0:
+            torch.set_num_threads(config.threads)
+        set_seed(config.seed)
+        yield run_dir, None
 
 
 def model_options(config: RunConfig) -> dict[str, Any]:
@@ -57,11 +71,25 @@ def model_options(config: RunConfig) -> dict[str, Any]:
 
 
 def report_data(splits: Splits, log: Callable[[str], None]) -> None:
-    for note in splits.notes:
-        log(note)
-    for part in (splits.train, splits.valid, splits.test):
-        if part is not None:
-            log(part.report.summary())
+    """Tell the user what was read: each file's kept and skipped rows."""
+    for line in splits.summary_lines():
+        log(line)
+
+
+def featurize_counted(model: Any, pairs: Sequence[Any], label_map: Any, name: str, truncated: dict[str, Any],
+                      log: Callable[[str], None], directory: Path | None = None, runtime: Runtime = LOCAL,
+                      read_only: Sequence[Path] = ()) -> list[Example]:
+    """Featurise one split (read back from ``directory``, or from a
+    ``read_only`` folder, when cached there), recording in ``truncated`` how
+    many pairs the model's length cap cut (ESIM's ``max_tokens``, the HF
+    ``max_length``)."""
+    examples = featurize_cached(model, pairs, label_map, directory, runtime, read_only)
+    cut = getattr(model, "last_truncated", None)
+    if cut is not None:
+        truncated[name] = {"pairs_truncated": int(cut[0]), "pairs": int(cut[1])}
+        if cut[0]:
+            log(f"{name}: {cut[0]} of {cut[1]} pairs truncated by the model's length cap")
+    return examples
 
 
 def final_scores(run_dir: Path, model: torch.nn.Module, examples: dict[str, Sequence[Example]], splits: Splits,
@@ -74,9 +102,7 @@ def final_scores(run_dir: Path, model: torch.nn.Module, examples: dict[str, Sequ
     for name, part in examples.items():
         preds = predict_examples(model, part, batch_size, runtime=runtime)
         if runtime.is_main:
-            out = run_dir / "predictions"
-            out.mkdir(exist_ok=True)
-            np.savez_compressed(out / f"{name}.npz", predicted=preds.predicted, gold=preds.labels, probs=preds.probs)
+            write_npz(run_dir / "predictions" / f"{name}.npz", predicted=preds.predicted, gold=preds.labels, probs=preds.probs)
         if (preds.labels >= 0).any():
             report = classification_report(preds.labels, preds.predicted, splits.label_map.names, probs=preds.probs)
             scores[name] = report
@@ -85,13 +111,22 @@ def final_scores(run_dir: Path, model: torch.nn.Module, examples: dict[str, Sequ
     return scores
 
 
+def write_npz(path: Path, **arrays: np.ndarray) -> None:
+    """``np.savez_compressed`` written atomically (no half-written file)."""
+    def write(tmp: Path) -> None:
+        with tmp.open("wb") as f:
+            np.savez_compressed(f, **arrays)
+
+    atomic_write(path, write)
+
+
 def score_best(config: RunConfig, run_dir: Path, splits: Splits, log: Callable[[str], None] = print,
                valid_examples: Sequence[Example] | None = None, runtime: Runtime = LOCAL) -> dict[str, Any]:
     """Scores of the run's best checkpoint on its validation (and test) split,
     predictions saved. Also used for finished runs made before predictions
     were saved: the paired tests of Table 3 need them. ``valid_examples``:
     the validation split already featurised by training (same featuriser)."""
-    best, _, _ = load_pair_model(run_dir / "checkpoints" / "best.pt")
+    best, _, _ = load_pair_model(run_dir / "checkpoints" / "best")
     if valid_examples is None:
         valid_examples = featurize_cached(best, splits.valid.pairs, splits.label_map, run_dir / "features", runtime)
     examples = {"valid": valid_examples}
@@ -104,30 +139,41 @@ def train(config: RunConfig, overwrite: bool = False, log: Callable[[str], None]
     """Train model A as ``config`` says; returns the run's results.
 
     Re-running an interrupted run resumes it; a finished run returns its saved
-    results without training again. Under ``torchrun`` every process calls
-    this; they train one model with DDP and rank 0 writes."""
+    results without training again. The data are read (and checked) before
+    the run folder is created or changed, so bad data leave nothing behind.
+    Under ``torchrun`` every process calls this; they train one model with
+    DDP and rank 0 writes."""
     runtime = runtime_for(config.device, config.precision)
     if not runtime.is_main:
         log = _quiet
-    run_dir, done = open_run(config, overwrite, log, runtime)
+    splits = load_splits(config.data) if overwrite or finished_results(Path(config.output)) is None else None
+    with open_run(config, overwrite, log, runtime=runtime) as (run_dir, done):
+        return _train(config, run_dir, done, splits, log, runtime)
+
+
+def _train(config: RunConfig, run_dir: Path, done: dict[str, Any] | None, splits: Splits | None,
+           log: Callable[[str], None], runtime: Runtime) -> dict[str, Any]:
     if done is not None:
         if not (run_dir / "predictions" / "valid.npz").exists():
             log(f"{run_dir} has no saved predictions; scoring its best checkpoint")
-            score_best(config, run_dir, load_splits(config.data), log, runtime=runtime)
+            score_best(config, run_dir, splits or load_splits(config.data), log, runtime=runtime)
         return done
-    splits = load_splits(config.data)
+    splits = splits or load_splits(config.data)
     report_data(splits, log)
     if runtime.is_main:
         splits.label_map.save(run_dir / "label_map.json")
-        write_json(run_dir / "data.json", splits.reports())
 
     model = build_model(config.model.family, splits.train.pairs, splits.label_map, seed=config.seed, **model_options(config))
     info = getattr(model, "build_info", {})
     if info:
         log("model: " + ", ".join(f"{k} {v}" for k, v in info.items()))
-    # cached in the run folder: a resume, stage two and every DDP rank read them back
-    train_examples = featurize_cached(model, splits.train.pairs, splits.label_map, run_dir / "features", runtime)
-    valid_examples = featurize_cached(model, splits.valid.pairs, splits.label_map, run_dir / "features", runtime)
+    # cached in the run folder (features/): a resume, stage two and every DDP rank read them back
+    truncated: dict[str, Any] = {}
+    features = run_dir / "features"
+    train_examples = featurize_counted(model, splits.train.pairs, splits.label_map, "train", truncated, log, features, runtime)
+    valid_examples = featurize_counted(model, splits.valid.pairs, splits.label_map, "valid", truncated, log, features, runtime)
+    if runtime.is_main:
+        write_json(run_dir / "data.json", {**splits.reports(), "truncated": truncated})
     trainer = Trainer(
         model, train_examples, valid_examples, config.optim, run_dir,
         describe=lambda: header(model, splits.label_map, kind="model", build_info=info),
@@ -135,8 +181,8 @@ def train(config: RunConfig, overwrite: bool = False, log: Callable[[str], None]
         progress=config.progress, stage="stage1", runtime=runtime,
     )
     started = time.perf_counter()
-    if (run_dir / "checkpoints" / "last.pt").exists():
-        log(f"resuming from {run_dir / 'checkpoints' / 'last.pt'}")
+    if (run_dir / "checkpoints" / "last").exists():
+        log(f"resuming from {run_dir / 'checkpoints' / 'last'}")
     state = trainer.fit()
     log(state.stop_reason)
 
@@ -149,6 +195,7 @@ def train(config: RunConfig, overwrite: bool = False, log: Callable[[str], None]
     }
     if runtime.is_main:
         write_json(run_dir / "results.json", results)
+        write_run_card(run_dir)
     runtime.barrier()  # results.json exists for every rank once train() returns
     return results
 

@@ -2,9 +2,12 @@
 
 Model A comes from a stage-one checkpoint and stays frozen. Unless told
 otherwise, stage two reads the same data as A's run (its ``config.json``), with
-A's label map. V1/V2 are computed once per pair and cached next to A's
-checkpoint (see ``vulnerability.FeatureCache``); ``cache: false`` computes them
-on the fly in every batch, as the authors' code does.
+A's label map. V1/V2 are computed once per pair and cached in stage two's own
+run folder (``vcache/``) or in ``vaa.cache_dir`` (see
+``vulnerability.FeatureCache``) — never in model A's folder, which stage two
+only reads (it may be read-only, or shared). ``cache: false`` computes them
+on the fly in every batch, as the authors' code does. Stage two's output may
+not be, contain or lie inside model A's folder.
 """
 
 from __future__ import annotations
@@ -18,28 +21,44 @@ import numpy as np
 import torch
 
 from .analysis.plots import plot_losses
-from .checkpoint import header, load_pair_model
+from .checkpoint import checkpoint_folder, header, load_pair_model
 from .config import DataConfig, RunConfig
 from .data.batching import Example
-from .data.example_cache import featurize_cached
-from .data.sources import load_splits
+from .data.pairs import LabelMap
+from .data.sources import Splits, load_splits
 from .device import runtime_record, to_numpy
-from .framework import VAAModel
+from .features import calibrate_eps, pair_features
+from .framework import VAAModel, attachable, feature_needs, permutation_for, permute
+from .model_card import write_run_card
+from .models.base import PairModel
 from .inference import load_model
-from .runs import RunError, read_json, write_json
-from .runtime import runtime_for
-from .stage_one import _quiet, final_scores, open_run, report_data
+from .run_folder import check_apart
+from .runs import RunError, finished_results, read_json, write_json
+from .runtime import Runtime, runtime_for
+from .stage_one import _quiet, featurize_counted, final_scores, open_run, report_data
 from .training import Trainer, read_jsonl, steps_in_log
 from .vulnerability import FeatureCache, state_fingerprint
 
 
 def a_run_folder(model_a: str | Path) -> Path | None:
-    """The stage-one run folder of a checkpoint path or run folder, if any."""
+    """The stage-one run folder of a run folder or of a checkpoint folder
+    inside one (``<run>/checkpoints/best``), if any."""
     path = Path(model_a)
-    for folder in (path, path.parent.parent if path.is_file() else None):
-        if folder is not None and (folder / "config.json").exists():
+    if path.is_file():
+        path = path.parent
+    for folder in (path, path.parent.parent):
+        if (folder / "config.json").exists() and (folder / "checkpoints").is_dir():
             return folder
     return None
+
+
+def a_folders(model_a: str | Path) -> list[Path]:
+    """The folders stage two reads model A from and must never write into."""
+    folders = [checkpoint_folder(model_a)]
+    run = a_run_folder(model_a)
+    if run is not None:
+        folders.append(run)
+    return folders
 
 
 def resolve_config(config: RunConfig) -> RunConfig:
@@ -62,6 +81,70 @@ def resolve_config(config: RunConfig) -> RunConfig:
 def attach_vectors(examples: Sequence[Example], v1: torch.Tensor, v2: torch.Tensor) -> list[Example]:
     """Copies of the examples carrying their cached V1/V2."""
     return [{**e, "v1": v1[i], "v2": v2[i]} for i, e in enumerate(examples)]
+
+
+def attach_features(examples: Sequence[Example], features: dict[str, Any]) -> list[Example]:
+    """Copies of the examples carrying their cached features (V1, V2 and
+    what the feature options need), one row each."""
+    out = []
+    for i, e in enumerate(examples):
+        extra = {k: (v[i] if not isinstance(v, np.ndarray) else torch.from_numpy(np.asarray(v[i], dtype=np.float32)))
+                 for k, v in features.items()}
+        out.append({**e, **extra})
+    return out
+
+
+def _as_numpy(features: dict[str, Any]) -> dict[str, Any]:
+    """Cached tensors (and per-pair lists) as the arrays ``attachable`` reads."""
+    out: dict[str, Any] = {}
+    for k, v in features.items():
+        if isinstance(v, list):
+            ragged = np.empty(len(v), dtype=object)
+            ragged[:] = [x.numpy() for x in v]
+            out[k] = ragged
+        else:
+            out[k] = v.numpy()
+    return out
+
+
+def stage_two_features(raw: dict[str, Any], config: RunConfig, split: str) -> dict[str, Any]:
+    """What the examples of one split carry: ``attachable`` features as
+    tensors, permuted over the split for the permuted control."""
+    feats = attachable(_as_numpy(raw), config.vaa)
+    if config.vaa.vulnerability == "permuted":
+        feats = permute(feats, permutation_for(len(feats["v1"]), config.seed + sum(map(ord, split))))
+    return {k: (torch.from_numpy(np.ascontiguousarray(v)) if isinstance(v, np.ndarray) and v.dtype != object else v) for k, v in feats.items()}
+
+
+EPS_CALIBRATION = "eps_calibration.json"  # not calibration.json: that is `vaa calibrate`'s decision rule
+
+
+def calibrated_attack(config: RunConfig, run_dir: Path, model_a: Any, train_examples: Sequence[Example], log: Callable[[str], None],
+                      runtime: Runtime | None = None) -> RunConfig:
+    """With ``vaa.calibrate_flip_rate``, eps is chosen once on the training
+    pairs and stored in the run folder (eps_calibration.json): a resumed run reuses
+    it, and B's checkpoint carries the calibrated attack. Under DDP rank 0
+    calibrates and writes; the other ranks read its result."""
+    target = config.vaa.calibrate_flip_rate
+    if not target:
+        return config
+    path = run_dir / EPS_CALIBRATION
+    main = runtime is None or runtime.is_main
+    if runtime is not None:
+        runtime.barrier()  # every rank sees the same folder state
+    exists = path.exists() if runtime is None else all(runtime.all_gather(path.exists()))
+    if exists:
+        found = read_json(path)
+    else:
+        found = None
+        if main:
+            found = calibrate_eps(model_a, train_examples, config.attack, target, batch_size=config.optim.eval_batch_size,
+                                  progress=config.progress)
+            write_json(path, found)
+        if runtime is not None:
+            found = runtime.broadcast(found)
+    log(f"eps calibrated to {found['eps']:.4g}: the attack flips {found['flip_rate']:.2%} of {found['pairs']} training pairs (target {target:.2%})")
+    return dataclasses.replace(config, attack=dataclasses.replace(config.attack, eps=found["eps"]))
 
 
 def signal_statistics(v1: torch.Tensor, v2: torch.Tensor) -> dict[str, float]:
@@ -93,35 +176,62 @@ def train_vaa(config: RunConfig, overwrite: bool = False, log: Callable[[str], N
     runtime = runtime_for(config.device, config.precision)
     if not runtime.is_main:
         log = _quiet
-    run_dir, done = open_run(config, overwrite, log, runtime)
-    if done is not None:
-        return done
+    assert config.vaa.model_a is not None
+    protected = a_folders(config.vaa.model_a)
+    check_apart(config.output, protected)
+    if not overwrite and finished_results(Path(config.output)) is not None:
+        with open_run(config, overwrite, log, protected, runtime) as (run_dir, done):
+            if done is not None:
+                return done
+    # model A and the data are read (and checked) before the run folder is created or changed
     model_a, label_map, payload_a = load_pair_model(config.vaa.model_a)
     model_a.to(runtime.device)
     a_dir = a_run_folder(config.vaa.model_a)
     splits = load_splits(config.data, label_map=label_map)
+    with open_run(config, overwrite, log, protected, runtime) as (run_dir, done):
+        if done is not None:
+            return done
+        return _train_vaa(config, run_dir, model_a, label_map, payload_a, a_dir, splits, log, runtime)
+
+
+def _train_vaa(config: RunConfig, run_dir: Path, model_a: PairModel, label_map: LabelMap, payload_a: dict[str, Any],
+               a_dir: Path | None, splits: Splits, log: Callable[[str], None], runtime: Runtime) -> dict[str, Any]:
     report_data(splits, log)
     if runtime.is_main:
         label_map.save(run_dir / "label_map.json")
-        write_json(run_dir / "data.json", splits.reports())
 
     parts = {"train": splits.train, "valid": splits.valid}
     if splits.test is not None:
         parts["test"] = splits.test
-    # A's featuriser: the examples A's run cached (stage one wrote train and valid there)
-    features = a_dir / "features" if a_dir is not None else None
-    examples = {name: featurize_cached(model_a, d.pairs, label_map, features, runtime) for name, d in parts.items()}
+    # A's featuriser: the examples A's run cached (stage one wrote train and valid there) are read
+    # from A's folder, never written there; what is missing is featurised and cached in this run's features/
+    truncated: dict[str, Any] = {}
+    features = run_dir / "features"
+    elsewhere = [a_dir / "features"] if a_dir is not None else []
+    examples = {name: featurize_counted(model_a, d.pairs, label_map, name, truncated, log, features, runtime, elsewhere)
+                for name, d in parts.items()}
+    if runtime.is_main:
+        write_json(run_dir / "data.json", {**splits.reports(), "truncated": truncated})
     info: dict[str, Any] = {"model_a": payload_a["path"]}
-    cached = config.vaa.cache and config.vaa.b_input == "normal" and config.vaa.vulnerability == "attack"
+    config = calibrated_attack(config, run_dir, model_a, examples["train"], log, runtime)
+    if config.vaa.calibrate_flip_rate:
+        info["eps_calibration"] = read_json(run_dir / EPS_CALIBRATION)
+    want = feature_needs(config.vaa)
+    cached = config.vaa.cache and config.vaa.b_input == "normal" and config.vaa.vulnerability != "zeros"
+    model = VAAModel(model_a, config.vaa, config.attack)
+    train_features: dict[str, Any] | None = None
     if cached:
-        cache = FeatureCache(Path(payload_a["path"]).parent / "vcache")
+        cache = FeatureCache(Path(config.vaa.cache_dir) if config.vaa.cache_dir else run_dir / "vcache", log=log)
         fingerprint = state_fingerprint(model_a)
         info["cache"] = {}
         for name in examples:
-            v1, v2, hit = cache.get_or_compute(model_a, examples[name], config.attack, fingerprint,
-                                               batch_size=config.optim.eval_batch_size, progress=config.progress,
-                                               runtime=runtime)
-            examples[name] = attach_vectors(examples[name], v1, v2)
+            raw, hit = cache.features(model_a, examples[name], config.attack, want, fingerprint,
+                                      batch_size=config.optim.eval_batch_size, progress=config.progress, runtime=runtime)
+            features = stage_two_features(raw, config, name)
+            if name == "train":
+                train_features = features
+            examples[name] = attach_features(examples[name], features)
+            v1, v2 = raw["v1"], raw["v2"]
             stats = signal_statistics(v1, v2)
             info["cache"][name] = hit
             info[f"signal_{name}"] = stats
@@ -129,13 +239,23 @@ def train_vaa(config: RunConfig, overwrite: bool = False, log: Callable[[str], N
             log(f"V1/V2 for {len(v1)} {name} pairs: {how}; "
                 f"||V1-V2|| mean {stats['mean']:.4g}, median {stats['median']:.4g} ({stats['mean_relative_to_V1']:.2%} of ||V1||)")
     else:
-        log("V1/V2 computed on the fly in every batch (no cache)" if config.vaa.vulnerability == "attack" else
+        log("V1/V2 computed on the fly in every batch (no cache)" if config.vaa.vulnerability != "zeros" else
             "control: V replaced by zeros")
+    if config.vaa.normalize == "standardize":
+        if train_features is None:  # no cache: the statistics still come from every training pair, once
+            raw = pair_features(model_a, examples["train"], config.attack, [w for w in want if w != "scalars"] or ["scalars"],
+                                config.optim.eval_batch_size, config.progress)
+            train_features = stage_two_features({k: (torch.from_numpy(v) if v.dtype != object else list(v)) for k, v in raw.items()}, config, "train")
+        with torch.no_grad():
+            device = model.projection.weight.device
+            x = model.v3_inputs({k: v.to(device) for k, v in train_features.items() if isinstance(v, torch.Tensor)})
+        model.set_standardization(x.mean(0), x.std(0))
+        info["standardization"] = {"features": int(x.shape[1]), "pairs": int(x.shape[0])}
 
-    model = VAAModel(model_a, config.vaa, config.attack)
     trainer = Trainer(
         model, examples["train"], examples["valid"], config.optim, run_dir,
         describe=lambda: header(model_a, label_map, kind="vaa", **model.describe(), model_a_checkpoint=payload_a["path"]),
+        learning_rates=model.learning_rates(),
         seed=config.seed, log_every=config.log_every, checkpoint_every=config.checkpoint_every,
         progress=config.progress, step_offset=steps_in_log(a_dir / "loss.jsonl") if a_dir else 0, stage="stage2",
         runtime=runtime,
@@ -143,7 +263,7 @@ def train_vaa(config: RunConfig, overwrite: bool = False, log: Callable[[str], N
     started = time.perf_counter()
     state = trainer.fit()
     log(state.stop_reason)
-    best = load_model(run_dir / "checkpoints" / "best.pt")
+    best = load_model(run_dir / "checkpoints" / "best")
     scored = {name: ex for name, ex in examples.items() if name != "train"}
     a_results = read_json(a_dir / "results.json") if a_dir and (a_dir / "results.json").exists() else {}
     results = {
@@ -160,5 +280,6 @@ def train_vaa(config: RunConfig, overwrite: bool = False, log: Callable[[str], N
         if plot:
             log(f"loss across both stages: {plot}")
         write_json(run_dir / "results.json", results)
+        write_run_card(run_dir)
     runtime.barrier()
     return results

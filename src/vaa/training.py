@@ -25,12 +25,16 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from .checkpoint import atomic_save, read_checkpoint
+from .checkpoint import CheckpointInfo, load_training_state, load_weights, rng_state, save_checkpoint, set_rng_state
 from .config import OptimConfig
 from .data.batching import Batch, BatchIterator, Example, collate, split_batch
 from .device import autocast, grad_scaler, model_device, to_device, to_numpy
+from .guards import NonFiniteError, check_finite, is_finite
 from .progress import bar as progress_bar, say
 from .runtime import LOCAL, Runtime
+
+
+_NON_FINITE_HINT = "lower optim.lr (or attack.eps in stage two) or check the data"
 
 
 def set_seed(seed: int) -> None:
@@ -66,7 +70,7 @@ def predict_examples(model: nn.Module, examples: Sequence[Example], batch_size: 
     probabilities come back to the CPU once per batch. Under DDP each rank
     scores every world-th batch of the single-process order and every rank
     gets all of them back, so the result (accuracy, probabilities, loss) is
-    exactly a single process's."""
+    exactly a single process's. Non-finite logits raise ``NonFiniteError``."""
     if not examples:
         raise ValueError("no examples to predict")
     was_training = model.training
@@ -74,7 +78,8 @@ def predict_examples(model: nn.Module, examples: Sequence[Example], batch_size: 
     device = model_device(model)
     iterator = BatchIterator(examples, batch_size, shuffle=False)
     shard = (runtime.rank, runtime.world_size)
-    pieces: list[tuple[int, list[int], np.ndarray, float, int]] = []  # (batch number, indices, probs, loss sum, labelled)
+    # (batch number, indices, probs, loss sum, labelled, logits finite)
+    pieces: list[tuple[int, list[int], np.ndarray, float, int, bool]] = []
     with torch.no_grad():
         for k, batch in enumerate(progress_bar(iterator.epoch(shard=shard), progress and runtime.is_main,
                                                total=iterator.shard_size(shard), desc=desc)):
@@ -88,12 +93,14 @@ def predict_examples(model: nn.Module, examples: Sequence[Example], batch_size: 
             if known.any():
                 total = float(F.cross_entropy(logits[known], labels[known], reduction="sum"))
                 count = int(known.sum())
-            pieces.append((k * runtime.world_size + runtime.rank, batch["index"].tolist(), to_numpy(torch.softmax(logits, -1)), total, count))
+            pieces.append((k * runtime.world_size + runtime.rank, batch["index"].tolist(), to_numpy(torch.softmax(logits, -1)), total, count,
+                           is_finite(logits)))
     model.train(was_training)
     gathered = sorted((p for part in runtime.all_gather(pieces) for p in part), key=lambda p: p[0])
     probs: list[np.ndarray] = [None] * len(examples)  # type: ignore[list-item]
     total, count = 0.0, 0
-    for _, indices, p, batch_total, batch_count in gathered:  # summed in batch order, as one process would
+    for _, indices, p, batch_total, batch_count, finite in gathered:  # summed in batch order, as one process would
+        check_finite(0.0 if finite else float("nan"), f"{desc} output (logits)", "the model's weights or inputs hold NaN or inf")
         for row, i in zip(p, indices):
             probs[i] = row
         total += batch_total
@@ -101,16 +108,28 @@ def predict_examples(model: nn.Module, examples: Sequence[Example], batch_size: 
     return Predictions(np.stack(probs), np.asarray([e["label"] for e in examples]), total / count if count else None)
 
 
-def make_optimizer(params: Sequence[tuple[str, nn.Parameter]], cfg: OptimConfig) -> torch.optim.Optimizer:
+def make_optimizer(params: Sequence[tuple[str, nn.Parameter]], cfg: OptimConfig,
+                   learning_rates: dict[str, float] | None = None) -> torch.optim.Optimizer:
     """Adam (the paper's ESIM) or AdamW (BERT fine-tuning; no decay on biases
-    and norms, as usual)."""
+    and norms, as usual). ``learning_rates`` gives some parameters (by name)
+    their own lr, e.g. stage two's W, which at BERT's 2e-5 barely moves."""
+    special = learning_rates or {}
+
+    def groups(extra: dict[str, Any], chosen: Sequence[tuple[str, nn.Parameter]]) -> list[dict[str, Any]]:
+        plain = [p for n, p in chosen if n not in special]
+        out = [{"params": plain, **extra}] if plain or not special else []  # the usual groups, as before
+        for lr in sorted(set(special.values())):
+            own = [p for n, p in chosen if special.get(n) == lr]
+            if own:
+                out.append({"params": own, "lr": lr, **extra})
+        return out
+
     if cfg.optimizer == "adam":
-        return torch.optim.Adam([p for _, p in params], lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.Adam(groups({}, params), lr=cfg.lr, weight_decay=cfg.weight_decay)
     if cfg.optimizer == "adamw":
-        decay = [p for n, p in params if p.ndim >= 2]
-        no_decay = [p for n, p in params if p.ndim < 2]
-        groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-        return torch.optim.AdamW(groups, lr=cfg.lr)
+        decay = [(n, p) for n, p in params if p.ndim >= 2]
+        no_decay = [(n, p) for n, p in params if p.ndim < 2]
+        return torch.optim.AdamW(groups({"weight_decay": cfg.weight_decay}, decay) + groups({"weight_decay": 0.0}, no_decay), lr=cfg.lr)
     raise ValueError(f"unknown optimizer {cfg.optimizer!r} (adam | adamw)")
 
 
@@ -138,21 +157,32 @@ def _append_jsonl(path: Path, record: dict[str, Any]) -> None:
 
 
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
+    """Records of a JSON-lines log. A last line cut short by a ``kill -9``
+    in the middle of an append (no final newline) is dropped, not an error."""
     path = Path(path)
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    text = path.read_text()
+    lines = [line for line in text.splitlines() if line.strip()]
+    if lines and not text.endswith("\n"):
+        try:
+            json.loads(lines[-1])
+        except json.JSONDecodeError:
+            lines.pop()
+    return [json.loads(line) for line in lines]
 
 
 def _keep_jsonl(path: Path, keep: Callable[[dict[str, Any]], bool]) -> None:
     """Drop records written after the checkpoint we resume from."""
+    from .files import atomic_write_text
+
     records = [r for r in read_jsonl(path) if keep(r)]
-    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    atomic_write_text("".join(json.dumps(r) + "\n" for r in records), path)
 
 
 @dataclass
 class TrainState:
-    """Where training is; saved in ``last.pt`` for resuming."""
+    """Where training is; saved in ``checkpoints/last/`` for resuming."""
 
     epoch: int = 0  # current epoch (0-based)
     batch_in_epoch: int = 0  # batches of ``epoch`` already done
@@ -168,26 +198,11 @@ class TrainState:
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _rng_state(device: torch.device) -> dict[str, Any]:
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
-    if device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state(device)
-    return state
-
-
-def _set_rng_state(state: dict[str, Any], device: torch.device) -> None:
-    torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
-    if device.type == "cuda" and "cuda" in state:
-        torch.cuda.set_rng_state(state["cuda"], device)
-
-
 class Trainer:
     """Trains ``model`` on labelled examples; see the module docstring.
 
-    ``describe`` returns the checkpoint payload for the model (without
-    training state); the trainer adds the weights and, for ``last.pt``, the
+    ``describe`` returns what the checkpoint says besides the weights (a
+    ``CheckpointInfo``); the trainer adds the weights and, for ``last/``, the
     optimiser, scheduler, RNG and loop state.
 
     ``runtime`` says where: the model and every batch go to its device, the
@@ -209,7 +224,7 @@ class Trainer:
         valid: Sequence[Example],
         optim: OptimConfig,
         run_dir: str | Path,
-        describe: Callable[[], dict[str, Any]],
+        describe: Callable[[], CheckpointInfo],
         seed: int = 0,
         log_every: int = 20,
         checkpoint_every: int = 0,
@@ -217,6 +232,7 @@ class Trainer:
         step_offset: int = 0,
         stage: str = "stage1",
         runtime: Runtime = LOCAL,
+        learning_rates: dict[str, float] | None = None,
     ):
         if not train:
             raise ValueError("no training examples")
@@ -248,7 +264,7 @@ class Trainer:
             self.forward_model = DistributedDataParallel(
                 model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
                 find_unused_parameters=True)
-        self.optimizer = make_optimizer(params, optim)
+        self.optimizer = make_optimizer(params, optim, learning_rates)
         self.scheduler = make_scheduler(self.optimizer, optim, self.batches.num_batches())
         self.scaler = grad_scaler(self.device, runtime.precision)
         self.state = TrainState()
@@ -257,40 +273,43 @@ class Trainer:
         self.metrics_log = self.run_dir / "metrics.jsonl"
 
     # -- checkpoints ------------------------------------------------------
-    def _payload(self, with_training_state: bool) -> dict[str, Any]:
-        payload = self.describe()
-        payload["state_dict"] = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
-        if with_training_state:
-            rng = self.runtime.all_gather(_rng_state(self.device))  # every rank's, in rank order
-            payload["training"] = {
-                "state": self.state.__dict__.copy(),
-                "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
-                "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
-                "rng": rng[0], "rng_per_rank": rng, "world_size": self.runtime.world_size,
-            }
-        return payload
+    def _training_state(self) -> dict[str, Any]:
+        """Loop, optimiser, scheduler, gradient-scaler and RNG state (every
+        rank's, in rank order): tensors and plain containers only, so resuming
+        reads it with ``weights_only=True``. Every rank takes part (the RNG
+        states are gathered)."""
+        rng = self.runtime.all_gather(rng_state(self.device))
+        return {
+            "state": json.loads(json.dumps(self.state.__dict__)),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+            "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
+            "rng": rng[0], "rng_per_rank": rng, "world_size": self.runtime.world_size,
+        }
 
     def save_last(self) -> None:
-        payload = self._payload(True)  # every rank takes part (the RNG states are gathered)
+        training_state = self._training_state()  # collective: every rank
         if self.runtime.is_main:
-            atomic_save(payload, self.ckpt_dir / "last.pt")
+            save_checkpoint(self.ckpt_dir / "last", self.model, self.describe(), training_state)
         self.runtime.barrier()
 
     def save_best(self) -> None:
         if self.runtime.is_main:
-            atomic_save(self._payload(False), self.ckpt_dir / "best.pt")
+            save_checkpoint(self.ckpt_dir / "best", self.model, self.describe())
 
     def try_resume(self) -> bool:
-        """Continue from ``checkpoints/last.pt`` if there is one (every rank
-        reads the same file and takes its own RNG state from it; with a
+        """Continue from ``checkpoints/last/`` if there is one (every rank
+        reads the same folder and takes its own RNG state from it; with a
         different number of processes, every rank takes rank 0's)."""
-        path = self.ckpt_dir / "last.pt"
-        if not all(self.runtime.all_gather(path.exists())):
+        folder = self.ckpt_dir / "last"
+        if not all(self.runtime.all_gather(folder.exists())):
             return False
-        payload = read_checkpoint(path)
-        training = payload["training"]
-        self.model.load_state_dict(payload["state_dict"])
+        training = load_training_state(folder)
+        info = self.describe()
+        fields = dict(info.base.shape_fields())
+        if self.model is not info.base and hasattr(self.model, "shape_fields"):
+            fields.update(self.model.shape_fields())  # the VAA model: W and B's head
+        load_weights(self.model, folder, fields)
         self.optimizer.load_state_dict(training["optimizer"])
         if self.scheduler is not None and training["scheduler"] is not None:
             self.scheduler.load_state_dict(training["scheduler"])
@@ -299,7 +318,7 @@ class Trainer:
         self.state = TrainState(**training["state"])
         per_rank = training.get("rng_per_rank")
         same_world = per_rank is not None and training.get("world_size") == self.runtime.world_size
-        _set_rng_state(per_rank[self.runtime.rank] if same_world else training["rng"], self.device)
+        set_rng_state(per_rank[self.runtime.rank] if same_world else training["rng"], self.device)
         step, epoch = self.state.global_step, self.state.epoch
         if self.runtime.is_main:
             _keep_jsonl(self.loss_log, lambda r: r["stage"] != self.stage or r["stage_step"] <= step)
@@ -308,7 +327,11 @@ class Trainer:
 
     # -- the loop ---------------------------------------------------------
     def _train_step(self, indices: Sequence[int]) -> float:
-        """One optimiser step on one global batch; returns its mean loss."""
+        """One optimiser step on one global batch; returns its mean loss. A
+        non-finite loss or gradient norm raises before the step (on every
+        rank alike), so the weights and checkpoints never hold NaN. Under
+        fp16 the gradient scaler owns overflowing gradients: it skips that
+        step and lowers its scale, as designed."""
         rt = self.runtime
         part = split_batch(indices, rt.rank, rt.world_size) if rt.distributed else list(indices)
         weight = 1.0
@@ -323,11 +346,22 @@ class Trainer:
             loss = loss_sum * (rt.world_size / len(indices))
         else:
             loss = F.cross_entropy(logits, batch["label"])
+        own = is_finite(loss.detach())
+        # one rank's NaN stops them all (else the others would wait in backward's all-reduce)
+        finite = rt.sum(0.0 if own else 1.0) == 0.0 if rt.distributed else own
+        if not finite:
+            what = f"training loss ({float(loss.detach())})" if not own else "training loss on another rank"
+            raise NonFiniteError(f"non-finite {what}; {_NON_FINITE_HINT}")
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
-        if self.cfg.grad_clip and self.cfg.grad_clip > 0:
-            self.scaler.unscale_(self.optimizer)
-            nn.utils.clip_grad_norm_(self.trainable, self.cfg.grad_clip)
+        if self.scaler.is_enabled():
+            if self.cfg.grad_clip and self.cfg.grad_clip > 0:
+                self.scaler.unscale_(self.optimizer)
+                nn.utils.clip_grad_norm_(self.trainable, self.cfg.grad_clip)
+        else:
+            clip = self.cfg.grad_clip if self.cfg.grad_clip and self.cfg.grad_clip > 0 else float("inf")
+            norm = nn.utils.clip_grad_norm_(self.trainable, clip)  # with an infinite clip: measures only
+            check_finite(norm, f"gradient norm ({float(norm)})", _NON_FINITE_HINT)  # all-reduced: the same on every rank
         self.scaler.step(self.optimizer)
         self.scaler.update()
         if self.cfg.scheduler == "linear":
@@ -339,8 +373,13 @@ class Trainer:
     def _end_epoch(self, seconds: float, seen: int) -> None:
         st = self.state
         main = self.runtime.is_main
-        preds = predict_examples(self.model, self.valid_examples, self.cfg.eval_batch_size, self.progress, desc="validate",
-                                 runtime=self.runtime)
+        try:
+            preds = predict_examples(self.model, self.valid_examples, self.cfg.eval_batch_size, self.progress, desc="validate",
+                                     runtime=self.runtime)
+            if preds.loss is not None:
+                check_finite(preds.loss, f"validation loss ({preds.loss})", _NON_FINITE_HINT)
+        except NonFiniteError as exc:
+            raise NonFiniteError(f"[{self.stage}] epoch {st.epoch + 1}, validation: {exc}; training stopped") from None
         accuracy = preds.accuracy if preds.accuracy is not None else 0.0  # gathered: the same on every rank
         if self.cfg.scheduler == "plateau":
             self.scheduler.step(accuracy)
@@ -401,7 +440,12 @@ class Trainer:
             total = self.batches.num_batches()
             bar = progress_bar(None, self.progress, total=total, initial=st.batch_in_epoch, desc=f"{self.stage} epoch {st.epoch + 1}")
             for indices in self.batches.global_batches(st.epoch, skip=st.batch_in_epoch):
-                loss = self._train_step(indices)
+                try:
+                    loss = self._train_step(indices)
+                except NonFiniteError as exc:
+                    bar.close()
+                    raise NonFiniteError(f"[{self.stage}] epoch {st.epoch + 1}, batch {st.batch_in_epoch + 1}: {exc}; "
+                                         "training stopped (the last checkpoint is from before this batch)") from None
                 n = len(indices)
                 st.epoch_loss_sum += loss * n
                 st.epoch_seen += n
@@ -434,4 +478,4 @@ def steps_in_log(path: str | Path) -> int:
     return max((r["step"] for r in records), default=0)
 
 
-__all__ = ["Trainer", "TrainState", "Predictions", "predict_examples", "set_seed", "read_jsonl", "steps_in_log"]
+__all__ = ["NonFiniteError", "Trainer", "TrainState", "Predictions", "predict_examples", "set_seed", "read_jsonl", "steps_in_log"]

@@ -223,7 +223,7 @@ def analyze(
     if data is None:
         dataset = run_validation_split(checkpoint, loaded.label_map, limit)
     else:
-        dataset = loaded.read(data, format, columns, labels, limit, on_error, require_labels=True)
+        dataset = loaded.read(data, format, columns, labels, limit, on_error, require_labels=True, log=log)
     examples = loaded.featurize(dataset.pairs)
     labels = np.asarray([e["label"] for e in examples])
     result = analyze_examples(loaded.base, examples, labels, loaded.label_map.names, output, attack, eps_list, norms,

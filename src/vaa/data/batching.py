@@ -39,7 +39,12 @@ def collate(examples: Sequence[Example]) -> Batch:
             batch[key] = values
             batch[key + "_mask"] = mask
         elif isinstance(first, torch.Tensor):
-            batch[key] = torch.stack([e[key] for e in examples])  # type: ignore[misc]
+            tensors = [e[key] for e in examples]
+            if first.ndim == 1 and len({t.shape for t in tensors}) > 1:  # per-token values (saliency): pad with zeros
+                longest = max(t.shape[0] for t in tensors)  # type: ignore[union-attr]
+                batch[key] = torch.stack([torch.nn.functional.pad(t, (0, longest - t.shape[0])) for t in tensors])  # type: ignore[union-attr,arg-type]
+            else:
+                batch[key] = torch.stack(tensors)  # type: ignore[arg-type]
         else:
             batch[key] = torch.as_tensor([e[key] for e in examples], dtype=torch.long, device="cpu")
     return batch

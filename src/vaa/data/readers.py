@@ -18,6 +18,7 @@ import csv
 import gzip
 import io
 import json
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
@@ -89,12 +90,17 @@ class _Schema:
     ``labels`` maps a raw label (as text) to a label name, or to ``None`` for
     "unlabelled"; ``None`` instead of a mapping keeps labels as written.
     ``skip_labels`` maps raw labels that mean "no gold label, drop the pair" to
-    the report reason. ``optional`` columns may be absent (read as empty)."""
+    the report reason. ``optional`` columns may be absent (read as empty).
+    ``label_like`` columns are checked to hold labels: in a TSV, a tab inside
+    a sentence shifts the fields after it, and a shifted id or parse in a label
+    column is how the shift shows (a row may omit its trailing label columns,
+    so the field count alone cannot)."""
 
     columns: ColumnSpec
     labels: Mapping[str, str | None] | None = None
     skip_labels: Mapping[str, str] = field(default_factory=dict)
     optional: frozenset[str] = frozenset()
+    label_like: frozenset[str] = frozenset()  # columns that, when present and not empty, hold a label of ``labels``
 
     def required(self) -> list[str]:
         return [c for c in self.columns.names() if c not in self.optional]
@@ -105,6 +111,8 @@ _NLI_SCHEMA = _Schema(
     labels={n: n for n in NLI_LABELS},
     skip_labels={"-": SKIP_NO_GOLD},
     optional=frozenset({"pairID"}),
+    # the annotators' labels: a tab inside a sentence shifts an id or a parse into them
+    label_like=frozenset({"label1", "label2", "label3", "label4", "label5"}),
 )
 _QQP_LABEL_MAP = {"0": QQP_LABELS[0], "1": QQP_LABELS[1]}
 _WANG_FIELDS = ("label", "q1", "q2", "id")
@@ -269,6 +277,7 @@ def _make_pair(record: Record, line: int, source: _Source) -> Pair:
     """One pair from one record; raises :class:`_RowError` for anything
     wrong with the row, and for a pair without a gold label."""
     schema, cols = source.schema, source.schema.columns
+    _check_label_like(record, schema)
     label = None
     if cols.label is not None:
         raw = _text(_get(record, cols.label, schema), cols.label)
@@ -279,6 +288,21 @@ def _make_pair(record: Record, line: int, source: _Source) -> Pair:
     b = _sentence(record, cols.b, schema)
     pair_id = _text(_get(record, cols.id, schema), cols.id) if cols.id is not None else ""
     return Pair(a=a, b=b, label=label, id=pair_id or f"{source.id_prefix}:{line}")
+
+
+def _check_label_like(record: Record, schema: _Schema) -> None:
+    if not schema.label_like or schema.labels is None:
+        return
+    for column in sorted(schema.label_like):
+        value = record.get(column)
+        if isinstance(value, str) and value.strip() and value.strip() not in schema.labels and value.strip() not in schema.skip_labels:
+            found = record.found if isinstance(record, _ShortRow) else len(record)
+            raise _RowError(SKIP_MALFORMED, f"column {column!r} holds {_clip(value)!r}, not a label: the fields are shifted "
+                                            f"(a tab inside a sentence?); {found} tab-separated fields")
+
+
+def _clip(text: str, size: int = 40) -> str:
+    return text if len(text) <= size else text[: size - 3] + "..."
 
 
 def _get(record: Record, column: str, schema: _Schema) -> Any:
@@ -297,6 +321,8 @@ def _text(value: Any, column: str) -> str:
     if value is None:
         return ""
     if isinstance(value, str):
+        if "\x00" in value:  # never in text; UTF-16 without a BOM decodes as "valid" UTF-8 full of NULs
+            raise _RowError(SKIP_MALFORMED, f"NUL character in column {column!r} (binary data, or UTF-16 text? re-save as UTF-8)")
         return value.strip()
     if isinstance(value, (int, float)):
         return str(value)
@@ -329,6 +355,8 @@ def _missing_column_message(column: str, available: list[str]) -> str:
 def _check_header(names: list[str], schema: _Schema, path: str | Path, line: int | None) -> None:
     """Fail once, at the header, when a needed column is absent: every row
     would fail the same way."""
+    if any("\x00" in name for name in names):
+        raise DataError("NUL characters in the header: binary data, or UTF-16 text? re-save the file as UTF-8", path, line)
     for column in schema.required():
         if column not in names:
             raise DataError(_missing_column_message(column, names), path, line)
@@ -401,8 +429,13 @@ def _read_bytes(path: str | Path, size: int = -1) -> bytes:
     try:
         with _open_binary(path) as f:
             return f.read(size)
-    except (OSError, EOFError) as exc:  # includes gzip.BadGzipFile
-        raise DataError(f"cannot read file: {exc}", path) from None
+    except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError; corrupt data a zlib.error
+        what = "cannot read gzip file (corrupt or truncated)" if _is_gzip(path) else "cannot read file"
+        raise DataError(f"{what}: {exc}", path) from None
+
+
+def _is_gzip(path: str | Path) -> bool:
+    return Path(path).suffix.lower() == ".gz"
 
 
 def _decode(data: bytes, path: str | Path, partial: bool = False) -> str:
@@ -499,19 +532,27 @@ def _field_count_error(found: int, expected: int) -> _RowError:
 
 def _csv_table(path: str | Path, text: str) -> _Table:
     """Header and records of a CSV with real CSV quoting (fields may hold
-    commas, quotes and newlines). A record's line is its first physical line."""
+    commas, quotes and newlines). A record's line is its first physical line.
+
+    An unbalanced quote makes the csv module read on, across line ends, to the
+    next quote, merging the rows in between into one field. A record that
+    spans lines is therefore checked: if a line inside it reads, on its own,
+    as a complete row, the quote is taken to be unbalanced (a real multi-line
+    sentence rarely has a whole row's worth of commas on an inner line)."""
+    physical = io.StringIO(text, newline="").readlines()
     records = _csv_rows(csv.reader(io.StringIO(text, newline="")))
     try:
-        header_line, header = next(records)
+        header_line, _, header = next(records)
     except StopIteration:
         raise DataError("empty file: no header and no data rows", path) from None
     if isinstance(header, _RowError):
         raise DataError(f"bad header: {header.message}", path, header_line)
     names = [n.strip() for n in header]
-    return header_line, names, ((n, _csv_record(row, names)) for n, row in records)
+    return header_line, names, ((start, _csv_record(row, names, start, end, physical)) for start, end, row in records)
 
 
-def _csv_rows(reader) -> Iterator[tuple[int, list[str] | _RowError]]:
+def _csv_rows(reader) -> Iterator[tuple[int, int, list[str] | _RowError]]:
+    """(first line, last line, fields) of each non-blank CSV record."""
     while True:
         start = reader.line_num + 1
         try:
@@ -519,18 +560,31 @@ def _csv_rows(reader) -> Iterator[tuple[int, list[str] | _RowError]]:
         except StopIteration:
             return
         except csv.Error as exc:
-            yield start, _RowError(SKIP_MALFORMED, f"bad CSV: {exc}")
+            yield start, reader.line_num, _RowError(SKIP_MALFORMED, f"bad CSV: {exc}")
             continue
         if row and any(cell.strip() for cell in row):
-            yield start, row
+            yield start, reader.line_num, row
 
 
-def _csv_record(row: list[str] | _RowError, names: list[str]) -> Record | _RowError:
+def _csv_record(row: list[str] | _RowError, names: list[str], start: int, end: int, physical: list[str]) -> Record | _RowError:
     if isinstance(row, _RowError):
         return row
+    spans = f"a quoted field runs from line {start} to line {end}: an unbalanced quote?" if end > start else ""
     if len(row) != len(names):
-        return _RowError(SKIP_MALFORMED, f"expected {len(names)} comma-separated fields, found {len(row)}")
+        return _RowError(SKIP_MALFORMED, f"expected {len(names)} comma-separated fields, found {len(row)}" + (f" ({spans})" if spans else ""))
+    for number in range(start + 1, end):  # the lines strictly inside the record
+        if _reads_as_row(physical[number - 1], len(names)):
+            return _RowError(SKIP_MALFORMED, f"unbalanced quote? a quoted field runs from line {start} to line {end}, and line {number} "
+                                             "inside it reads as a row of its own")
     return dict(zip(names, row))
+
+
+def _reads_as_row(line: str, fields: int) -> bool:
+    try:
+        rows = list(csv.reader([line.rstrip("\r\n")]))
+    except csv.Error:
+        return False
+    return len(rows) == 1 and len(rows[0]) == fields and all(cell.strip() for cell in rows[0])
 
 
 def _header(path: str | Path, lines: Iterator[tuple[int, str]]) -> tuple[int, str]:

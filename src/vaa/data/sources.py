@@ -8,29 +8,48 @@ given, or the built-in synthetic demo set when no file is given at all.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..config import DataConfig
 from .demo import DEMO_LABELS, demo_splits
-from .pairs import DataError, LabelMap, PairDataset
+from .pairs import DataError, LabelMap, PairDataset, ReadReport
 from .readers import ColumnSpec, preferred_labels, read_pairs
 from .split import train_valid_split
 
 
 @dataclass
 class Splits:
+    """The run's three parts, the label map, and ``files``: the read report
+    of each file as read (rows, kept, skipped by reason). With no validation
+    file, train and valid are parts of one file, whose report is the only one
+    that knows what was skipped."""
+
     train: PairDataset
     valid: PairDataset
     test: PairDataset | None
     label_map: LabelMap
     notes: list[str]
+    files: dict[str, ReadReport] = field(default_factory=dict)
 
     def reports(self) -> dict[str, Any]:
-        out = {"train": self.train.report.to_json(), "valid": self.valid.report.to_json(), "notes": self.notes}
+        out: dict[str, Any] = {"train": self.train.report.to_json(), "valid": self.valid.report.to_json(), "notes": self.notes}
         if self.test is not None:
             out["test"] = self.test.report.to_json()
+        out["files"] = {name: report.to_json() for name, report in self.files.items()}
+        out["skipped"] = sum(sum(r.skipped.values()) for r in self.files.values())
         return out
+
+    def summary_lines(self) -> list[str]:
+        """What to tell the user: each file as read (with its skip counts),
+        the notes, and the parts that are not a whole file."""
+        lines = [report.summary() for report in self.files.values()] + list(self.notes)
+        whole = {id(r) for r in self.files.values()}
+        for name in ("train", "valid", "test"):
+            part = getattr(self, name)
+            if part is not None and id(part.report) not in whole:
+                lines.append(f"{name}: {len(part)} pairs ({part.report.path})")
+        return lines
 
 
 def _head(data: PairDataset, limit: int) -> PairDataset:
@@ -76,6 +95,7 @@ def load_splits(cfg: DataConfig, label_map: LabelMap | None = None) -> Splits:
     """The run's data. ``label_map`` (from a checkpoint) fixes the label order;
     otherwise it is built from the training labels."""
     notes: list[str] = []
+    files: dict[str, ReadReport] = {}
     if cfg.train is None:
         demo = demo_splits(seed=cfg.split_seed)
         train, valid, test = demo["train"], demo["valid"], demo["test"]
@@ -87,19 +107,26 @@ def load_splits(cfg: DataConfig, label_map: LabelMap | None = None) -> Splits:
         if cfg.valid:
             train = read_file(cfg.train, cfg, require_labels=True)
             valid = read_file(cfg.valid, cfg, require_labels=True)
+            files.update(train=train.report, valid=valid.report)
         else:
             # split the whole file first and cut to the limit afterwards, so that
             # a quick run (--limit) never moves training pairs into validation
             whole = read_file(cfg.train, dataclasses.replace(cfg, limit=None), require_labels=True)
+            files["train"] = whole.report
             train, valid = train_valid_split(whole, cfg.valid_fraction, seed=cfg.split_seed)
             if cfg.limit:
                 train, valid = (_head(part, cfg.limit) for part in (train, valid))
             notes.append(f"no validation file: held out {cfg.valid_fraction:.0%} of the training file (seed {cfg.split_seed})")
         preferred = preferred_labels(train.report.format)
         test = read_file(cfg.test, cfg) if cfg.test else None
+        if test is not None:
+            files["test"] = test.report
     if label_map is None:
         label_map = LabelMap.from_labels(train.labels(), preferred)
+        if len(label_map) < 2:
+            raise DataError(f"the training pairs have only one class ({', '.join(label_map.names)}): a classifier needs at "
+                            "least two; check the label column (--columns ...,label=...)", files.get("train", train.report).path)
     for part in (train, valid, test):
         if part is not None:
             check_labels(label_map, part)
-    return Splits(train, valid, test, label_map, notes)
+    return Splits(train, valid, test, label_map, notes, files)

@@ -15,6 +15,7 @@ change there.
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, Sequence
@@ -121,3 +122,22 @@ class PairModel(nn.Module, ABC):
     @abstractmethod
     def from_state(cls, spec: dict[str, Any], featurizer_state: dict[str, Any], num_labels: int) -> "PairModel":
         """Rebuild an (untrained) model from ``spec`` and featuriser state."""
+
+    def featurizer_files(self) -> dict[str, bytes]:
+        """The featuriser as files of a checkpoint folder (name -> content).
+        JSON by default; families override to use their own formats (the HF
+        tokenizer's files). Never pickle: a checkpoint must load without
+        running code from it."""
+        return {"featurizer.json": json.dumps(self.featurizer_state()).encode()}
+
+    @classmethod
+    def featurizer_from_files(cls, files: dict[str, bytes]) -> dict[str, Any]:
+        """``featurizer_files`` read back into what ``from_state`` takes."""
+        return json.loads(files["featurizer.json"])
+
+    def shape_fields(self) -> dict[str, list[tuple[str, int]]]:
+        """Which metadata field each axis of a weight tensor follows
+        (tensor name -> [(field, axis)]): a checkpoint whose metadata and
+        weights disagree is reported by the field's name, not as a size
+        mismatch deep in ``load_state_dict``."""
+        return {"head.0.weight": [("label count", 0)], "head.1.weight": [("label count", 0)]}

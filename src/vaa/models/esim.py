@@ -11,6 +11,8 @@ pooling are masked (tested).
 
 from __future__ import annotations
 
+import json
+import logging
 from typing import Any, Sequence
 
 import numpy as np
@@ -24,6 +26,8 @@ from ..data.pairs import LabelMap, Pair
 from ..data.text import Vocab, tokenize
 from .base import Embedded, PairModel
 from .unrolled_lstm import unrolled_bilstm
+
+log = logging.getLogger(__name__)
 
 
 def run_lstm(lstm: nn.LSTM, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -174,19 +178,57 @@ class ESIM(PairModel):
 
     def featurizer_settings(self) -> dict[str, Any]:
         return {"lowercase": self.lowercase, "max_tokens": self.max_tokens}
+    def featurizer_files(self) -> dict[str, bytes]:
+        return {"vocab.json": json.dumps(self.vocab.words, ensure_ascii=False).encode()}
+
+    @classmethod
+    def featurizer_from_files(cls, files: dict[str, bytes]) -> dict[str, Any]:
+        words = json.loads(files["vocab.json"])
+        if not isinstance(words, list) or not all(isinstance(w, str) for w in words):
+            raise ValueError("vocab.json must be a list of words")
+        return {"vocab": words}
+
+    def shape_fields(self) -> dict[str, list[tuple[str, int]]]:
+        return {
+            "embedding.weight": [("vocabulary size", 0), ("embedding size", 1)],
+            "input_lstm.weight_ih_l0": [("hidden size", 0), ("embedding size", 1)],
+            "hidden_layer.1.weight": [("hidden size", 0)],
+            "head.1.weight": [("label count", 0), ("hidden size", 1)],
+            "head.1.bias": [("label count", 0)],
+        }
 
     @classmethod
     def from_state(cls, spec: dict[str, Any], featurizer_state: dict[str, Any], num_labels: int) -> "ESIM":
         return cls(Vocab(featurizer_state["vocab"]), num_labels, **spec)
 
     # -- text -> examples -------------------------------------------------
-    def _ids(self, text: str) -> list[int]:
-        ids = self.vocab.encode(tokenize(text, self.lowercase)) or [self.vocab.unk_index]
+    def _all_ids(self, text: str) -> list[int]:
+        return self.vocab.encode(tokenize(text, self.lowercase)) or [self.vocab.unk_index]
+
+    def _cap(self, ids: list[int]) -> list[int]:
         return ids[: self.max_tokens] if self.max_tokens > 0 else ids
 
-    def featurize(self, pair: Pair, label_map: LabelMap | None, index: int) -> Example:
+    def _example(self, a_ids: list[int], b_ids: list[int], pair: Pair, label_map: LabelMap | None, index: int) -> Example:
         label = -1 if pair.label is None or label_map is None else label_map.index(pair.label)
-        return {"a_ids": self._ids(pair.a), "b_ids": self._ids(pair.b), "label": label, "index": index}
+        return {"a_ids": self._cap(a_ids), "b_ids": self._cap(b_ids), "label": label, "index": index}
+
+    def featurize(self, pair: Pair, label_map: LabelMap | None, index: int) -> Example:
+        return self._example(self._all_ids(pair.a), self._all_ids(pair.b), pair, label_map, index)
+
+    def featurize_all(self, pairs: Sequence[Pair], label_map: LabelMap | None) -> list[Example]:
+        """As ``featurize``, counting the pairs with a sentence cut at
+        ``max_tokens`` (``last_truncated``, as the HF family does): a cap that
+        silently dropped text would change what the model is judged on."""
+        examples, truncated = [], 0
+        for i, pair in enumerate(pairs):
+            a, b = self._all_ids(pair.a), self._all_ids(pair.b)
+            truncated += int(self.max_tokens > 0 and max(len(a), len(b)) > self.max_tokens)
+            examples.append(self._example(a, b, pair, label_map, i))
+        if truncated:
+            log.warning("%d of %d pairs had a sentence longer than %d tokens, truncated (model.max_tokens)",
+                        truncated, len(pairs), self.max_tokens)
+        self.last_truncated = (truncated, len(pairs))
+        return examples
 
     # -- the three cuts ---------------------------------------------------
     def embed(self, batch: Batch) -> Embedded:

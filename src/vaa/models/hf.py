@@ -33,6 +33,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
+from ..config import POOLINGS
 from ..data.batching import Batch, Example
 from ..data.pairs import DataError, LabelMap, Pair
 from .base import Embedded, PairModel
@@ -95,8 +96,8 @@ class HFPairModel(PairModel):
     def __init__(self, encoder: nn.Module, tokenizer: Any, num_labels: int, max_length: int = 128, pooling: str = "cls",
                  dropout: float = 0.1, model_path: str | None = None):
         super().__init__()
-        if pooling not in ("cls", "mean"):
-            raise ValueError(f"unknown pooling {pooling!r} (cls | mean)")
+        if pooling not in POOLINGS:  # the allowed values live with the setting (config.py)
+            raise ValueError(f"unknown pooling {pooling!r} ({' | '.join(POOLINGS)})")
         if not getattr(tokenizer, "is_fast", False):
             raise ValueError("the HF family needs a fast (Rust) tokenizer: the folder must hold tokenizer.json")
         positions = getattr(encoder.config, "max_position_embeddings", None)
@@ -146,6 +147,19 @@ class HFPairModel(PairModel):
 
     def featurizer_settings(self) -> dict[str, Any]:
         return {"max_length": self.max_length}
+    def featurizer_files(self) -> dict[str, bytes]:
+        """The tokenizer's own files (tokenizer.json, vocab, config: JSON and
+        text) under ``tokenizer/``; nothing pickled."""
+        return {f"tokenizer/{name}": content for name, content in _tokenizer_files(self.tokenizer).items()}
+
+    @classmethod
+    def featurizer_from_files(cls, files: dict[str, bytes]) -> dict[str, Any]:
+        return {"tokenizer_files": {name.split("/", 1)[1]: content for name, content in files.items() if name.startswith("tokenizer/")}}
+
+    def shape_fields(self) -> dict[str, list[tuple[str, int]]]:
+        words = "encoder.embeddings.word_embeddings.weight"
+        return {words: [("vocabulary size", 0), ("embedding size", 1)],
+                "head.1.weight": [("label count", 0), ("hidden size", 1)], "head.1.bias": [("label count", 0)]}
 
     @classmethod
     def from_state(cls, spec: dict[str, Any], featurizer_state: dict[str, Any], num_labels: int) -> "HFPairModel":

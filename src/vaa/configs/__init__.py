@@ -1,0 +1,1 @@
+"""The shipped presets (``*.yaml``): package data, found by ``vaa.config.shipped_presets``."""
