@@ -146,6 +146,20 @@ def pair_features(
     return _assemble(parts, order, parts[0].keys()) if parts else {}
 
 
+# derived features: the log of a non-negative scale quantity (floored where it can be 0)
+_LOGS = {"log_distance": ("distance", TINY), "log_grad_norm": ("grad_norm", TINY), "log_flip_eps": ("flip_eps", 0.0),
+         "targeted_log_flip_eps": ("targeted_flip_eps", 0.0)}
+
+
+def feature_values(features: dict[str, np.ndarray], name: str) -> np.ndarray:
+    """One named feature from the measured ones: a log where the name says
+    so (one definition for stage two's scalars and for the probe)."""
+    if name in _LOGS:
+        source, floor = _LOGS[name]
+        return np.log(features[source] + floor)
+    return features[name]
+
+
 def scalar_columns(features: dict[str, np.ndarray], names: Sequence[str]) -> np.ndarray:
     """Stage two's appended scalars [N, k], in the order of ``names``:
     logs of the non-negative scale quantities, the criteria as they are."""
@@ -153,14 +167,7 @@ def scalar_columns(features: dict[str, np.ndarray], names: Sequence[str]) -> np.
     for name in names:
         if name not in SCALARS:
             raise ValueError(f"unknown vulnerability scalar {name!r} ({' | '.join(SCALARS)})")
-        if name == "log_distance":
-            col = np.log(features["distance"] + TINY)
-        elif name == "log_grad_norm":
-            col = np.log(features["grad_norm"] + TINY)
-        elif name == "log_flip_eps":
-            col = np.log(features["flip_eps"])
-        else:
-            col = features[name]
+        col = feature_values(features, name)
         columns.append(np.asarray(col, dtype=np.float32).reshape(len(col), -1))
     return np.concatenate(columns, 1) if columns else np.zeros((len(next(iter(features.values()))), 0), dtype=np.float32)
 

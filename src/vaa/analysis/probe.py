@@ -31,7 +31,7 @@ from ..config import AttackConfig, DataConfig
 from ..data.sources import check_labels, read_file
 from ..inference import load_model
 from ..runs import write_json
-from ..features import TINY, flip_grid, pair_features
+from ..features import feature_values, flip_grid, pair_features
 
 # Feature name -> (what it is, how it enters the regression). Every one is
 # derived from the same batch_features pass.
@@ -58,17 +58,7 @@ NEEDS = {"log_grad_norm": "grad_norm", "log_flip_eps": "flip_eps", "targeted_los
 
 def feature_matrix(features: dict[str, np.ndarray], name: str) -> np.ndarray:
     """One feature as an [N, k] matrix (logs floored at a tiny value)."""
-    if name == "log_distance":
-        value = np.log(features["distance"] + TINY)
-    elif name == "log_grad_norm":
-        value = np.log(features["grad_norm"] + TINY)
-    elif name == "log_flip_eps":
-        value = np.log(features["flip_eps"])
-    elif name == "targeted_log_flip_eps":
-        value = np.log(features["targeted_flip_eps"])
-    else:
-        value = features[name]
-    value = np.asarray(value, dtype=np.float64)
+    value = np.asarray(feature_values(features, name), dtype=np.float64)
     return value.reshape(len(value), -1)
 
 
