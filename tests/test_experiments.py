@@ -74,6 +74,10 @@ def test_demo_runs_the_whole_pipeline_on_synthetic_data(tmp_path):
                                                   "progress": False}, log=lambda s: None)
     for key in ("valid_accuracy_a", "valid_accuracy_vaa", "auc_f2"):
         assert 0.0 <= summary[key] <= 1.0
+    analysis = json.loads((tmp_path / "demo" / "analysis" / "analysis.json").read_text())
+    f2 = next(r for r in analysis["roc"] if r["criterion"] == "F2")
+    assert summary["auc_f2"] == f2["auc"]  # the paper's orientation, not the after-the-fact oriented figure
+    assert summary["auc_a_probability"] == analysis["a_probability_auc"]["duplicate"]  # class 1 of the demo
     for path in ("a/results.json", "analysis/report.md", "analysis/sweep.png", "vaa/results.json", "summary.json"):
         assert (tmp_path / "demo" / path).exists(), path
     assert json.loads((tmp_path / "demo" / "a" / "data.json").read_text())["train"]["format"] == "demo-synthetic"

@@ -225,7 +225,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     summary = demo(args.output, overrides={"threads": args.threads, "progress": not args.no_progress, "device": args.device})
     print(f"\nvalidation accuracy: model A {summary['valid_accuracy_a']:.4f}, A+VAA {summary['valid_accuracy_vaa']:.4f}; "
-          f"AUC of F2 (L2, eps 0.02) {summary['auc_f2']:.4f}")
+          f"AUC of F2 (L2, eps 0.02; higher F2 = duplicate) {summary['auc_f2']:.4f}, "
+          f"of A's own probability without attack {summary['auc_a_probability']:.4f}")
     print("(A+VAA also trained longer: `vaa reproduce` separates the vulnerability from extra training with controls)")
     print(f"everything is in {summary['folder']} (a/, analysis/report.md, vaa/, summary.json)")
     return 0

@@ -459,7 +459,9 @@ def demo(output: str | Path = "runs/demo", preset: str = "demo", stage_two_prese
     summary = {
         "valid_accuracy_a": a["scores"]["valid"]["accuracy"], "valid_accuracy_vaa": b["scores"]["valid"]["accuracy"],
         "test_accuracy_a": a["scores"].get("test", {}).get("accuracy"), "test_accuracy_vaa": b["scores"].get("test", {}).get("accuracy"),
-        "auc_f2": f2["auc_oriented"], "flip_rate": analysis["flip_rate"], "folder": str(output),
+        # the paper's orientation (higher F2 = class 1), never the direction picked after the fact
+        "auc_f2": f2["auc"], "auc_a_probability": next(iter(analysis["a_probability_auc"].values()), None),
+        "flip_rate": analysis["flip_rate"], "folder": str(output),
     }
     write_json(output / "summary.json", summary)
     return summary
