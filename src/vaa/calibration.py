@@ -257,9 +257,10 @@ def save_calibration(calibration: Calibration, run_dir: str | Path, report: dict
     return path
 
 
-def read_calibration(run_dir: str | Path, fingerprint: str | None = None) -> Calibration | None:
+def read_calibration(run_dir: str | Path, state_dict: dict[str, Any] | None = None) -> Calibration | None:
     """The stored calibration of a run, or None. A stored rule fitted for
-    other weights (the folder was retrained) is an error, never applied."""
+    other weights than ``state_dict`` (the folder was retrained) is an error,
+    never applied; the weights are hashed only when a rule is stored."""
     import json
 
     path = Path(run_dir) / CALIBRATION_FILE
@@ -270,7 +271,8 @@ def read_calibration(run_dir: str | Path, fingerprint: str | None = None) -> Cal
         calibration = Calibration.from_json(obj["calibration"])
     except (ValueError, KeyError, TypeError) as exc:
         raise CalibrationError(f"{path}: unreadable calibration ({exc}); run `vaa calibrate` again") from None
-    if fingerprint is not None and calibration.fingerprint not in (None, fingerprint):
+    if state_dict is not None and calibration.fingerprint is not None \
+            and calibration.fingerprint != weights_fingerprint(state_dict):
         raise CalibrationError(f"{path} was fitted for other weights than this checkpoint's; run `vaa calibrate` again "
                                "or pass --raw")
     return calibration

@@ -192,7 +192,7 @@ def load_model(path: str | Path, raw: bool = False, device: str | torch.device =
     loaded = LoadedModel(module, checkpoint.base, checkpoint.label_map, checkpoint.kind, checkpoint.path, runtime=runtime,
                          meta=checkpoint.meta)
     if not raw:
-        loaded.calibration = read_calibration(loaded.run_dir, weights_fingerprint(module.state_dict()))
+        loaded.calibration = read_calibration(loaded.run_dir, module.state_dict())
         if loaded.calibration is not None:
             logger.info("applying the run's %s; raw=True (--raw) gives the model's own output", loaded.calibration.describe())
     module.to(runtime.device)
