@@ -88,6 +88,17 @@ TOY_PAIRS = [
 TOY_LABELS = LabelMap(["not_duplicate", "duplicate"])
 
 
+@pytest.fixture(autouse=True)
+def _unconfigured_logging():
+    """Every test starts and ends with logging as a library user finds it: a
+    ``vaa`` command run by an earlier test leaves no handler or level behind."""
+    from vaa.log_setup import reset_logging
+
+    reset_logging()
+    yield
+    reset_logging()
+
+
 @pytest.fixture
 def toy_model() -> ToyModel:
     torch.manual_seed(0)
@@ -136,8 +147,8 @@ def tiny_runs(tmp_path_factory):
 
     tmp = tmp_path_factory.mktemp("tiny-runs")
     config = make_tiny_config(tmp)
-    vaa.train(config, log=lambda _: None)
+    vaa.train(config)
     b = apply_overrides(config, {"vaa": {"model_a": config.output}, "optim": {"max_epochs": 1},
                                  "output": str(tmp / "b"), "data": {"train": None, "valid": None}})
-    vaa.train_vaa(b, log=lambda _: None)
+    vaa.train_vaa(b)
     return tmp, config.output, b.output

@@ -64,14 +64,14 @@ def main() -> None:
 
     lap("imports")
     a_config = RunConfig.load(WORKDIR / "a.json")
-    a = train(a_config, log=lambda s: None)
+    a = train(a_config)
     report["a"] = {"epochs": a["epochs"], "best_epoch": a["best_epoch"], "lrs": [h["lr"] for h in a["history"]],
                    "accuracies": [h["valid_accuracy"] for h in a["history"]], "losses": [h["train_loss"] for h in a["history"]]}
     lap("stage one")
-    b = train_vaa(RunConfig.load(WORKDIR / "b.json"), log=lambda s: None)
+    b = train_vaa(RunConfig.load(WORKDIR / "b.json"))
     report["b"] = {"epochs": b["epochs"], "cache_hit": b["info"]["cache"]["train"]["hit"]}
 
-    b2 = train_vaa(RunConfig.load(WORKDIR / "b2.json"), log=lambda s: None)
+    b2 = train_vaa(RunConfig.load(WORKDIR / "b2.json"))
     report["b2"] = {"epochs": b2["epochs"]}
     lap("stage two")
     # interrupted after 5 batches (mid-epoch, mid loss window), then the same command again
@@ -84,11 +84,11 @@ def main() -> None:
     Trainer.fit = interrupted_fit
     resume_config = RunConfig.load(WORKDIR / "resume.json")
     try:
-        train(resume_config, log=lambda s: None)
+        train(resume_config)
     except Interrupted:
         pass
     Trainer.fit = original
-    r = train(resume_config, log=lambda s: None)
+    r = train(resume_config)
     report["resume"] = {"epochs": r["epochs"], "best_epoch": r["best_epoch"], "accuracies": [h["valid_accuracy"] for h in r["history"]]}
 
     lap("interrupted and resumed")

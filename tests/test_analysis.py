@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import json
 
 import numpy as np
@@ -76,7 +78,7 @@ def test_analysis_folder_holds_every_figure_and_table(tmp_path):
     model = tiny_esim().eval()
     examples, labels = _examples(model)
     result = analyze_examples(model, examples, labels, TOY_LABELS.names, tmp_path, eps_list=(0.01, 1.0), batch_size=8,
-                              progress=False, log=lambda s: None)
+                              progress=False)
     for name in ("per_pair.csv", "per_class_F1.png", "per_class_F2.png", "per_class_distance.png", "roc.png",
                  "sweep.csv", "sweep.md", "sweep.png", "theorem.txt", "theorem.png", "analysis.json", "report.md"):
         assert (tmp_path / name).stat().st_size > 0, name
@@ -117,16 +119,16 @@ def test_macro_f1_ignores_classes_absent_from_the_file():
     assert report["accuracy"] == 1.0 and report["macro_f1"] == 1.0
 
 
-def test_analysis_of_single_class_data_still_writes_the_per_class_picture(tmp_path):
+def test_analysis_of_single_class_data_still_writes_the_per_class_picture(tmp_path, caplog):
     model = tiny_esim().eval()
     examples, _ = _examples(model)
     labels = np.zeros(len(examples), dtype=int)
-    messages = []
-    result = analyze_examples(model, examples, labels, TOY_LABELS.names, tmp_path, eps_list=(0.01,), batch_size=8,
-                              progress=False, log=messages.append)
+    with caplog.at_level(logging.INFO, logger="vaa"):
+        result = analyze_examples(model, examples, labels, TOY_LABELS.names, tmp_path, eps_list=(0.01,), batch_size=8,
+                                  progress=False)
     assert result["roc"] == [] and result["theorem"] == {}
     assert (tmp_path / "per_class_F2.png").exists() and (tmp_path / "report.md").exists() and not (tmp_path / "roc.png").exists()
-    assert any("one class" in m for m in messages)
+    assert any("one class" in r.getMessage() and r.levelno == logging.WARNING for r in caplog.records)
     assert pd.read_csv(tmp_path / "sweep.csv")["auc"].isna().all()
 
 

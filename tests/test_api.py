@@ -17,7 +17,7 @@ PAIRS = [("the cat is here", "where is the cat"), ("the dog is here", "where is 
 
 @pytest.fixture
 def trained_run(tiny_config):
-    vaa.train(tiny_config, log=lambda _: None)
+    vaa.train(tiny_config)
     return tiny_config.output
 
 
@@ -54,7 +54,7 @@ def test_loaded_model_is_read_once_and_agrees_with_the_functions(trained_run, tm
 def test_a_stage_two_model_loads_and_predicts(trained_run, tiny_config, tmp_path):
     config = apply_overrides(tiny_config, {"vaa": {"model_a": trained_run}, "optim": {"max_epochs": 1},
                                            "output": str(tmp_path / "b"), "data": {"train": None, "valid": None}})
-    vaa.train_vaa(config, log=lambda _: None)
+    vaa.train_vaa(config)
     model = vaa.load(tmp_path / "b")
     assert model.kind == "vaa"
     probs = model.predict(PAIRS)
@@ -109,8 +109,8 @@ def test_training_reads_relabelled_files(tiny_config, tmp_path):
     respelled_valid = _respelled(tmp_path / "valid.tsv", tmp_path)
     config = apply_overrides(tiny_config, {"data": {"train": str(respelled_train), "valid": str(respelled_valid),
                                                     "labels": "no=0,yes=1"}, "output": str(tmp_path / "mapped")})
-    mapped = vaa.train(config, log=lambda _: None)
-    plain = vaa.train(tiny_config, log=lambda _: None)
+    mapped = vaa.train(config)
+    plain = vaa.train(tiny_config)
     assert mapped["scores"]["valid"]["accuracy"] == plain["scores"]["valid"]["accuracy"]
     assert (tmp_path / "mapped" / "label_map.json").read_text() == (tmp_path / "run" / "label_map.json").read_text()
     assert mapped["history"][-1]["train_loss"] == plain["history"][-1]["train_loss"]

@@ -111,7 +111,7 @@ GENERIC = {"format": "generic", "columns": "a=a,b=b,label=y"}
 def trained_run(tiny_config):
     from vaa.stage_one import train
 
-    train(tiny_config, log=lambda _: None)
+    train(tiny_config)
     return tiny_config.output
 
 
@@ -120,7 +120,7 @@ def test_stored_calibration_survives_reload_and_is_applied_by_predict(trained_ru
 
     pairs = [("the cat is here", "where is the cat"), ("the dog is here", "where is the fish")]
     raw = np.array([[r["p_0"], r["p_1"]] for r in predict(trained_run, pairs=pairs)])
-    report = calibrate(trained_run, log=lambda _: None)
+    report = calibrate(trained_run)
     saved = json.loads((tmp_path / "run" / "calibration.json").read_text())
     assert saved["calibration"]["fitted_on"]["pairs"] == 16  # the run's validation file
     assert (tmp_path / "run" / "calibration.png").stat().st_size > 0
@@ -146,7 +146,7 @@ def test_stored_calibration_survives_reload_and_is_applied_by_predict(trained_ru
 def test_a_calibration_for_other_weights_is_refused(trained_run, tmp_path):
     from vaa.inference import calibrate, load_model
 
-    calibrate(trained_run, log=lambda _: None)
+    calibrate(trained_run)
     path = tmp_path / "run" / "calibration.json"
     saved = json.loads(path.read_text())
     saved["calibration"]["fingerprint"] = "0" * 32
@@ -161,8 +161,8 @@ def test_calibrate_cli_on_a_given_file(trained_run, tmp_path, capsys, caplog):
 
     flags = ["--format", "generic", "--columns", GENERIC["columns"]]
     assert main(["calibrate", trained_run, str(tmp_path / "train.tsv"), "--method", "logistic", *flags]) == 0
-    out = capsys.readouterr().out
-    assert "after cross fitted" in out and "logistic" in out
+    err = capsys.readouterr().err  # the report is logged (INFO, stderr)
+    assert "after cross fitted" in err and "logistic" in err
     saved = json.loads((tmp_path / "run" / "calibration.json").read_text())
     assert saved["calibration"]["method"] == "logistic" and saved["calibration"]["fitted_on"]["pairs"] == 48
     with caplog.at_level("INFO", logger="vaa.inference"):
@@ -179,7 +179,7 @@ def test_calibrate_refuses_a_folder_in_use(trained_run, tmp_path):
 
     with RunLock(trained_run):
         with pytest.raises(RunError, match="in use"):
-            calibrate(trained_run, log=lambda _: None)
+            calibrate(trained_run)
         assert not (tmp_path / "run" / "calibration.json").exists()
-    calibrate(trained_run, log=lambda _: None)
+    calibrate(trained_run)
     assert (tmp_path / "run" / "calibration.json").exists()

@@ -5,6 +5,8 @@ the way to convert them."""
 
 from __future__ import annotations
 
+import logging
+
 import json
 import random
 import shutil
@@ -56,9 +58,9 @@ def runs(tmp_path_factory):
                  "format": "generic", "columns": "a=a,b=b,label=y"},
         "model": {"hidden": 8}, "optim": {"batch_size": 8, "max_epochs": 1, "eval_batch_size": 16},
         "output": str(tmp / "a"), "progress": False, "log_every": 2})
-    train(config, log=lambda s: None)
+    train(config)
     b = apply_overrides(config, {"vaa": {"model_a": str(tmp / "a")}, "output": str(tmp / "b"), "data": {"train": None, "valid": None}})
-    train_vaa(b, log=lambda s: None)
+    train_vaa(b)
     return tmp, config
 
 
@@ -215,7 +217,7 @@ def test_old_pt_with_a_payload_is_refused_by_every_command_and_never_executed(ru
     from vaa.runs import RunError
 
     with pytest.raises(RunError, match="vaa convert"):
-        train(resume, log=lambda s: None)
+        train(resume)
     assert not marker.exists()
 
 
@@ -232,10 +234,10 @@ def test_tampered_training_state_is_refused_on_resume_and_never_executed(runs, t
     c = config.data
     code = main(["train", "--train", c.train, "--valid", c.valid, "--format", "generic", "--columns", c.columns,
                  "--hidden", "8", "--epochs", "1", "--batch-size", "8", "--set", "optim.eval_batch_size=16",
-                 "--set", "log_every=2", "--output", str(run), "--no-progress"])
+                 "--set", "log_every=2", "--output", str(run), "--no-progress", "--quiet"])
     err = capsys.readouterr().err
     assert code == 2 and "training_state.pt" in err and "refused" in err
-    assert len(err.strip().splitlines()) == 1
+    assert len(err.strip().splitlines()) == 1  # --quiet: the error line alone, no INFO log lines before it
     assert not marker.exists()
 
 
@@ -256,7 +258,7 @@ def test_convert_turns_an_old_checkpoint_into_a_working_folder(runs, tmp_path, c
     assert "EXECUTES" in capsys.readouterr().out
 
 
-def test_convert_an_old_run_folder_resumes_and_predicts(runs, tmp_path):
+def test_convert_an_old_run_folder_resumes_and_predicts(runs, tmp_path, caplog):
     """An old run folder (best.pt, last.pt with tuple RNG states) becomes a new
     run folder whose training resumes and whose model predicts."""
     import numpy as np
@@ -282,9 +284,9 @@ def test_convert_an_old_run_folder_resumes_and_predicts(runs, tmp_path):
     assert load_model(new).kind == "model"
     assert load_training_state(new / "checkpoints" / "last")["rng"]["numpy"]["keys"].dtype == torch.int64
     (new / "results.json").unlink()  # the same command again resumes from the converted last/
-    messages: list[str] = []
-    results = train(apply_overrides(config, {"output": str(new)}), log=messages.append)
-    assert any("resuming from" in m for m in messages) and results["scores"]["valid"]["pairs"] == 16
+    with caplog.at_level(logging.INFO, logger="vaa"):
+        results = train(apply_overrides(config, {"output": str(new)}))
+    assert "resuming from" in caplog.text and results["scores"]["valid"]["pairs"] == 16
 
 
 def test_convert_a_stage_two_checkpoint_keeps_a_w_and_b(runs, tmp_path):

@@ -184,12 +184,12 @@ def test_attack_lstm_dispatch():
 
 def test_run_records_where_it_ran_and_resumes_on_another_precision(tiny_config):
     config = apply_overrides(tiny_config, {"device": "cpu", "optim": {"max_epochs": 1}})
-    results = train(config, log=lambda s: None)
+    results = train(config)
     saved = json.loads((Path(config.output) / "config.json").read_text())
     for record in (saved["runtime"], results["runtime"]):
         assert record["device"] == "cpu" and record["precision"] == "fp32" and record["world_size"] == 1
         assert record["torch"] == torch.__version__ and "cuda" in record
     assert RunConfig.load(Path(config.output) / "config.json").device == "cpu"
     # device and precision do not make a resume refuse
-    again = train(apply_overrides(config, {"precision": "bf16"}), log=lambda s: None)
+    again = train(apply_overrides(config, {"precision": "bf16"}))
     assert again["best_epoch"] == results["best_epoch"]

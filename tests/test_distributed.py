@@ -84,7 +84,7 @@ def _assert_same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor],
 def test_stage_one_weights_equal_a_single_process_run(ddp_run, tmp_path):
     root, tiny, reports = ddp_run
     a, _, _, _ = _configs(tmp_path, tiny)
-    single = train(apply_overrides(a, {"output": str(tmp_path / "single-a")}), log=lambda s: None)
+    single = train(apply_overrides(a, {"output": str(tmp_path / "single-a")}))
     _assert_same_weights(_weights(root / "ddp" / "a"), _weights(tmp_path / "single-a"))
     ddp_metrics = reports[0]["a"]
     assert ddp_metrics["epochs"] == single["epochs"] == 2
@@ -98,7 +98,7 @@ def test_stage_two_weights_equal_a_single_process_run(ddp_run, tmp_path):
     root, tiny, reports = ddp_run
     _, b, b2, _ = _configs(root, tiny)  # model A: the DDP run's
     for config, name in ((b, "b"), (b2, "b2")):
-        train_vaa(apply_overrides(config, {"output": str(tmp_path / f"single-{name}")}), log=lambda s: None)
+        train_vaa(apply_overrides(config, {"output": str(tmp_path / f"single-{name}")}))
         _assert_same_weights(_weights(root / "ddp" / name), _weights(tmp_path / f"single-{name}"))
     assert reports[0]["b"] == reports[1]["b"] and reports[0]["b"]["cache_hit"] is False
 

@@ -40,14 +40,14 @@ def test_cached_examples_equal_fresh_ones_and_the_key_follows_what_they_depend_o
 
 def test_stage_two_and_a_rerun_read_the_examples_stage_one_cached(tiny_config, tmp_path, monkeypatch):
     config = apply_overrides(tiny_config, {"optim": {"max_epochs": 1}})
-    train(config, log=lambda s: None)
+    train(config)
     cached = sorted(p.name for p in (Path(config.output) / "features").glob("examples-*.npz"))
     assert len(cached) == 2  # train and valid
     calls = []
     original = ESIM.featurize_all
     monkeypatch.setattr(ESIM, "featurize_all", lambda self, pairs, lm: calls.append(len(pairs)) or original(self, pairs, lm))
     b = apply_overrides(config, {"output": str(tmp_path / "b"), "vaa": {"model_a": config.output}})
-    results = train_vaa(b, log=lambda s: None)
+    results = train_vaa(b)
     assert calls == [] and results["scores"]["valid"]["pairs"] == 16
     # read from model A's folder, never written there; features/ is vaa's own entry (--overwrite may replace it)
     assert sorted(p.name for p in (Path(config.output) / "features").iterdir()) == cached

@@ -64,14 +64,14 @@ log_every: 2
     # a second call reuses every finished run
     capsys.readouterr()
     assert main(args) == 0
-    assert capsys.readouterr().out.count("already finished") == 8
+    assert capsys.readouterr().err.count("already finished") == 8  # logged: stderr
 
 
 def test_demo_runs_the_whole_pipeline_on_synthetic_data(tmp_path):
     from vaa.experiments import demo
 
     summary = demo(tmp_path / "demo", overrides={"data": {"limit": 40}, "model": {"hidden": 6}, "optim": {"max_epochs": 1},
-                                                  "progress": False}, log=lambda s: None)
+                                                  "progress": False})
     for key in ("valid_accuracy_a", "valid_accuracy_vaa", "auc_f2"):
         assert 0.0 <= summary[key] <= 1.0
     analysis = json.loads((tmp_path / "demo" / "analysis" / "analysis.json").read_text())

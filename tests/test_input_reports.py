@@ -5,6 +5,8 @@ sets and overlong sentences are handled."""
 
 from __future__ import annotations
 
+import logging
+
 import gzip
 import json
 
@@ -55,36 +57,39 @@ def test_train_without_valid_reports_the_skipped_row(tmp_path, capsys):
     run = tmp_path / "run"
     assert main(["train", "--train", str(train), *GENERIC, "--on-error", "skip", "--hidden", "4", "--epochs", "1",
                  "--batch-size", "8", "--output", str(run), "--no-progress"]) == 0
-    out = capsys.readouterr().out
-    assert "26 pairs kept of 27 rows; skipped: 1 malformed row" in out
+    err = capsys.readouterr().err  # the CLI logs to stderr
+    assert "26 pairs kept of 27 rows; skipped: 1 malformed row" in err
     files = json.loads((run / "data.json").read_text())["files"]
     assert files["train"]["rows"] == 27 and files["train"]["skipped"] == {"malformed row": 1}
     assert json.loads((run / "data.json").read_text())["skipped"] == 1
 
 
-def test_evaluate_reports_skips_on_stdout(run_a, bad_file, capsys):
+def test_evaluate_reports_skips_on_stderr(run_a, bad_file, capsys):
     assert main(["evaluate", str(run_a), str(bad_file), *GENERIC, "--on-error", "skip"]) == 0
-    assert "12 pairs kept of 13 rows; skipped: 1 malformed row" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "12 pairs kept of 13 rows; skipped: 1 malformed row" in captured.err
+    assert "accuracy" in captured.out and "skipped" not in captured.out  # stdout: the report only
 
 
-def test_predict_reports_skips(run_a, bad_file, tmp_path, capsys):
+def test_predict_reports_skips(run_a, bad_file, tmp_path, capsys, caplog):
     out_file = tmp_path / "p.csv"
     assert main(["predict", str(run_a), str(bad_file), *GENERIC, "--on-error", "skip", "--output", str(out_file)]) == 0
-    assert "skipped: 1 malformed row" in capsys.readouterr().out
+    assert "skipped: 1 malformed row" in capsys.readouterr().err
     assert main(["predict", str(run_a), str(bad_file), *GENERIC, "--on-error", "skip"]) == 0
     captured = capsys.readouterr()
     assert "skipped: 1 malformed row" in captured.err  # rows go to stdout, the report to stderr
     assert len(captured.out.strip().splitlines()) == 12
-    lines = []
-    predict(run_a, data=bad_file, format="generic", columns="a=a,b=b,label=y", on_error="skip", log=lines.append)
-    assert lines and "skipped: 1 malformed row" in lines[0]
+    caplog.clear()  # from Python: the report is one INFO record of vaa.inference
+    with caplog.at_level(logging.INFO, logger="vaa"):
+        predict(run_a, data=bad_file, format="generic", columns="a=a,b=b,label=y", on_error="skip")
+    assert [(r.name, r.levelno) for r in caplog.records if "skipped: 1 malformed row" in r.getMessage()] == [("vaa.inference", logging.INFO)]
 
 
 def test_vulnerability_reports_skips(run_a, bad_file, tmp_path, capsys):
     out_file = tmp_path / "v.csv"
     assert main(["vulnerability", str(run_a), str(bad_file), *GENERIC, "--on-error", "skip", "--output", str(out_file),
                  "--no-progress"]) == 0
-    assert "skipped: 1 malformed row" in capsys.readouterr().out
+    assert "skipped: 1 malformed row" in capsys.readouterr().err
 
 
 def test_run_records_truncation_counts(run_a):
@@ -99,7 +104,8 @@ def test_vulnerability_refuses_an_overflowing_eps(run_a, bad_file, tmp_path, cap
     assert main(["vulnerability", str(run_a), str(bad_file), *GENERIC, "--on-error", "skip", "--eps", "1e38",
                  "--output", str(out_file), "--no-progress"]) == 2
     err = capsys.readouterr().err
-    assert "non-finite" in err and "eps=1e+38" in err and "\n" not in err.strip()
+    error = err.strip().splitlines()[-1]  # after the read report (a log line): the error, in one line
+    assert error.startswith("vaa: error:") and "non-finite" in error and "eps=1e+38" in error and "Traceback" not in err
     assert not out_file.exists()
 
 

@@ -34,7 +34,7 @@ def test_runs_at_most_n_at_once_and_each_after_what_it_needs():
         return 0
 
     jobs = [_job("a0"), _job("a1"), _job("b0", "a0"), _job("c0", "a0"), _job("b1", "a1")]
-    failed = run_jobs(jobs, 2, [{"slot": "0"}, {"slot": "1"}], runner=runner, log=lambda s: None)
+    failed = run_jobs(jobs, 2, [{"slot": "0"}, {"slot": "1"}], runner=runner)
     assert failed == []
     assert peak[0] == 2
     position = {(kind, name): k for k, (kind, name, _) in enumerate(events)}
@@ -58,7 +58,7 @@ def test_a_failed_run_stops_only_what_needs_it():
         return 1 if job.name == "a0" else 0
 
     jobs = [_job("a0"), _job("a1"), _job("b0", "a0"), _job("b1", "a1")]
-    failed = run_jobs(jobs, 1, runner=runner, log=lambda s: None)
+    failed = run_jobs(jobs, 1, runner=runner)
     assert sorted(j.name for j in failed) == ["a0", "b0"]
     assert "b0" not in ran and "b1" in ran
 

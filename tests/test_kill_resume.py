@@ -100,22 +100,22 @@ def kill_config(tiny_config):
 
 
 def test_stage_one_killed_at_random_moments_resumes_to_the_same_weights(kill_config, tmp_path):
-    train(kill_config, log=lambda s: None)  # uninterrupted
+    train(kill_config)  # uninterrupted
     duration = training_seconds(kill_config.output)
     interrupted = apply_overrides(kill_config, {"output": str(tmp_path / "interrupted")})
-    outcomes = killed_then_finished(lambda: train(interrupted, log=lambda s: None), tmp_path / "interrupted", duration, seed=0)
+    outcomes = killed_then_finished(lambda: train(interrupted), tmp_path / "interrupted", duration, seed=0)
     assert outcomes.count("killed") >= 2 and outcomes[-1] == "resumed" and "exit 1" not in outcomes, outcomes
     assert_same_run(Path(kill_config.output), tmp_path / "interrupted")
 
 
 def test_stage_two_killed_at_random_moments_resumes_to_the_same_weights(kill_config, tmp_path):
     a_config = apply_overrides(kill_config, {"optim": {"max_epochs": 1}, "checkpoint_every": 0})
-    train(a_config, log=lambda s: None)
+    train(a_config)
     b = apply_overrides(kill_config, {"vaa": {"model_a": a_config.output}, "data": {"train": None, "valid": None},
                                       "optim": {"max_epochs": 2}, "output": str(tmp_path / "b")})
-    train_vaa(b, log=lambda s: None)
+    train_vaa(b)
     duration = training_seconds(tmp_path / "b")
     interrupted = apply_overrides(b, {"output": str(tmp_path / "b-interrupted")})
-    outcomes = killed_then_finished(lambda: train_vaa(interrupted, log=lambda s: None), tmp_path / "b-interrupted", duration, seed=1)
+    outcomes = killed_then_finished(lambda: train_vaa(interrupted), tmp_path / "b-interrupted", duration, seed=1)
     assert outcomes.count("killed") >= 2 and outcomes[-1] == "resumed" and "exit 1" not in outcomes, outcomes
     assert_same_run(tmp_path / "b", tmp_path / "b-interrupted")

@@ -64,7 +64,7 @@ def test_the_stored_calibration_survives_the_round_trip(tiny_runs, tmp_path):
     _, a, _ = tiny_runs
     run = tmp_path / "run"
     shutil.copytree(a, run)
-    vaa.calibrate(run, log=lambda _: None)
+    vaa.calibrate(run)
     raw = vaa.load(run, raw=True).predict(PAIRS)
     model = vaa.load(run)
     assert model.calibration is not None and not np.allclose(model.predict(PAIRS), raw)  # a rule that changes the output

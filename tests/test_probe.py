@@ -151,10 +151,10 @@ def test_probe_end_to_end_and_cli(tiny_config, tmp_path, capsys):
     from vaa.cli import main
     from vaa.stage_one import train
 
-    train(tiny_config, log=lambda s: None)
+    train(tiny_config)
     out = tmp_path / "probe"
     result = probe(tiny_config.output, tiny_config.data.valid, out, folds=2, columns="a=a,b=b,label=y", format="generic",
-                   limit=12, progress=False, log=lambda s: None, names=["F2", "log_flip_eps", "targeted_loss_drop"])
+                   limit=12, progress=False, names=["F2", "log_flip_eps", "targeted_loss_drop"])
     assert result["pairs"] == 12
     stored = json.loads((out / "probe.json").read_text())
     assert set(stored["baselines"]) == {"log_probs", "v1"}
@@ -178,14 +178,14 @@ def test_probe_computes_only_the_features_it_is_asked_for(tiny_config, tmp_path,
     import vaa.analysis.probe as probe_module
     from vaa.stage_one import train
 
-    train(tiny_config, log=lambda s: None)
+    train(tiny_config)
     asked: list[list[str]] = []
     real = probe_module.pair_features
     monkeypatch.setattr(probe_module, "pair_features", lambda model, ex, cfg, want, *a: asked.append(list(want)) or real(model, ex, cfg, want, *a))
     probe(tiny_config.output, tiny_config.data.valid, None, folds=2, columns="a=a,b=b,label=y", format="generic",
-          limit=12, progress=False, log=lambda s: None, names=["F2", "distance"])
+          limit=12, progress=False, names=["F2", "distance"])
     assert asked == [[], []]  # no gradient norms, no eps grids
     asked.clear()
     probe(tiny_config.output, tiny_config.data.valid, None, folds=2, columns="a=a,b=b,label=y", format="generic",
-          limit=12, progress=False, log=lambda s: None, names=["log_flip_eps", "targeted_loss_drop"])
+          limit=12, progress=False, names=["log_flip_eps", "targeted_loss_drop"])
     assert asked == [["flip_eps", "targeted_loss_drop"], ["flip_eps"]]

@@ -5,6 +5,8 @@ rebuilt when damaged; output errors are one line and leave no partial files."""
 
 from __future__ import annotations
 
+import logging
+
 import errno
 import hashlib
 import os
@@ -44,14 +46,14 @@ def shared_a(tmp_path_factory):
     from conftest import make_tiny_config
 
     config = apply_overrides(make_tiny_config(tmp_path_factory.mktemp("shared")), {"optim": {"max_epochs": 1}})
-    train(config, log=lambda s: None)
+    train(config)
     return config
 
 
 @pytest.fixture
 def trained_a(tiny_config):
     config = apply_overrides(tiny_config, {"optim": {"max_epochs": 1}})
-    train(config, log=lambda s: None)
+    train(config)
     return config
 
 
@@ -97,8 +99,8 @@ def test_overwrite_replaces_a_run_folder_of_ours(trained_a):
     run = Path(trained_a.output)
     changed = apply_overrides(trained_a, {"optim": {"lr": 0.1}})
     with pytest.raises(RunError, match="different configuration"):
-        train(changed, log=lambda s: None)
-    train(changed, overwrite=True, log=lambda s: None)
+        train(changed)
+    train(changed, overwrite=True)
     assert "0.1" in (run / "config.json").read_text() and (run / MARKER).is_file()
 
 
@@ -114,7 +116,7 @@ def test_stage_two_never_writes_into_model_a(shared_a, where, overwrite):
         config = apply_overrides(config, {"vaa": {"model_a": str(a / "checkpoints" / "best")}, "output": str(a),
                                           "data": {"train": trained_a.data.train, "valid": trained_a.data.valid}})
     with pytest.raises(RunError, match="overlaps model A's folder"):
-        train_vaa(config, overwrite=overwrite, log=lambda s: None)
+        train_vaa(config, overwrite=overwrite)
     assert snapshot(a) == before
 
 
@@ -130,7 +132,7 @@ time.sleep(60)
 """
 
 
-def test_a_second_process_is_kept_out_and_a_dead_holder_is_a_stale_lock(trained_a, capsys):
+def test_a_second_process_is_kept_out_and_a_dead_holder_is_a_stale_lock(trained_a, capsys, caplog):
     run = Path(trained_a.output)
     (run / "results.json").unlink()  # unfinished: a second command would resume it
     holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(run / LOCK)], stdout=subprocess.PIPE, text=True)
@@ -143,10 +145,9 @@ def test_a_second_process_is_kept_out_and_a_dead_holder_is_a_stale_lock(trained_
     finally:
         holder.kill()
         holder.wait()
-    messages: list[str] = []
-    with use_run_folder(run, log=messages.append):
+    with caplog.at_level(logging.INFO, logger="vaa"), use_run_folder(run):
         assert f"pid {os.getpid()}" in (run / LOCK).read_text()
-    assert any(f"stale lock (pid {holder.pid} on host testhost" in m for m in messages)
+    assert [r.levelno for r in caplog.records if f"stale lock (pid {holder.pid} on host testhost" in r.getMessage()] == [logging.WARNING]
 
 
 # -- interrupted writes ---------------------------------------------------------------
@@ -167,17 +168,17 @@ def test_interrupted_writes_are_cleaned_up_and_a_half_replaced_checkpoint_restor
     assert not list(tmp_path.rglob("*.tmp"))
 
 
-def test_opening_a_run_folder_removes_tmp_files(trained_a):
+def test_opening_a_run_folder_removes_tmp_files(trained_a, caplog):
     run = Path(trained_a.output)
     (run / "loss.jsonl.x1.tmp").write_text("partial")
     (run / "checkpoints" / "best.tmp").mkdir()
     (run / "results.json").unlink()
     (run / "mine").mkdir()
     (run / "mine" / "draft.tmp").write_text("a user's file: not ours to delete")
-    messages: list[str] = []
-    train(trained_a, log=messages.append)
+    with caplog.at_level(logging.INFO, logger="vaa"):
+        train(trained_a)
     assert [p.name for p in run.rglob("*.tmp")] == ["draft.tmp"]
-    assert any("cleaned up 2 temporary file(s)" in m for m in messages)
+    assert any("cleaned up 2 temporary file(s)" in r.getMessage() and r.levelno == logging.WARNING for r in caplog.records)
 
 
 # -- the V1/V2 cache ---------------------------------------------------------------------
@@ -189,7 +190,7 @@ def test_stage_two_works_from_a_read_only_model_a_and_writes_nothing_there(train
     for p in modes:
         p.chmod(0o555 if p.is_dir() else 0o444)
     try:
-        results = train_vaa(stage_two(trained_a, tmp_path / "b"), log=lambda s: None)
+        results = train_vaa(stage_two(trained_a, tmp_path / "b"))
     finally:
         for p, mode in modes.items():
             p.chmod(mode)
@@ -221,18 +222,20 @@ def _damage(kind: str, path: Path, cache: FeatureCache, key: str) -> None:
 
 
 @pytest.mark.parametrize("kind", ["garbage", "truncated", "wrong shape", "wrong key", "changed values"])
-def test_a_damaged_cache_is_reported_in_one_line_and_rebuilt(tmp_path, kind):
+def test_a_damaged_cache_is_reported_in_one_line_and_rebuilt(tmp_path, kind, caplog):
     a = tiny_esim().eval()
     examples = a.featurize_all(TOY_PAIRS, TOY_LABELS)
     cfg = AttackConfig(eps=0.2)
-    messages: list[str] = []
-    cache = FeatureCache(tmp_path, log=messages.append)
+    cache = FeatureCache(tmp_path)
     v1, v2, info = cache.get_or_compute(a, examples, cfg)
     path = cache.path(info["key"])
     _damage(kind, path, cache, info["key"])
-    again1, again2, info = cache.get_or_compute(a, examples, cfg)
+    with caplog.at_level(logging.INFO, logger="vaa"):
+        again1, again2, info = cache.get_or_compute(a, examples, cfg)
     assert info["hit"] is False and info["rebuilt"]
+    messages = [r.getMessage() for r in caplog.records]
     assert len(messages) == 1 and "rebuilding" in messages[0] and str(path) in messages[0]
+    assert caplog.records[0].levelno == logging.WARNING
     fresh1, fresh2 = vector_features(a, examples, cfg)
     torch.testing.assert_close(again1, fresh1)
     torch.testing.assert_close(again2, fresh2)
@@ -243,9 +246,11 @@ def test_a_damaged_cache_is_reported_in_one_line_and_rebuilt(tmp_path, kind):
 # -- output errors -----------------------------------------------------------------------
 
 def _one_line_error(capsys, *needles: str) -> str:
+    """The command's error: its last line on stderr, after what it logged."""
     captured = capsys.readouterr()
-    err = captured.err.strip()
-    assert err.startswith("vaa: error: ") and len(err.splitlines()) == 1, err
+    lines = captured.err.strip().splitlines()
+    err = lines[-1]
+    assert err.startswith("vaa: error: ") and sum(line.startswith("vaa: error") for line in lines) == 1, captured.err
     assert "Traceback" not in captured.err + captured.out
     for needle in needles:
         assert needle in err, err

@@ -102,11 +102,11 @@ def test_cache_hit_and_invalidation(tmp_path):
 
 
 def test_stage_two_end_to_end_leaves_a_unchanged(tiny_config, tmp_path):
-    train(tiny_config, log=lambda s: None)
+    train(tiny_config)
     a_before = load_model(tiny_config.output).module.state_dict()
     config = apply_overrides(tiny_config, {"vaa": {"model_a": tiny_config.output}, "optim": {"max_epochs": 1},
                                            "output": str(tmp_path / "b"), "data": {"train": None, "valid": None}})
-    results = train_vaa(config, log=lambda s: None)
+    results = train_vaa(config)
     assert results["scores"]["valid"]["pairs"] == 16
     assert results["info"]["cache"]["train"]["hit"] is False
     loaded = load_model(tmp_path / "b")
@@ -124,15 +124,15 @@ def test_stage_two_end_to_end_leaves_a_unchanged(tiny_config, tmp_path):
     assert not list(tmp_path.joinpath("run").rglob("v1v2-*"))
     # a configured cache folder is shared: the same stage two in another run folder hits it
     shared = {"vaa": {"cache_dir": str(tmp_path / "cache")}}
-    assert train_vaa(apply_overrides(config, {**shared, "output": str(tmp_path / "b2")}), log=lambda s: None)["info"]["cache"]["train"]["hit"] is False
-    assert train_vaa(apply_overrides(config, {**shared, "output": str(tmp_path / "b3")}), log=lambda s: None)["info"]["cache"]["train"]["hit"] is True
+    assert train_vaa(apply_overrides(config, {**shared, "output": str(tmp_path / "b2")}))["info"]["cache"]["train"]["hit"] is False
+    assert train_vaa(apply_overrides(config, {**shared, "output": str(tmp_path / "b3")}))["info"]["cache"]["train"]["hit"] is True
 
 
 def test_stage_two_inherits_a_data_but_keeps_what_it_is_given(tiny_config, tmp_path):
     from vaa.runs import RunError
     from vaa.stage_two import resolve_config
 
-    train(tiny_config, log=lambda s: None)
+    train(tiny_config)
     given = apply_overrides(tiny_config, {"vaa": {"model_a": tiny_config.output},
                                           "data": {"train": None, "valid": None, "test": "extra.tsv", "limit": 7}})
     data = resolve_config(given).data

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import json
 from pathlib import Path
 
@@ -19,7 +21,7 @@ from vaa.stage_one import train
 from vaa.training import Trainer, read_jsonl
 
 def test_train_writes_a_self_describing_run_folder(tiny_config):
-    results = train(tiny_config, log=lambda s: None)
+    results = train(tiny_config)
     run = tiny_config.output
     names = {p.name for p in __import__("pathlib").Path(run).iterdir()}
     assert {"config.json", "label_map.json", "data.json", "metrics.jsonl", "loss.jsonl", "results.json", "checkpoints"} <= names
@@ -32,27 +34,27 @@ def test_train_writes_a_self_describing_run_folder(tiny_config):
     assert 0.0 <= results["scores"]["valid"]["accuracy"] <= 1.0
     assert results["scores"]["valid"]["pairs"] == 16
     # a second call returns the finished run instead of training again
-    assert train(tiny_config, log=lambda s: None)["best_epoch"] == results["best_epoch"]
+    assert train(tiny_config)["best_epoch"] == results["best_epoch"]
 
 
-def test_finished_run_without_predictions_gets_them_from_its_best_checkpoint(tiny_config):
-    train(tiny_config, log=lambda s: None)
+def test_finished_run_without_predictions_gets_them_from_its_best_checkpoint(tiny_config, caplog):
+    train(tiny_config)
     path = Path(tiny_config.output) / "predictions" / "valid.npz"
     saved = np.load(path)
     predicted, gold = saved["predicted"].copy(), saved["gold"].copy()
     path.unlink()  # a run made before predictions were saved
-    messages = []
-    train(tiny_config, log=messages.append)
-    assert any("no saved predictions" in m for m in messages)
+    with caplog.at_level(logging.INFO, logger="vaa"):
+        train(tiny_config)
+    assert any("no saved predictions" in r.getMessage() and r.levelno == logging.INFO for r in caplog.records)
     again = np.load(path)
     assert (again["predicted"] == predicted).all() and (again["gold"] == gold).all()
 
 
 def test_changed_config_in_existing_folder_is_refused(tiny_config):
-    train(tiny_config, log=lambda s: None)
+    train(tiny_config)
     changed = apply_overrides(tiny_config, {"optim": {"lr": 0.1}})
     with pytest.raises(RunError, match="optim.lr"):
-        train(changed, log=lambda s: None)
+        train(changed)
 
 
 def _trainer(config, run_dir):

@@ -93,12 +93,11 @@ def test_standardisation_uses_training_statistics_and_is_saved_with_b(tiny_confi
     from vaa.stage_one import train
     from vaa.stage_two import train_vaa
 
-    train(tiny_config, log=lambda s: None)
+    train(tiny_config)
     config = apply_overrides(tiny_config, {"vaa": {"model_a": tiny_config.output, "normalize": "standardize", "scalars": "F2,flip",
                                                    "calibrate_flip_rate": 0.25, "w_lr": 0.01, "cache_dir": str(tmp_path / "vcache")},
                                            "optim": {"max_epochs": 1}, "output": str(tmp_path / "b"), "data": {"train": None, "valid": None}})
-    logs: list[str] = []
-    results = train_vaa(config, log=logs.append)
+    results = train_vaa(config)
     calibration = json.loads((tmp_path / "b" / "eps_calibration.json").read_text())
     assert calibration["flip_rate"] >= 0.25 and results["info"]["eps_calibration"] == calibration
     assert results["attack"]["eps"] == calibration["eps"] != config.attack.eps
@@ -116,7 +115,7 @@ def test_standardisation_uses_training_statistics_and_is_saved_with_b(tiny_confi
     torch.testing.assert_close(z.mean(0)[varying], torch.zeros(int(varying.sum())), atol=1e-3, rtol=0)
     torch.testing.assert_close(z.std(0)[varying], torch.ones(int(varying.sum())), atol=1e-3, rtol=0)
     # a resumed/repeated run reuses the stored calibration and the feature cache
-    again = train_vaa(apply_overrides(config, {"output": str(tmp_path / "b2")}), log=lambda s: None)
+    again = train_vaa(apply_overrides(config, {"output": str(tmp_path / "b2")}))
     assert again["info"]["cache"]["train"]["hit"] is True
 
 

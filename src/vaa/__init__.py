@@ -11,9 +11,14 @@ projected vulnerability vector fed in along with the word embeddings.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 __version__ = "0.1.0"
+
+# the library logs (one logger per module) and never configures logging: without
+# a configuration nothing is printed; `vaa` (the CLI) configures it (log_setup.py)
+logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 # loaded on first use, so that `import vaa` stays cheap (torch is imported by these)
 _EXPORTS = {"load": "inference", "load_model": "inference", "predict": "inference", "evaluate": "inference",

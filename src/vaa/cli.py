@@ -239,28 +239,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     report = evaluate(args.checkpoint, args.data, format=args.format, columns=args.columns, limit=args.limit, on_error=args.on_error,
                       raw=args.raw, labels=args.labels, device=args.device, precision=args.precision)
     print(format_report(report, title=f"{args.checkpoint} on {args.data}"))
-    print(_read_summary(report["data"]))
     if args.json:
         from .files import atomic_write_text
 
         atomic_write_text(json.dumps(report, indent=2) + "\n", args.json)
     return 0
-
-
-def _read_summary(data: dict[str, Any]) -> str:
-    """One line on what was read, skip counts included (a JSON read report)."""
-    from .data.pairs import ReadReport
-
-    report = ReadReport(data["path"], data["format"], data["rows"], data["kept"])
-    report.skipped.update(data["skipped"])
-    return report.summary()
-
-
-def _data_log(args: argparse.Namespace) -> Callable[[str], None]:
-    """Where predict/vulnerability report the rows read and skipped: stdout
-    with --output, else stderr, so that printed rows stay machine-readable."""
-    stream = sys.stdout if args.output else sys.stderr
-    return lambda line: print(line, file=stream)
 
 
 def _write_table(rows: list[dict[str, Any]], path: str) -> None:
@@ -288,7 +271,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     rows = predict(args.checkpoint, data=args.data, pairs=[tuple(args.pair)] if args.pair else None,
                    format=args.format, columns=args.columns, limit=args.limit, on_error=args.on_error, raw=args.raw,
-                   labels=args.labels, log=_data_log(args), device=args.device, precision=args.precision)
+                   labels=args.labels, device=args.device, precision=args.precision)
     if args.output:
         _write_table(rows, args.output)
         print(f"wrote {len(rows)} predictions to {args.output}")
@@ -332,7 +315,7 @@ def cmd_vulnerability(args: argparse.Namespace) -> int:
     rows = vulnerability_rows(args.checkpoint, data=args.data, pairs=[tuple(args.pair)] if args.pair else None,
                               attack=_attack_config(args), format=args.format, columns=args.columns, limit=args.limit,
                               batch_size=args.batch_size, progress=not args.no_progress, on_error=args.on_error,
-                              labels=args.labels, log=_data_log(args), device=args.device)
+                              labels=args.labels, device=args.device)
     if args.output:
         _write_table(rows, args.output)
         print(f"wrote {len(rows)} rows to {args.output}")
@@ -536,7 +519,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--analysis", help="a folder written by `vaa analyze`: fit the theorem to its measured criteria")
     p.add_argument("--plot", help="write P against d/sigma and n to this PNG")
     p.set_defaults(func=cmd_theorem)
+    _add_logging_args(parser, sub)
     return parser
+
+
+def _add_logging_args(parser: argparse.ArgumentParser, sub: Any) -> None:
+    """``--log-level`` and ``--quiet`` on the top level and on every command
+    (``vaa --quiet train ...`` and ``vaa train --quiet ...`` both work): a
+    command's copy is SUPPRESSed when not given, so it does not overwrite the
+    top-level value."""
+    from .log_setup import LEVELS
+
+    for target, default in [(parser, False)] + [(p, True) for p in sub.choices.values()]:
+        keep = {"default": argparse.SUPPRESS} if default else {}
+        target.add_argument("--log-level", type=str.upper, choices=LEVELS, **({"default": "INFO"} | keep),
+                            help="how much the command logs to stderr (default INFO)")
+        target.add_argument("--quiet", action="store_true", **keep,
+                            help="warnings and errors only, and no progress bars")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -546,13 +545,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .guards import NonFiniteError
     from .run_folder import RunError
 
-    import logging
+    from .log_setup import configure_logging
 
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    for noisy in ("transformers", "httpx", "huggingface_hub", "sentence_transformers", "datasets", "filelock"):
-        logging.getLogger(noisy).setLevel(logging.ERROR)
     parser = build_parser()
     args = parser.parse_args(argv)
+    configure_logging(args.log_level, args.quiet)
+    if args.quiet:  # no progress bars either
+        args.no_progress = True
     if getattr(args, "pair", None) is None and hasattr(args, "pair") and not args.data:
         parser.error("give a data file or --pair SENTENCE_A SENTENCE_B")
     try:

@@ -27,8 +27,9 @@ where it stopped and finished runs are reused.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 from scipy.stats import binomtest, ttest_1samp
@@ -41,6 +42,8 @@ from .runs import write_json
 from .stage_one import train
 from .stage_two import train_vaa
 from .training import read_jsonl
+
+logger = logging.getLogger(__name__)
 
 VARIANTS: dict[str, dict[str, Any]] = {
     "vaa": {},
@@ -365,7 +368,7 @@ def plot_stage_losses(output: Path, seed: int, variants: Sequence[str]) -> Path 
 def reproduce(
     preset: str, output: str | Path, seeds: Sequence[int] = (0, 1, 2), stage_two_preset: str | None = None,
     variants: Sequence[str] = DEFAULT_VARIANTS, overrides_a: dict[str, Any] | None = None,
-    overrides_b: dict[str, Any] | None = None, title: str = "", log: Callable[[str], None] = print, jobs: int = 1,
+    overrides_b: dict[str, Any] | None = None, title: str = "", jobs: int = 1,
 ) -> dict[str, Any]:
     """Train (or reuse) every run, then write table3.md/.json/.png and the
     loss plots into ``output``. ``stage_two_preset`` defaults to esim-vaa or
@@ -373,19 +376,19 @@ def reproduce(
     that many concurrent local processes (:mod:`vaa.jobs`)."""
     output = Path(output)
     if jobs > 1:
-        _run_concurrently(preset, output, seeds, stage_two_preset, variants, overrides_a, overrides_b, jobs, log)
+        _run_concurrently(preset, output, seeds, stage_two_preset, variants, overrides_a, overrides_b, jobs)
     for seed in seeds if jobs <= 1 else ():
         a_config = stage_one_config(preset, seed, output, overrides_a)
         if stage_two_preset is None:  # B is trained like its family's A
             stage_two_preset = "hf-vaa" if a_config.model.family == "hf" else "esim-vaa"
-        log(f"== seed {seed}: model A ({a_config.output})")
-        train(a_config, log=log)
+        logger.info(f"== seed {seed}: model A ({a_config.output})")
+        train(a_config)
         for variant in variants:
             b_config = stage_two_config(stage_two_preset, a_config, variant, output, overrides_b)
-            log(f"== seed {seed}: stage two, {LABELS.get(variant, variant)} ({b_config.output})")
-            train_vaa(b_config, log=log)
+            logger.info(f"== seed {seed}: stage two, {LABELS.get(variant, variant)} ({b_config.output})")
+            train_vaa(b_config)
     summary = summarize(output, seeds, variants, title or preset)
-    log(write_table(output, seeds, variants, title or preset, summary))
+    logger.info(write_table(output, seeds, variants, title or preset, summary))
     return summary
 
 
@@ -423,13 +426,12 @@ def reproduction_jobs(preset: str, output: Path, seeds: Sequence[int], stage_two
 
 
 def _run_concurrently(preset: str, output: Path, seeds: Sequence[int], stage_two_preset: str | None, variants: Sequence[str],
-                      overrides_a: dict[str, Any] | None, overrides_b: dict[str, Any] | None, jobs: int,
-                      log: Callable[[str], None]) -> None:
+                      overrides_a: dict[str, Any] | None, overrides_b: dict[str, Any] | None, jobs: int) -> None:
     from .runs import RunError
 
     planned = reproduction_jobs(preset, output, seeds, stage_two_preset, variants, overrides_a, overrides_b)
     device = str((overrides_a or {}).get("device", "auto"))
-    failed = run_jobs(planned, jobs, gpu_slots(jobs, device), log=log)
+    failed = run_jobs(planned, jobs, gpu_slots(jobs, device))
     if failed:
         raise RunError("runs that failed or could not start: " + ", ".join(f"{j.name} (log {j.log})" for j in failed))
 
@@ -438,23 +440,23 @@ DEMO_EPS = (0.005, 0.02, 0.1, 0.5)
 
 
 def demo(output: str | Path = "runs/demo", preset: str = "demo", stage_two_preset: str = "demo-vaa",
-         overrides: dict[str, Any] | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
+         overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """The main job end to end on the built-in synthetic data: model A, the
     vulnerability analyses of its validation pairs, stage two; returns the
     headline figures."""
     from .analysis.analyze import analyze
 
     output = Path(output)
-    log("vaa demo: the built-in SYNTHETIC paraphrase set (generated question pairs, not real data)")
+    logger.info("vaa demo: the built-in SYNTHETIC paraphrase set (generated question pairs, not real data)")
     a_config = apply_overrides(load_preset(preset), {**(overrides or {}), "output": str(output / "a")})
-    a = train(a_config, log=log)
-    log("== vulnerability of model A's validation pairs (FGSM, L2, eps 0.02; small sweep)")
-    analysis = analyze(a["run"], None, output / "analysis", eps_list=DEMO_EPS, progress=a_config.progress, log=log,
+    a = train(a_config)
+    logger.info("== vulnerability of model A's validation pairs (FGSM, L2, eps 0.02; small sweep)")
+    analysis = analyze(a["run"], None, output / "analysis", eps_list=DEMO_EPS, progress=a_config.progress,
                        device=a_config.device)
-    log("== stage two: model B with the vulnerability vector")
+    logger.info("== stage two: model B with the vulnerability vector")
     b_config = stage_two_config(stage_two_preset, a_config, "vaa", output, overrides)
     b_config = dataclasses.replace(b_config, output=str(output / "vaa"))
-    b = train_vaa(b_config, log=log)
+    b = train_vaa(b_config)
     f2 = next(r for r in analysis["roc"] if r["criterion"] == "F2")
     summary = {
         "valid_accuracy_a": a["scores"]["valid"]["accuracy"], "valid_accuracy_vaa": b["scores"]["valid"]["accuracy"],

@@ -21,7 +21,7 @@ import dataclasses
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -106,15 +106,13 @@ class LoadedModel:
         return self.base.featurize_all(pairs, self.label_map)
 
     def read(self, data: str | Path, format: str = "auto", columns: str | None = None, labels: str | None = None,
-             limit: int | None = None, on_error: str = "raise", require_labels: bool = False,
-             log: Callable[[str], None] | None = None) -> PairDataset:
+             limit: int | None = None, on_error: str = "raise", require_labels: bool = False) -> PairDataset:
         """Pairs of a file, their labels renamed by ``labels`` (e.g.
         "0=not_duplicate,1=duplicate") and checked against the model's.
-        ``log`` receives the read report (rows kept and skipped by reason)."""
+        The read report (rows kept and skipped by reason) is logged at INFO."""
         dataset = read_file(str(data), DataConfig(format=format, columns=columns, labels=labels, limit=limit, on_error=on_error),
                             require_labels=require_labels)
-        if log is not None:
-            log(dataset.report.summary())
+        logger.info(dataset.report.summary())
         check_labels(self.label_map, dataset)
         return dataset
 
@@ -215,30 +213,29 @@ def evaluate(
 
 def _model_and_pairs(checkpoint: str | Path, data: str | Path | None, pairs: PairsLike | None, format: str,
                      columns: str | None, labels: str | None, limit: int | None, on_error: str,
-                     raw: bool = True, log: Callable[[str], None] | None = None, device: str = "cpu",
+                     raw: bool = True, device: str = "cpu",
                      precision: str = "fp32") -> tuple[LoadedModel, list[Pair]]:
-    """The model, and the pairs of a file or of (a, b) tuples (exactly one);
-    ``log`` receives a file's read report."""
+    """The model, and the pairs of a file or of (a, b) tuples (exactly one)."""
     if (data is None) == (pairs is None):
         raise ValueError("give either a data file or pairs")
     items = as_pairs(pairs) if pairs is not None else None  # checked before the model is loaded
     loaded = load_model(checkpoint, raw=raw, device=device, precision=precision)
     if items is not None:
         return loaded, items
-    return loaded, loaded.read(data, format, columns, labels, limit, on_error, log=log).pairs
+    return loaded, loaded.read(data, format, columns, labels, limit, on_error).pairs
 
 
 def predict(
     checkpoint: str | Path, data: str | Path | None = None, pairs: PairsLike | None = None,
     format: str = "auto", columns: str | None = None, batch_size: int = 256, limit: int | None = None,
-    on_error: str = "raise", raw: bool = False, labels: str | None = None, log: Callable[[str], None] | None = None,
+    on_error: str = "raise", raw: bool = False, labels: str | None = None,
     device: str = "auto", precision: str = "fp32",
 ) -> list[dict[str, Any]]:
     """Predicted label and class probabilities per pair, for a file or for
     ``pairs`` given as (sentence a, sentence b) tuples; the run's stored
-    calibration is applied unless ``raw`` (and logged when it is). ``log``
-    receives the file's read report (how many rows were kept and skipped)."""
-    loaded, items = _model_and_pairs(checkpoint, data, pairs, format, columns, labels, limit, on_error, raw=raw, log=log,
+    calibration is applied unless ``raw`` (and logged when it is). The file's read
+    report (how many rows were kept and skipped) is logged at INFO."""
+    loaded, items = _model_and_pairs(checkpoint, data, pairs, format, columns, labels, limit, on_error, raw=raw,
                                      device=device, precision=precision)
     return loaded.prediction_rows(items, batch_size)
 
@@ -246,13 +243,12 @@ def predict(
 def vulnerability_rows(
     checkpoint: str | Path, data: str | Path | None = None, pairs: PairsLike | None = None,
     attack: AttackConfig = AttackConfig(), format: str = "auto", columns: str | None = None, limit: int | None = None,
-    batch_size: int = 128, progress: bool = True, on_error: str = "raise", labels: str | None = None,
-    log: Callable[[str], None] | None = None, device: str = "auto",
+    batch_size: int = 128, progress: bool = True, on_error: str = "raise", labels: str | None = None, device: str = "auto",
 ) -> list[dict[str, Any]]:
     """Per pair: id, gold label if known, A's prediction, F1, F2, ||V1-V2||
     and whether the attack flipped the prediction (model A of the checkpoint;
-    the attack is fp32 on any device). ``log`` receives the file's read report."""
-    loaded, items = _model_and_pairs(checkpoint, data, pairs, format, columns, labels, limit, on_error, log=log, device=device)
+    the attack is fp32 on any device). The file's read report is logged at INFO."""
+    loaded, items = _model_and_pairs(checkpoint, data, pairs, format, columns, labels, limit, on_error, device=device)
     return loaded.vulnerability(items, attack, batch_size, progress).to_dict("records")
 
 
@@ -305,7 +301,7 @@ def _run_lock(folder: Path) -> Any:
 def calibrate(
     checkpoint: str | Path, data: str | Path | None = None, method: str = "temperature-bias", format: str = "auto",
     columns: str | None = None, limit: int | None = None, on_error: str = "raise", batch_size: int = 256,
-    seed: int = 0, labels: str | None = None, log: Callable[[str], None] = print, device: str = "auto",
+    seed: int = 0, labels: str | None = None, device: str = "auto",
 ) -> dict[str, Any]:
     """Re-fit the checkpoint's decision rule on validation data (``data``, or
     its run's validation split) and store it in the run folder, where
@@ -336,9 +332,9 @@ def calibrate(
         plot = plot_reliability(report["reliability"], loaded.run_dir / "calibration.png",
                                 title=f"Reliability on {source} ({rule.fitted_on['pairs']} pairs)")
     report.update({"calibration": rule.to_json(), "saved": str(path), "plot": str(plot)})
-    log(rule.describe())
+    logger.info(rule.describe())
     for name in ("before", "after_in_sample", "after_cross_fitted"):
         s = report[name]
-        log(f"{name.replace('_', ' '):>18}: accuracy {s['accuracy']:.4f}  log-loss {s['log_loss']:.4f}  ECE {s['ece']:.4f}")
-    log(f"stored in {path}; predict/evaluate apply it (--raw for the model's own output); diagram {plot}")
+        logger.info(f"{name.replace('_', ' '):>18}: accuracy {s['accuracy']:.4f}  log-loss {s['log_loss']:.4f}  ECE {s['ece']:.4f}")
+    logger.info(f"stored in {path}; predict/evaluate apply it (--raw for the model's own output); diagram {plot}")
     return report

@@ -11,6 +11,7 @@ pool of slots so no two running jobs share one while others are idle.
 
 from __future__ import annotations
 
+import logging
 import os
 import queue
 import subprocess
@@ -23,6 +24,8 @@ from typing import Callable, Sequence
 
 from .config import RunConfig
 from .runs import write_json
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -66,7 +69,7 @@ def gpu_slots(jobs: int, device: str) -> list[dict[str, str]]:
 
 
 def run_jobs(jobs: Sequence[Job], parallel: int, slots: Sequence[dict[str, str]] | None = None,
-             runner: Callable[[Job, dict[str, str]], int] = run_process, log: Callable[[str], None] = print) -> list[Job]:
+             runner: Callable[[Job, dict[str, str]], int] = run_process) -> list[Job]:
     """Run ``jobs`` with at most ``parallel`` at once, each after its
     ``after``; returns the jobs that failed (and those that never ran
     because what they need failed)."""
@@ -97,7 +100,7 @@ def run_jobs(jobs: Sequence[Job], parallel: int, slots: Sequence[dict[str, str]]
             ready = [j for j in pending if j.after is None or j.after in done]
             for job in ready[: max(0, parallel - len(running))]:
                 pending.remove(job)
-                log(f"start {job.name}: {' '.join(job.command)} (log {job.log})")
+                logger.info(f"start {job.name}: {' '.join(job.command)} (log {job.log})")
                 running[pool.submit(start, job)] = job
             if not running:  # what is left waits on a job that never ran
                 failed.extend(pending)
@@ -109,10 +112,10 @@ def run_jobs(jobs: Sequence[Job], parallel: int, slots: Sequence[dict[str, str]]
                 with lock:
                     if code == 0:
                         done.add(job.name)
-                        log(f"done  {job.name}")
+                        logger.info(f"done  {job.name}")
                     else:
                         failed.append(job)
-                        log(f"FAILED {job.name} (exit {code}); see {job.log}")
+                        logger.warning(f"FAILED {job.name} (exit {code}); see {job.log}")
     return failed
 
 

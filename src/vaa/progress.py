@@ -13,8 +13,3 @@ def bar(iterable: Any = None, enabled: bool = True, **kwargs: Any) -> tqdm:
     """A tqdm bar, disabled when ``enabled`` is False or stderr is not a terminal."""
     return tqdm(iterable, disable=not (enabled and sys.stderr.isatty()), leave=False, dynamic_ncols=True, **kwargs)
 
-
-def say(message: str, enabled: bool = True) -> None:
-    """Print a line without breaking an active bar."""
-    if enabled:
-        tqdm.write(message)

@@ -18,15 +18,18 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import socket
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Iterator, Sequence
 
 from .files import OutputError, ensure_folder, output_error, recover_folder
+
+logger = logging.getLogger(__name__)
 
 MARKER = ".vaa-run"
 LOCK = ".vaa-lock"
@@ -169,8 +172,7 @@ def _empty_for_overwrite(folder: Path) -> None:
 
 
 @contextmanager
-def use_run_folder(path: str | Path, overwrite: bool = False, protected: Sequence[str | Path] = (),
-                   log: Callable[[str], None] = print) -> Iterator[Path]:
+def use_run_folder(path: str | Path, overwrite: bool = False, protected: Sequence[str | Path] = ()) -> Iterator[Path]:
     """Open ``path`` as a run folder for the duration of the ``with`` block:
     checks and marker, lock, clean-up of interrupted writes, ``--overwrite``."""
     path = Path(path)
@@ -187,10 +189,10 @@ def use_run_folder(path: str | Path, overwrite: bool = False, protected: Sequenc
     lock = RunLock(path).acquire()
     try:
         if lock.stale:
-            log(f"{path}: took over a stale lock ({lock.stale}; that process is gone)")
+            logger.warning(f"{path}: took over a stale lock ({lock.stale}; that process is gone)")
         cleaned = clean_interrupted_writes(path)
         if cleaned:
-            log(f"{path}: cleaned up {len(cleaned)} temporary file(s) of an interrupted write")
+            logger.warning(f"{path}: cleaned up {len(cleaned)} temporary file(s) of an interrupted write")
         if overwrite:
             _empty_for_overwrite(path)
         yield path

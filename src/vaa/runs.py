@@ -25,7 +25,7 @@ from __future__ import annotations
 import contextlib
 import json
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 from .config import RunConfig
 from .run_folder import RunError, use_run_folder
@@ -52,12 +52,12 @@ def _differences(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list
 
 @contextlib.contextmanager
 def prepare_run(config: RunConfig, overwrite: bool = False, protected: Sequence[str | Path] = (),
-                log: Callable[[str], None] = print, runtime: dict[str, Any] | None = None) -> Iterator[Path]:
+                runtime: dict[str, Any] | None = None) -> Iterator[Path]:
     """Open (or create) the run folder, locked for the ``with`` block, and
     save the config in it, with ``runtime`` (device, precision, world size,
     versions of this call) as a record beside the settings; a different
     configuration already there is refused."""
-    with use_run_folder(config.output, overwrite, protected, log) as out:
+    with use_run_folder(config.output, overwrite, protected) as out:
         saved = out / "config.json"
         if saved.exists():
             diff = _differences(_comparable(RunConfig.load(saved)), _comparable(config))

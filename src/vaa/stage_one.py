@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -24,9 +25,11 @@ from .runs import RunError, finished_results, prepare_run, write_json
 from .runtime import LOCAL, Runtime, runtime_for
 from .training import Trainer, predict_examples, set_seed
 
+logger = logging.getLogger(__name__)
+
 
 @contextlib.contextmanager
-def open_run(config: RunConfig, overwrite: bool, log: Callable[[str], None], protected: Sequence[str | Path] = (),
+def open_run(config: RunConfig, overwrite: bool, protected: Sequence[str | Path] = (),
              runtime: Runtime = LOCAL) -> Iterator[tuple[Path, dict[str, Any] | None]]:
     """Open the run folder (locked while the ``with`` block runs); yield the
     saved results if the run is finished, else set threads and seeds for the
@@ -38,7 +41,7 @@ def open_run(config: RunConfig, overwrite: bool, log: Callable[[str], None], pro
         error: Exception | None = None
         if runtime.is_main:
             try:
-                stack.enter_context(prepare_run(config, overwrite, protected, log,
+                stack.enter_context(prepare_run(config, overwrite, protected,
                                                 runtime=runtime_record(runtime.device, runtime.precision, runtime.world_size)))
             except Exception as exc:  # a refusal (RunError), an unwritable folder (OutputError), ...
                 error = exc
@@ -50,7 +53,7 @@ def open_run(config: RunConfig, overwrite: bool, log: Callable[[str], None], pro
         run_dir = Path(config.output)
         done = finished_results(run_dir)
         if done is not None:
-            log(f"{run_dir} is already finished; its results are in {run_dir / 'results.json'}")
+            logger.info(f"{run_dir} is already finished; its results are in {run_dir / 'results.json'}")
             if runtime.is_main and not (run_dir / CARD).exists():  # finished before model cards existed (or killed just before)
                 write_run_card(run_dir)
             yield run_dir, done
@@ -70,15 +73,14 @@ def model_options(config: RunConfig) -> dict[str, Any]:
     return options
 
 
-def report_data(splits: Splits, log: Callable[[str], None]) -> None:
+def report_data(splits: Splits) -> None:
     """Tell the user what was read: each file's kept and skipped rows."""
     for line in splits.summary_lines():
-        log(line)
+        logger.info(line)
 
 
 def featurize_counted(model: Any, pairs: Sequence[Any], label_map: Any, name: str, truncated: dict[str, Any],
-                      log: Callable[[str], None], directory: Path | None = None, runtime: Runtime = LOCAL,
-                      read_only: Sequence[Path] = ()) -> list[Example]:
+                      directory: Path | None = None, runtime: Runtime = LOCAL, read_only: Sequence[Path] = ()) -> list[Example]:
     """Featurise one split (read back from ``directory``, or from a
     ``read_only`` folder, when cached there), recording in ``truncated`` how
     many pairs the model's length cap cut (ESIM's ``max_tokens``, the HF
@@ -88,12 +90,12 @@ def featurize_counted(model: Any, pairs: Sequence[Any], label_map: Any, name: st
     if cut is not None:
         truncated[name] = {"pairs_truncated": int(cut[0]), "pairs": int(cut[1])}
         if cut[0]:
-            log(f"{name}: {cut[0]} of {cut[1]} pairs truncated by the model's length cap")
+            logger.warning(f"{name}: {cut[0]} of {cut[1]} pairs truncated by the model's length cap")
     return examples
 
 
 def final_scores(run_dir: Path, model: torch.nn.Module, examples: dict[str, Sequence[Example]], splits: Splits,
-                 batch_size: int, log: Callable[[str], None], runtime: Runtime = LOCAL) -> dict[str, Any]:
+                 batch_size: int, runtime: Runtime = LOCAL) -> dict[str, Any]:
     """Scores of the best checkpoint on each labelled split; the predictions
     go to ``predictions/<split>.npz`` (paired significance tests read them).
     Under DDP scoring is sharded and gathered; rank 0 writes."""
@@ -107,7 +109,7 @@ def final_scores(run_dir: Path, model: torch.nn.Module, examples: dict[str, Sequ
             report = classification_report(preds.labels, preds.predicted, splits.label_map.names, probs=preds.probs)
             scores[name] = report
             source = getattr(splits, name).report.path
-            log(f"{name} accuracy of the best checkpoint: {report['accuracy']:.4f} ({report['pairs']} pairs, {source})")
+            logger.info(f"{name} accuracy of the best checkpoint: {report['accuracy']:.4f} ({report['pairs']} pairs, {source})")
     return scores
 
 
@@ -120,7 +122,7 @@ def write_npz(path: Path, **arrays: np.ndarray) -> None:
     atomic_write(path, write)
 
 
-def score_best(config: RunConfig, run_dir: Path, splits: Splits, log: Callable[[str], None] = print,
+def score_best(config: RunConfig, run_dir: Path, splits: Splits,
                valid_examples: Sequence[Example] | None = None, runtime: Runtime = LOCAL) -> dict[str, Any]:
     """Scores of the run's best checkpoint on its validation (and test) split,
     predictions saved. Also used for finished runs made before predictions
@@ -132,10 +134,10 @@ def score_best(config: RunConfig, run_dir: Path, splits: Splits, log: Callable[[
     examples = {"valid": valid_examples}
     if splits.test is not None:
         examples["test"] = featurize_cached(best, splits.test.pairs, splits.label_map, run_dir / "features", runtime)
-    return final_scores(run_dir, best, examples, splits, config.optim.eval_batch_size, log, runtime)
+    return final_scores(run_dir, best, examples, splits, config.optim.eval_batch_size, runtime)
 
 
-def train(config: RunConfig, overwrite: bool = False, log: Callable[[str], None] = print) -> dict[str, Any]:
+def train(config: RunConfig, overwrite: bool = False) -> dict[str, Any]:
     """Train model A as ``config`` says; returns the run's results.
 
     Re-running an interrupted run resumes it; a finished run returns its saved
@@ -144,34 +146,31 @@ def train(config: RunConfig, overwrite: bool = False, log: Callable[[str], None]
     Under ``torchrun`` every process calls this; they train one model with
     DDP and rank 0 writes."""
     runtime = runtime_for(config.device, config.precision)
-    if not runtime.is_main:
-        log = _quiet
     splits = load_splits(config.data) if overwrite or finished_results(Path(config.output)) is None else None
-    with open_run(config, overwrite, log, runtime=runtime) as (run_dir, done):
-        return _train(config, run_dir, done, splits, log, runtime)
+    with open_run(config, overwrite, runtime=runtime) as (run_dir, done):
+        return _train(config, run_dir, done, splits, runtime)
 
 
-def _train(config: RunConfig, run_dir: Path, done: dict[str, Any] | None, splits: Splits | None,
-           log: Callable[[str], None], runtime: Runtime) -> dict[str, Any]:
+def _train(config: RunConfig, run_dir: Path, done: dict[str, Any] | None, splits: Splits | None, runtime: Runtime) -> dict[str, Any]:
     if done is not None:
         if not (run_dir / "predictions" / "valid.npz").exists():
-            log(f"{run_dir} has no saved predictions; scoring its best checkpoint")
-            score_best(config, run_dir, splits or load_splits(config.data), log, runtime=runtime)
+            logger.info(f"{run_dir} has no saved predictions; scoring its best checkpoint")
+            score_best(config, run_dir, splits or load_splits(config.data), runtime=runtime)
         return done
     splits = splits or load_splits(config.data)
-    report_data(splits, log)
+    report_data(splits)
     if runtime.is_main:
         splits.label_map.save(run_dir / "label_map.json")
 
     model = build_model(config.model.family, splits.train.pairs, splits.label_map, seed=config.seed, **model_options(config))
     info = getattr(model, "build_info", {})
     if info:
-        log("model: " + ", ".join(f"{k} {v}" for k, v in info.items()))
+        logger.info("model: " + ", ".join(f"{k} {v}" for k, v in info.items()))
     # cached in the run folder (features/): a resume, stage two and every DDP rank read them back
     truncated: dict[str, Any] = {}
     features = run_dir / "features"
-    train_examples = featurize_counted(model, splits.train.pairs, splits.label_map, "train", truncated, log, features, runtime)
-    valid_examples = featurize_counted(model, splits.valid.pairs, splits.label_map, "valid", truncated, log, features, runtime)
+    train_examples = featurize_counted(model, splits.train.pairs, splits.label_map, "train", truncated, features, runtime)
+    valid_examples = featurize_counted(model, splits.valid.pairs, splits.label_map, "valid", truncated, features, runtime)
     if runtime.is_main:
         write_json(run_dir / "data.json", {**splits.reports(), "truncated": truncated})
     trainer = Trainer(
@@ -182,15 +181,15 @@ def _train(config: RunConfig, run_dir: Path, done: dict[str, Any] | None, splits
     )
     started = time.perf_counter()
     if (run_dir / "checkpoints" / "last").exists():
-        log(f"resuming from {run_dir / 'checkpoints' / 'last'}")
+        logger.info(f"resuming from {run_dir / 'checkpoints' / 'last'}")
     state = trainer.fit()
-    log(state.stop_reason)
+    logger.info(state.stop_reason)
 
     results = {
         "stage": "stage1", "run": str(run_dir), "family": config.model.family, "seed": config.seed,
         "best_epoch": state.best_epoch + 1, "epochs": state.epoch, "stop_reason": state.stop_reason,
         "train_seconds_this_call": round(time.perf_counter() - started, 1), "model_info": info,
-        "history": state.history, "scores": score_best(config, run_dir, splits, log, valid_examples, runtime),
+        "history": state.history, "scores": score_best(config, run_dir, splits, valid_examples, runtime),
         "runtime": runtime_record(runtime.device, runtime.precision, runtime.world_size),
     }
     if runtime.is_main:
@@ -198,7 +197,3 @@ def _train(config: RunConfig, run_dir: Path, done: dict[str, Any] | None, splits
         write_run_card(run_dir)
     runtime.barrier()  # results.json exists for every rank once train() returns
     return results
-
-
-def _quiet(message: str) -> None:
-    """The log of ranks other than 0: they compute, rank 0 speaks."""

@@ -13,9 +13,10 @@ not be, contain or lie inside model A's folder.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -35,9 +36,11 @@ from .inference import load_model
 from .run_folder import check_apart
 from .runs import RunError, finished_results, read_json, write_json
 from .runtime import Runtime, runtime_for
-from .stage_one import _quiet, featurize_counted, final_scores, open_run, report_data
+from .stage_one import featurize_counted, final_scores, open_run, report_data
 from .training import Trainer, read_jsonl, steps_in_log
 from .vulnerability import FeatureCache, state_fingerprint
+
+logger = logging.getLogger(__name__)
 
 
 def a_run_folder(model_a: str | Path) -> Path | None:
@@ -119,7 +122,7 @@ def stage_two_features(raw: dict[str, Any], config: RunConfig, split: str) -> di
 EPS_CALIBRATION = "eps_calibration.json"  # not calibration.json: that is `vaa calibrate`'s decision rule
 
 
-def calibrated_attack(config: RunConfig, run_dir: Path, model_a: Any, train_examples: Sequence[Example], log: Callable[[str], None],
+def calibrated_attack(config: RunConfig, run_dir: Path, model_a: Any, train_examples: Sequence[Example],
                       runtime: Runtime | None = None) -> RunConfig:
     """With ``vaa.calibrate_flip_rate``, eps is chosen once on the training
     pairs and stored in the run folder (eps_calibration.json): a resumed run reuses
@@ -143,7 +146,7 @@ def calibrated_attack(config: RunConfig, run_dir: Path, model_a: Any, train_exam
             write_json(path, found)
         if runtime is not None:
             found = runtime.broadcast(found)
-    log(f"eps calibrated to {found['eps']:.4g}: the attack flips {found['flip_rate']:.2%} of {found['pairs']} training pairs (target {target:.2%})")
+    logger.info(f"eps calibrated to {found['eps']:.4g}: the attack flips {found['flip_rate']:.2%} of {found['pairs']} training pairs (target {target:.2%})")
     return dataclasses.replace(config, attack=dataclasses.replace(config.attack, eps=found["eps"]))
 
 
@@ -170,17 +173,15 @@ def plot_both_stages(a_dir: Path | None, run_dir: Path, label: str = "stage two"
     return plot_losses(curves, run_dir / "loss_both_stages.png", boundary) if curves else None
 
 
-def train_vaa(config: RunConfig, overwrite: bool = False, log: Callable[[str], None] = print) -> dict[str, Any]:
+def train_vaa(config: RunConfig, overwrite: bool = False) -> dict[str, Any]:
     """Train model B (with W) from the frozen model A in ``config.vaa.model_a``."""
     config = resolve_config(config)
     runtime = runtime_for(config.device, config.precision)
-    if not runtime.is_main:
-        log = _quiet
     assert config.vaa.model_a is not None
     protected = a_folders(config.vaa.model_a)
     check_apart(config.output, protected)
     if not overwrite and finished_results(Path(config.output)) is not None:
-        with open_run(config, overwrite, log, protected, runtime) as (run_dir, done):
+        with open_run(config, overwrite, protected, runtime) as (run_dir, done):
             if done is not None:
                 return done
     # model A and the data are read (and checked) before the run folder is created or changed
@@ -188,15 +189,15 @@ def train_vaa(config: RunConfig, overwrite: bool = False, log: Callable[[str], N
     model_a.to(runtime.device)
     a_dir = a_run_folder(config.vaa.model_a)
     splits = load_splits(config.data, label_map=label_map)
-    with open_run(config, overwrite, log, protected, runtime) as (run_dir, done):
+    with open_run(config, overwrite, protected, runtime) as (run_dir, done):
         if done is not None:
             return done
-        return _train_vaa(config, run_dir, model_a, label_map, payload_a, a_dir, splits, log, runtime)
+        return _train_vaa(config, run_dir, model_a, label_map, payload_a, a_dir, splits, runtime)
 
 
 def _train_vaa(config: RunConfig, run_dir: Path, model_a: PairModel, label_map: LabelMap, payload_a: dict[str, Any],
-               a_dir: Path | None, splits: Splits, log: Callable[[str], None], runtime: Runtime) -> dict[str, Any]:
-    report_data(splits, log)
+               a_dir: Path | None, splits: Splits, runtime: Runtime) -> dict[str, Any]:
+    report_data(splits)
     if runtime.is_main:
         label_map.save(run_dir / "label_map.json")
 
@@ -208,12 +209,12 @@ def _train_vaa(config: RunConfig, run_dir: Path, model_a: PairModel, label_map: 
     truncated: dict[str, Any] = {}
     features = run_dir / "features"
     elsewhere = [a_dir / "features"] if a_dir is not None else []
-    examples = {name: featurize_counted(model_a, d.pairs, label_map, name, truncated, log, features, runtime, elsewhere)
+    examples = {name: featurize_counted(model_a, d.pairs, label_map, name, truncated, features, runtime, elsewhere)
                 for name, d in parts.items()}
     if runtime.is_main:
         write_json(run_dir / "data.json", {**splits.reports(), "truncated": truncated})
     info: dict[str, Any] = {"model_a": payload_a["path"]}
-    config = calibrated_attack(config, run_dir, model_a, examples["train"], log, runtime)
+    config = calibrated_attack(config, run_dir, model_a, examples["train"], runtime)
     if config.vaa.calibrate_flip_rate:
         info["eps_calibration"] = read_json(run_dir / EPS_CALIBRATION)
     want = feature_needs(config.vaa)
@@ -221,7 +222,7 @@ def _train_vaa(config: RunConfig, run_dir: Path, model_a: PairModel, label_map: 
     model = VAAModel(model_a, config.vaa, config.attack)
     train_features: dict[str, Any] | None = None
     if cached:
-        cache = FeatureCache(Path(config.vaa.cache_dir) if config.vaa.cache_dir else run_dir / "vcache", log=log)
+        cache = FeatureCache(Path(config.vaa.cache_dir) if config.vaa.cache_dir else run_dir / "vcache")
         fingerprint = state_fingerprint(model_a)
         info["cache"] = {}
         for name in examples:
@@ -236,10 +237,10 @@ def _train_vaa(config: RunConfig, run_dir: Path, model_a: PairModel, label_map: 
             info["cache"][name] = hit
             info[f"signal_{name}"] = stats
             how = "cache hit" if hit["hit"] else f"computed in {hit['seconds']:.1f} s"
-            log(f"V1/V2 for {len(v1)} {name} pairs: {how}; "
+            logger.info(f"V1/V2 for {len(v1)} {name} pairs: {how}; "
                 f"||V1-V2|| mean {stats['mean']:.4g}, median {stats['median']:.4g} ({stats['mean_relative_to_V1']:.2%} of ||V1||)")
     else:
-        log("V1/V2 computed on the fly in every batch (no cache)" if config.vaa.vulnerability != "zeros" else
+        logger.info("V1/V2 computed on the fly in every batch (no cache)" if config.vaa.vulnerability != "zeros" else
             "control: V replaced by zeros")
     if config.vaa.normalize == "standardize":
         if train_features is None:  # no cache: the statistics still come from every training pair, once
@@ -262,7 +263,7 @@ def _train_vaa(config: RunConfig, run_dir: Path, model_a: PairModel, label_map: 
     )
     started = time.perf_counter()
     state = trainer.fit()
-    log(state.stop_reason)
+    logger.info(state.stop_reason)
     best = load_model(run_dir / "checkpoints" / "best")
     scored = {name: ex for name, ex in examples.items() if name != "train"}
     a_results = read_json(a_dir / "results.json") if a_dir and (a_dir / "results.json").exists() else {}
@@ -271,14 +272,14 @@ def _train_vaa(config: RunConfig, run_dir: Path, model_a: PairModel, label_map: 
         "vaa": dataclasses.asdict(config.vaa), "attack": dataclasses.asdict(config.attack),
         "best_epoch": state.best_epoch + 1, "epochs": state.epoch, "stop_reason": state.stop_reason,
         "train_seconds_this_call": round(time.perf_counter() - started, 1), "info": info, "history": state.history,
-        "scores": final_scores(run_dir, best.module, scored, splits, config.optim.eval_batch_size, log, runtime),
+        "scores": final_scores(run_dir, best.module, scored, splits, config.optim.eval_batch_size, runtime),
         "model_a_scores": a_results.get("scores", {}),
         "runtime": runtime_record(runtime.device, runtime.precision, runtime.world_size),
     }
     if runtime.is_main:
         plot = plot_both_stages(a_dir, run_dir)
         if plot:
-            log(f"loss across both stages: {plot}")
+            logger.info(f"loss across both stages: {plot}")
         write_json(run_dir / "results.json", results)
         write_run_card(run_dir)
     runtime.barrier()

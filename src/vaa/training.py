@@ -12,6 +12,7 @@ interruption.
 from __future__ import annotations
 
 import json
+import logging
 import random
 import resource
 import time
@@ -30,8 +31,10 @@ from .config import OptimConfig
 from .data.batching import Batch, BatchIterator, Example, collate, split_batch
 from .device import autocast, grad_scaler, model_device, to_device, to_numpy
 from .guards import NonFiniteError, check_finite, is_finite
-from .progress import bar as progress_bar, say
+from .progress import bar as progress_bar
 from .runtime import LOCAL, Runtime
+
+logger = logging.getLogger(__name__)
 
 
 _NON_FINITE_HINT = "lower optim.lr (or attack.eps in stage two) or check the data"
@@ -411,7 +414,7 @@ class Trainer:
             st.finished, st.stop_reason = True, f"reached max_epochs={self.cfg.max_epochs}"
         self.save_last()
         if main:
-            say(f"[{self.stage}] epoch {record['epoch'] + 1}: train loss {record['train_loss']:.4f}, "
+            logger.info(f"[{self.stage}] epoch {record['epoch'] + 1}: train loss {record['train_loss']:.4f}, "
                 f"validation accuracy {accuracy:.4f}{' (best)' if improved else ''} ({seconds:.0f} s)")
 
     def fit(self, resume: bool = True, stop_after_batches: int | None = None) -> TrainState:

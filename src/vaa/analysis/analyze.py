@@ -13,9 +13,10 @@ labelled file, written to a folder.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -29,6 +30,8 @@ from .defaults import DEFAULT_EPS
 from .plots import plot_per_class, plot_roc, plot_sweep
 from .roc import criterion_roc
 from .theorem import fit_criterion, format_report, plot_accuracy_curves
+
+logger = logging.getLogger(__name__)
 
 # F1 and F2 are the paper's criteria; ||V1 - V2|| is the raw feature behind
 # them, scored the same way because it can carry more than the output does.
@@ -100,8 +103,7 @@ def sweep_markdown(rows: Sequence[dict[str, Any]]) -> str:
 def analyze_examples(
     model: PairModel, examples: Sequence[Any], labels: np.ndarray, class_names: Sequence[str], output: str | Path,
     attack: AttackConfig = AttackConfig(), eps_list: Sequence[float] = DEFAULT_EPS, norms: Sequence[str] = ("l2", "linf"),
-    run_sweep: bool = True, batch_size: int = 128, progress: bool = True, ids: Sequence[str] | None = None,
-    log: Callable[[str], None] = print, title: str = "",
+    run_sweep: bool = True, batch_size: int = 128, progress: bool = True, ids: Sequence[str] | None = None, title: str = "",
 ) -> dict[str, Any]:
     """All analyses for featurised, labelled examples (see module docstring)."""
     import pandas as pd
@@ -111,7 +113,7 @@ def analyze_examples(
     start = time.perf_counter()
     main = measure(model, examples, attack, batch_size, progress=progress)
     seconds = time.perf_counter() - start
-    log(f"vulnerability of {len(examples)} pairs in {seconds:.1f} s ({len(examples) / seconds:.1f} pairs/s)")
+    logger.info(f"vulnerability of {len(examples)} pairs in {seconds:.1f} s ({len(examples) / seconds:.1f} pairs/s)")
 
     pd.DataFrame({
         "id": list(ids) if ids is not None else range(len(examples)), "gold": [class_names[k] for k in labels],
@@ -131,17 +133,17 @@ def analyze_examples(
         rocs = [criterion_roc(main.criterion(c), labels, class_names, c) for c in CRITERIA]
         plot_roc(rocs, out / "roc.png", title=f"{title + ': ' if title else ''}label from vulnerability alone ({setting})")
         for r in rocs:
-            log(f"AUC of {r.criterion} ({setting}): {r.auc:.4f} (oriented {r.auc_oriented:.4f})")
+            logger.info(f"AUC of {r.criterion} ({setting}): {r.auc:.4f} (oriented {r.auc_oriented:.4f})")
         reference = no_attack_reference(main, labels, class_names)
-        log("AUC without attack (entropy, -log max phi, ||V1||): " + ", ".join(f"{c} {v:.4f}" for c, v in reference.items()))
+        logger.info("AUC without attack (entropy, -log max phi, ||V1||): " + ", ".join(f"{c} {v:.4f}" for c, v in reference.items()))
         probability_auc = probability_reference(main, labels, class_names)
-        log("AUC of A's own class probability: " + ", ".join(f"{c} {v:.4f}" for c, v in probability_auc.items()))
+        logger.info("AUC of A's own class probability: " + ", ".join(f"{c} {v:.4f}" for c, v in probability_auc.items()))
     else:
-        log("only one class in the data: no ROC/AUC and no Theorem 1 fit (per-class plots still written)")
+        logger.warning("only one class in the data: no ROC/AUC and no Theorem 1 fit (per-class plots still written)")
     try:
         fits = {c: fit_criterion(main.criterion(c), labels, list(class_names)) for c in CRITERIA}
     except ValueError as exc:  # fewer than two classes with two pairs each
-        log(f"no Theorem 1 fit: {exc}")
+        logger.warning(f"no Theorem 1 fit: {exc}")
     if fits:
         (out / "theorem.txt").write_text("\n\n".join(format_report(f, c) for c, f in fits.items()) + "\n")
         plot_accuracy_curves(out / "theorem.png", mark=fits["F2"])  # the paper's criterion; theorem.txt has all
@@ -213,7 +215,7 @@ def analyze(
     checkpoint: str | Path, data: str | Path | None, output: str | Path, attack: AttackConfig = AttackConfig(),
     eps_list: Sequence[float] = DEFAULT_EPS, norms: Sequence[str] = ("l2", "linf"), run_sweep: bool = True,
     format: str = "auto", columns: str | None = None, limit: int | None = None, batch_size: int = 128,
-    progress: bool = True, log: Callable[[str], None] = print, on_error: str = "raise", labels: str | None = None,
+    progress: bool = True, on_error: str = "raise", labels: str | None = None,
     device: str = "auto",
 ) -> dict[str, Any]:
     """Analyse model A of ``checkpoint`` (a stage-one model, or the A inside a
@@ -223,11 +225,11 @@ def analyze(
     if data is None:
         dataset = run_validation_split(checkpoint, loaded.label_map, limit)
     else:
-        dataset = loaded.read(data, format, columns, labels, limit, on_error, require_labels=True, log=log)
+        dataset = loaded.read(data, format, columns, labels, limit, on_error, require_labels=True)
     examples = loaded.featurize(dataset.pairs)
     labels = np.asarray([e["label"] for e in examples])
     result = analyze_examples(loaded.base, examples, labels, loaded.label_map.names, output, attack, eps_list, norms,
-                              run_sweep, batch_size, progress, ids=[p.id for p in dataset.pairs], log=log,
+                              run_sweep, batch_size, progress, ids=[p.id for p in dataset.pairs],
                               title=Path(str(data)).name if data is not None else "validation split")
     result["checkpoint"] = loaded.path
     result["data"] = dataset.report.to_json()

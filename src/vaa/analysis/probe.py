@@ -21,9 +21,10 @@ training part of each fold only (a scikit-learn pipeline refitted per fold).
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -32,6 +33,8 @@ from ..data.sources import check_labels, read_file
 from ..inference import load_model
 from ..runs import write_json
 from ..features import feature_values, flip_grid, pair_features
+
+logger = logging.getLogger(__name__)
 
 # Feature name -> (what it is, how it enters the regression). Every one is
 # derived from the same batch_features pass.
@@ -166,7 +169,7 @@ def probe(
     folds: int = 5, seed: int = 0, c: float = 1.0, names: Sequence[str] = tuple(FEATURES), random_control: bool = True,
     control_direction: str = "random",
     format: str = "auto", columns: str | None = None, limit: int | None = None, batch_size: int = 128,
-    progress: bool = True, on_error: str = "raise", log: Callable[[str], None] = print,
+    progress: bool = True, on_error: str = "raise",
 ) -> dict[str, Any]:
     """Run the probe for model A of ``checkpoint`` on a labelled file; write
     probe.md, probe.json and the per-pair features (features.npz) to ``output``.
@@ -190,7 +193,7 @@ def probe(
         control = dataclasses.replace(attack, direction=control_direction)
         random_features = pair_features(loaded.base, examples, control, [w for w in want if w == "flip_eps"], batch_size, progress)
     seconds = time.perf_counter() - started
-    log(f"features of {len(examples)} pairs in {seconds:.1f} s; fitting {folds}-fold logistic regressions")
+    logger.info(f"features of {len(examples)} pairs in {seconds:.1f} s; fitting {folds}-fold logistic regressions")
     result = compare(features, random_features, labels, names, folds, seed, c)
     result.update({"attack": dataclasses.asdict(attack), "control_direction": control_direction if random_control else None, "flip_grid": [float(e) for e in flip_grid(attack)],
                    "checkpoint": loaded.path, "data": str(data), "feature_seconds": round(seconds, 1),
