@@ -140,6 +140,8 @@ def build_config(args: argparse.Namespace, default_preset: str | Callable[[], st
         _merge(values, {"vaa": {"saliency": True}})
     if getattr(args, "no_progress", False):
         values["progress"] = False
+    if getattr(args, "tensorboard", False):
+        values["tensorboard"] = True
     check_overrides(values, source="command line")
     preset = args.preset or (default_preset() if callable(default_preset) else default_preset)
     config = load_preset(preset) if preset else RunConfig()
@@ -151,6 +153,8 @@ def _common_run_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--set", action="append", metavar="KEY=VALUE", help="any config setting, e.g. optim.lr=1e-3 (repeatable)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing run folder instead of resuming it")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--tensorboard", action="store_true",
+                        help="also write TensorBoard curves into the run folder's tensorboard/ (needs the tensorboard package)")
     parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
 
 

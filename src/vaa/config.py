@@ -285,6 +285,8 @@ class RunConfig(Settings):
     checkpoint_every: int = setting(0, help="batches between mid-epoch checkpoints (0: end of epoch only)", ge=0)
     threads: int = setting(0, help="torch CPU threads (0: torch's default)", ge=0)
     progress: bool = setting(True, help="show progress bars")
+    tensorboard: bool = setting(False, help="also write TensorBoard curves into the run folder's tensorboard/ "
+                                            "(needs the tensorboard package)")
     device: str = setting("auto", help="auto (CUDA, else MPS, else CPU) | cpu | cuda | cuda:N | mps; under torchrun: cuda:LOCAL_RANK")
     precision: str = setting("fp32", help="fp32 (paper) | bf16 | fp16 (CUDA only, with a gradient scaler); the FGSM step is always fp32",
                              choices=PRECISIONS)

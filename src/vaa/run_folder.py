@@ -37,7 +37,7 @@ LOCK = ".vaa-lock"
 KNOWN_ENTRIES = frozenset({MARKER, LOCK, "config.json", "label_map.json", "data.json", "metrics.jsonl", "loss.jsonl",
                            "results.json", "checkpoints", "predictions", "vcache", "loss_both_stages.png",
                            "calibration.json", "calibration.png", "eps_calibration.json", "README.md",  # README.md: the model card
-                           "analysis", "features"})  # analysis/: the README's `vaa analyze --output RUN/analysis`
+                           "analysis", "features", "tensorboard"})  # analysis/: the README's `vaa analyze --output RUN/analysis`
 
 
 class RunError(RuntimeError):

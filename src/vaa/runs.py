@@ -7,6 +7,7 @@
     <run>/data.json          what was read (files, formats, kept/skipped rows)
     <run>/metrics.jsonl      one line per epoch (validation accuracy, loss, speed)
     <run>/loss.jsonl         training loss every ``log_every`` batches
+    <run>/tensorboard/       with ``tensorboard: true``: the same curves for TensorBoard (tensorboard_log.py)
     <run>/checkpoints/       best/ (best validation accuracy), last/ (resume): folders
                              with model.safetensors + vaa.json (see checkpoint.py)
     <run>/predictions/       <split>.npz of the best checkpoint
@@ -32,7 +33,7 @@ from .run_folder import RunError, use_run_folder
 
 # Settings that do not change what a run computes (device and precision change
 # it only by float rounding: a run may be resumed on another device or precision).
-_IGNORED = {"progress", "threads", "output", "device", "precision", "runtime"}
+_IGNORED = {"progress", "threads", "output", "device", "precision", "runtime", "tensorboard"}
 
 
 def _comparable(config: RunConfig) -> dict[str, Any]:

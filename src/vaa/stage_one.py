@@ -23,6 +23,7 @@ from .model_card import CARD, write_run_card
 from .models import build_model
 from .runs import RunError, finished_results, prepare_run, write_json
 from .runtime import LOCAL, Runtime, runtime_for
+from .tensorboard_log import TensorBoardLog, require_tensorboard
 from .training import Trainer, predict_examples, set_seed
 
 logger = logging.getLogger(__name__)
@@ -146,6 +147,8 @@ def train(config: RunConfig, overwrite: bool = False) -> dict[str, Any]:
     Under ``torchrun`` every process calls this; they train one model with
     DDP and rank 0 writes."""
     runtime = runtime_for(config.device, config.precision)
+    if config.tensorboard:
+        require_tensorboard()
     splits = load_splits(config.data) if overwrite or finished_results(Path(config.output)) is None else None
     with open_run(config, overwrite, runtime=runtime) as (run_dir, done):
         return _train(config, run_dir, done, splits, runtime)
@@ -179,6 +182,8 @@ def _train(config: RunConfig, run_dir: Path, done: dict[str, Any] | None, splits
         seed=config.seed, log_every=config.log_every, checkpoint_every=config.checkpoint_every,
         progress=config.progress, stage="stage1", runtime=runtime,
     )
+    if config.tensorboard and runtime.is_main:
+        trainer.board = TensorBoardLog(run_dir)
     started = time.perf_counter()
     if (run_dir / "checkpoints" / "last").exists():
         logger.info(f"resuming from {run_dir / 'checkpoints' / 'last'}")

@@ -37,6 +37,7 @@ from .run_folder import check_apart
 from .runs import RunError, finished_results, read_json, write_json
 from .runtime import Runtime, runtime_for
 from .stage_one import featurize_counted, final_scores, open_run, report_data
+from .tensorboard_log import TensorBoardLog, require_tensorboard, v_statistics
 from .training import Trainer, read_jsonl, steps_in_log
 from .vulnerability import FeatureCache, state_fingerprint
 
@@ -177,6 +178,8 @@ def train_vaa(config: RunConfig, overwrite: bool = False) -> dict[str, Any]:
     """Train model B (with W) from the frozen model A in ``config.vaa.model_a``."""
     config = resolve_config(config)
     runtime = runtime_for(config.device, config.precision)
+    if config.tensorboard:
+        require_tensorboard()
     assert config.vaa.model_a is not None
     protected = a_folders(config.vaa.model_a)
     check_apart(config.output, protected)
@@ -261,6 +264,9 @@ def _train_vaa(config: RunConfig, run_dir: Path, model_a: PairModel, label_map: 
         progress=config.progress, step_offset=steps_in_log(a_dir / "loss.jsonl") if a_dir else 0, stage="stage2",
         runtime=runtime,
     )
+    if config.tensorboard and runtime.is_main:
+        trainer.board = TensorBoardLog(run_dir, trainer.step_offset,
+                                       epoch_extras=lambda: v_statistics(model, examples["valid"], config.optim.eval_batch_size))
     started = time.perf_counter()
     state = trainer.fit()
     logger.info(state.stop_reason)

@@ -274,6 +274,8 @@ class Trainer:
         self.ckpt_dir = self.run_dir / "checkpoints"
         self.loss_log = self.run_dir / "loss.jsonl"
         self.metrics_log = self.run_dir / "metrics.jsonl"
+        # optional TensorBoard curves (vaa.tensorboard_log.TensorBoardLog), set by the stage on rank 0
+        self.board: Any = None
 
     # -- checkpoints ------------------------------------------------------
     def _training_state(self) -> dict[str, Any]:
@@ -402,6 +404,8 @@ class Trainer:
         record["best"] = improved
         if main:
             _append_jsonl(self.metrics_log, record)
+            if self.board is not None:
+                self.board.epoch(st.global_step, record)
         st.history.append(record)
         if improved:
             self.save_best()
@@ -436,6 +440,8 @@ class Trainer:
         st = self.state
         done_here = 0
         window = st.loss_window
+        if main and self.board is not None:
+            self.board.start(st.global_step)
         self.model.train()
         while not st.finished:
             start = time.perf_counter()
@@ -460,6 +466,8 @@ class Trainer:
                     if main:
                         _append_jsonl(self.loss_log, {"stage": self.stage, "stage_step": st.global_step, "step": self.step_offset + st.global_step,
                                                       "epoch": st.epoch, "loss": float(np.mean(window))})
+                        if self.board is not None:
+                            self.board.loss(st.global_step, float(np.mean(window)), self.optimizer.param_groups[0]["lr"])
                     bar.set_postfix(loss=f"{np.mean(window):.4f}")
                     window.clear()
                 if self.checkpoint_every and st.global_step % self.checkpoint_every == 0:
@@ -467,12 +475,18 @@ class Trainer:
                 done_here += 1
                 if stop_after_batches is not None and done_here >= stop_after_batches:
                     bar.close()
+                    self._close_board()
                     return st
             bar.close()
             elapsed = time.perf_counter() - start
             self._end_epoch(elapsed, st.epoch_seen - seen_at_start)
             self.model.train()
+        self._close_board()
         return st
+
+    def _close_board(self) -> None:
+        if self.board is not None:
+            self.board.close()
 
 
 def steps_in_log(path: str | Path) -> int:
