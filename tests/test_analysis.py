@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import logging
-
 import json
+import logging
 
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from sklearn.metrics import roc_auc_score, roc_curve, auc as sk_auc
 
 import vaa.vulnerability as vuln
@@ -74,22 +74,56 @@ def test_sweep_matches_single_measurements_and_shares_the_base_pass(monkeypatch)
     assert results[1].distance.mean() > results[0].distance.mean()
 
 
+def _attacked_one_by_one(model, examples, cfg):
+    """F1, F2, ||V1 - V2||, A's prediction and the flip of each pair, from
+    the attack primitives on one pair at a time (the analysis batches them)."""
+    from vaa.attack import attack
+    from vaa.data.batching import collate
+
+    rows = []
+    for example in examples:
+        base, _, logits_adv, hidden_adv = attack(model, collate([example]), cfg)
+        phi, log_psi = torch.softmax(base.logits, -1)[0], torch.log_softmax(logits_adv, -1)[0]
+        predicted = int(base.logits.argmax())
+        rows.append({"F1": float(-(phi * log_psi).sum()), "F2": float(-log_psi[predicted]),
+                     "distance": float((base.hidden - hidden_adv).norm()), "predicted": TOY_LABELS.names[predicted],
+                     "flipped": int(logits_adv.argmax()) != predicted})
+    return pd.DataFrame(rows)
+
+
 def test_analysis_folder_holds_every_figure_and_table(tmp_path):
     model = tiny_esim().eval()
     examples, labels = _examples(model)
+    ids = [f"pair{k}" for k in range(len(examples))]
     result = analyze_examples(model, examples, labels, TOY_LABELS.names, tmp_path, eps_list=(0.01, 1.0), batch_size=8,
-                              progress=False)
+                              progress=False, ids=ids)
     for name in ("per_pair.csv", "per_class_F1.png", "per_class_F2.png", "per_class_distance.png", "roc.png",
                  "sweep.csv", "sweep.md", "sweep.png", "theorem.txt", "theorem.png", "analysis.json", "report.md"):
         assert (tmp_path / name).stat().st_size > 0, name
-    sweep = pd.read_csv(tmp_path / "sweep.csv")
-    assert len(sweep) == 3 * 2 * 2 + 3  # criterion (F1, F2, ||V1-V2||) x norm x eps, plus the random-direction control
-    assert set(sweep["direction"]) == {"fgsm", "random"}
+    # every row of per_pair.csv is its own pair's attack, recomputed here pair by pair from the primitives
     per_pair = pd.read_csv(tmp_path / "per_pair.csv")
-    assert len(per_pair) == len(examples)
-    means = per_pair.groupby("gold")["F2"].mean()
-    assert result["per_class"]["F2"]["duplicate"]["mean"] == pytest.approx(means["duplicate"])
-    assert json.loads((tmp_path / "analysis.json").read_text())["pairs"] == len(examples)
+    assert list(per_pair["id"]) == ids and list(per_pair["gold"]) == [TOY_LABELS.names[k] for k in labels]
+    expected = _attacked_one_by_one(model, examples, AttackConfig())
+    for column in ("F1", "F2", "distance"):
+        np.testing.assert_allclose(per_pair[column], expected[column], rtol=1e-4, atol=1e-6, err_msg=column)
+    assert list(per_pair["predicted"]) == list(expected["predicted"]) and list(per_pair["flipped"]) == list(expected["flipped"])
+    # the figures of analysis.json from those recomputed values (scikit-learn's AUC, numpy's means)
+    saved = json.loads((tmp_path / "analysis.json").read_text())
+    duplicate = labels == TOY_LABELS.index("duplicate")
+    for criterion in ("F1", "F2", "distance"):
+        roc = next(r for r in saved["roc"] if r["criterion"] == criterion)
+        assert roc["auc"] == pytest.approx(roc_auc_score(duplicate, expected[criterion]), abs=1e-9)
+        assert saved["per_class"][criterion]["duplicate"]["mean"] == pytest.approx(expected[criterion][duplicate].mean(), rel=1e-4)
+    assert saved["flip_rate"] == pytest.approx(expected["flipped"].mean())
+    assert saved["accuracy_of_A"] == pytest.approx(np.mean(expected["predicted"] == per_pair["gold"]))
+    # the sweep: one row per criterion x norm x eps (plus the random control), each its setting's AUC
+    sweep = pd.read_csv(tmp_path / "sweep.csv")
+    assert len(sweep) == 3 * 2 * 2 + 3 and set(sweep["direction"]) == {"fgsm", "random"}
+    strong = _attacked_one_by_one(model, examples, AttackConfig(norm="linf", eps=1.0))
+    row = sweep[(sweep["criterion"] == "F2") & (sweep["norm"] == "linf") & (sweep["eps"] == 1.0) & (sweep["direction"] == "fgsm")]
+    assert float(row["auc"].iloc[0]) == pytest.approx(roc_auc_score(duplicate, strong["F2"]), abs=1e-9)
+    assert float(row["flip_rate"].iloc[0]) == pytest.approx(strong["flipped"].mean())
+    assert result["pairs"] == saved["pairs"] == len(examples)
 
 
 def test_cli_vulnerability_for_one_pair_and_a_file(tmp_path, capsys):
@@ -106,10 +140,30 @@ def test_cli_vulnerability_for_one_pair_and_a_file(tmp_path, capsys):
     assert len(table) == len(TOY_PAIRS) and (table["F2"] >= 0).all()
 
 
+def _printed(out: str, label: str) -> float:
+    """The number after ``=`` on the line starting with ``label``."""
+    line = next(line for line in out.splitlines() if line.strip().startswith(label))
+    return float(line.split("=")[-1].split()[0])
+
+
 def test_cli_theorem_prints_closed_form_and_monte_carlo(capsys, tmp_path):
-    assert main(["theorem", "--n", "3", "--d", "1", "--sigma", "1", "--samples", "2000", "--plot", str(tmp_path / "t.png")]) == 0
+    from scipy.stats import norm
+
+    n, d, sigma = 3, 1.5, 0.7
+    assert main(["theorem", "--n", str(n), "--d", str(d), "--sigma", str(sigma), "--samples", "4000",
+                 "--plot", str(tmp_path / "t.png")]) == 0
     out = capsys.readouterr().out
-    assert "P = (1 - 2S)/n + 2S" in out and "Monte-Carlo" in out and (tmp_path / "t.png").exists()
+    # Theorem 1 computed here: S = Phi(d / 2 sigma) - 1/2, P = (1 - 2S)/n + 2S
+    s = norm.cdf(d / (2 * sigma)) - 0.5
+    p = (1 - 2 * s) / n + 2 * s
+    assert _printed(out, "S =") == pytest.approx(s, abs=1e-6)
+    assert _printed(out, "P = (1 - 2S)/n + 2S") == pytest.approx(p, abs=1e-6)
+    line = next(line for line in out.splitlines() if "Monte-Carlo" in line)
+    estimate, error = (float(x) for x in line.split("=")[1].split()[0:3:2])  # "0.816167 +- 0.004924"
+    assert 0 < error < 0.02 and abs(estimate - p) < 4 * error  # the simulation agrees with the closed form
+    limit = next(line for line in out.splitlines() if "n -> infinity" in line)  # "P = 0.716023   (limit 2S = 0.716023)"
+    assert float(limit.split("P =")[1].split()[0]) == pytest.approx(2 * s, abs=1e-6)  # P tends to 2S as n grows
+    assert (tmp_path / "t.png").stat().st_size > 0
 
 
 def test_macro_f1_ignores_classes_absent_from_the_file():

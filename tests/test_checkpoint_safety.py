@@ -5,9 +5,8 @@ the way to convert them."""
 
 from __future__ import annotations
 
-import logging
-
 import json
+import logging
 import random
 import shutil
 import zipfile

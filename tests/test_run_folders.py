@@ -5,10 +5,9 @@ rebuilt when damaged; output errors are one line and leave no partial files."""
 
 from __future__ import annotations
 
-import logging
-
 import errno
 import hashlib
+import logging
 import os
 import subprocess
 import sys

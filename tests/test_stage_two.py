@@ -41,12 +41,29 @@ def test_injection_uses_v_and_nothing_else_changes(injection):
         with torch.no_grad():
             model.b_head[1].weight[:, model.a.hidden_size:].normal_()
     batch = batch_of(model.a)
+    inputs = {k: t.clone() for k, t in batch.items() if isinstance(t, torch.Tensor)}
+    a_weights = {k: t.clone() for k, t in model.a.state_dict().items()}
+    b_weights = {k: t.clone() for k, t in model.state_dict().items()}
     v = torch.randn(len(TOY_PAIRS), model.a.embedding_dim)
     with torch.no_grad():
         base = model(batch, vector=v)
         torch.testing.assert_close(model(batch, vector=v.clone()), base)
-        changed = model(batch, vector=v + 0.5)
-    assert not torch.allclose(changed, base)
+        moved = v.clone()
+        moved[0] += 0.5  # only the first pair's V
+        changed = model(batch, vector=moved)
+        a_output = model.a(batch)
+    # V is used: the first pair's output moves with its V ...
+    assert not torch.allclose(changed[0], base[0])
+    # ... and nothing else changes: the other pairs' outputs, A's output and weights, B's weights, the inputs
+    torch.testing.assert_close(changed[1:], base[1:], rtol=0, atol=1e-6)
+    with torch.no_grad():
+        torch.testing.assert_close(model.a(batch), a_output, rtol=0, atol=0)
+    for name, tensor in model.a.state_dict().items():
+        torch.testing.assert_close(tensor, a_weights[name], rtol=0, atol=0, msg=name)
+    for name, tensor in model.state_dict().items():
+        torch.testing.assert_close(tensor, b_weights[name], rtol=0, atol=0, msg=name)
+    for name, tensor in inputs.items():
+        torch.testing.assert_close(batch[name], tensor, rtol=0, atol=0, msg=name)
 
 
 @pytest.mark.parametrize("injection", ["classifier", "add"])

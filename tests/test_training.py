@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import logging
-
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +30,11 @@ def test_train_writes_a_self_describing_run_folder(tiny_config):
     assert [m["epoch"] for m in metrics] == [0, 1]
     losses = read_jsonl(f"{run}/loss.jsonl")
     assert [r["step"] for r in losses] == [2, 4, 6, 8, 10, 12]  # 6 batches/epoch, every 2 batches
-    assert 0.0 <= results["scores"]["valid"]["accuracy"] <= 1.0
+    # the reported score is the best epoch's, recomputed from the saved predictions of the best checkpoint
+    saved = np.load(Path(run) / "predictions" / "valid.npz")
+    assert results["scores"]["valid"]["accuracy"] == pytest.approx(np.mean(saved["predicted"] == saved["gold"]))
+    assert results["scores"]["valid"]["accuracy"] == pytest.approx(max(m["valid_accuracy"] for m in metrics))
+    assert results["best_epoch"] == 1 + max(range(len(metrics)), key=lambda k: (metrics[k]["valid_accuracy"], -k))
     assert results["scores"]["valid"]["pairs"] == 16
     # a second call returns the finished run instead of training again
     assert train(tiny_config)["best_epoch"] == results["best_epoch"]
