@@ -88,6 +88,24 @@ TOY_PAIRS = [
 TOY_LABELS = LabelMap(["not_duplicate", "duplicate"])
 
 
+def tiny_esim(num_labels: int = 2) -> PairModel:
+    """A seeded ESIM small enough to run everywhere (embedding 6, hidden 5)
+    over the words of ``TOY_PAIRS``: the real family in the tests."""
+    from vaa.data.text import Vocab
+    from vaa.models.esim import ESIM
+
+    torch.manual_seed(0)
+    words = sorted({w for p in TOY_PAIRS for w in (p.a + " " + p.b).split()})
+    return ESIM(Vocab(["<pad>", "<unk>", *words]), num_labels, embedding_dim=6, hidden=5, dropout=0.5)
+
+
+def toy_batch(model: PairModel, pairs: Sequence[Pair] = TOY_PAIRS) -> dict[str, Any]:
+    """``pairs`` featurised by ``model`` and collated into one batch."""
+    from vaa.data.batching import collate
+
+    return collate(model.featurize_all(pairs, TOY_LABELS))
+
+
 @pytest.fixture(autouse=True)
 def _unconfigured_logging():
     """Every test starts and ends with logging as a library user finds it: a

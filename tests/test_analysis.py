@@ -12,8 +12,7 @@ import torch
 from sklearn.metrics import roc_auc_score, roc_curve, auc as sk_auc
 
 import vaa.vulnerability as vuln
-from conftest import TOY_LABELS, TOY_PAIRS
-from test_attack import tiny_esim
+from conftest import TOY_LABELS, TOY_PAIRS, tiny_esim
 from vaa.analysis.analyze import analyze_examples
 from vaa.analysis.roc import auc_score, criterion_roc, roc_points
 from vaa.checkpoint import save_model

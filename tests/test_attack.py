@@ -7,15 +7,10 @@ import math
 import pytest
 import torch
 
-from conftest import TOY_LABELS, TOY_PAIRS
+from conftest import TOY_PAIRS, tiny_esim, toy_batch
 from vaa.attack import attack, forward_with_gradient, perturbation
 from vaa.config import AttackConfig
-from vaa.data.batching import collate
 from vaa.vulnerability import criteria
-
-
-def toy_batch(model, pairs=TOY_PAIRS):
-    return collate(model.featurize_all(pairs, TOY_LABELS))
 
 
 def analytic_grads(model, batch):
@@ -110,15 +105,6 @@ def test_attack_runs_in_eval_mode_and_restores_training_mode(toy_model):
     attack(toy_model, toy_batch(toy_model), AttackConfig())
     assert seen and not any(seen)
     assert toy_model.training
-
-
-def tiny_esim(num_labels=2):
-    from vaa.data.text import Vocab
-    from vaa.models.esim import ESIM
-
-    torch.manual_seed(0)
-    words = sorted({w for p in TOY_PAIRS for w in (p.a + " " + p.b).split()})
-    return ESIM(Vocab(["<pad>", "<unk>", *words]), num_labels, embedding_dim=6, hidden=5, dropout=0.5)
 
 
 @pytest.mark.parametrize("norm", ["l2", "linf"])

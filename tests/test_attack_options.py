@@ -8,8 +8,7 @@ import dataclasses
 import pytest
 import torch
 
-from conftest import TOY_PAIRS
-from test_attack import tiny_esim, toy_batch
+from conftest import TOY_PAIRS, tiny_esim, toy_batch
 from vaa.attack import forward_embedded, forward_with_gradient, pgd_perturbation, perturbation, validate
 from vaa.config import AttackConfig
 

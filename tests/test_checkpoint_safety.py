@@ -16,8 +16,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from conftest import TOY_LABELS, TOY_PAIRS
-from test_attack import tiny_esim
+from conftest import TOY_LABELS, TOY_PAIRS, tiny_esim
 from vaa.checkpoint import METADATA, WEIGHTS, CheckpointError, load_checkpoint, save_model
 from vaa.cli import main
 from vaa.config import apply_overrides

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from conftest import TOY_LABELS, TOY_PAIRS
-from test_attack import tiny_esim
+from conftest import TOY_LABELS, TOY_PAIRS, tiny_esim
 from vaa.checkpoint import load_pair_model, save_model
 from vaa.data.batching import collate
 from vaa.data.pairs import Pair

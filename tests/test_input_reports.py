@@ -134,7 +134,7 @@ def test_bad_training_data_leave_no_run_folder(tmp_path, capsys):
 
 
 def test_esim_counts_and_caps_overlong_sentences():
-    from test_attack import tiny_esim
+    from conftest import tiny_esim
 
     model = tiny_esim()
     model.max_tokens = 3

@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import TOY_PAIRS
-from test_attack import toy_batch
+from conftest import TOY_PAIRS, toy_batch
 from vaa.analysis.probe import compare, cv_folds, feature_matrix, fold_scores, probe
 from vaa.config import AttackConfig
 from vaa.features import batch_features, flip_grid, scalar_columns

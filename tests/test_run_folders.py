@@ -16,8 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import TOY_LABELS, TOY_PAIRS
-from test_attack import tiny_esim
+from conftest import TOY_LABELS, TOY_PAIRS, tiny_esim
 from vaa.cli import main
 from vaa.config import AttackConfig, apply_overrides
 from vaa.files import OutputError, recover_folder, replace_folder

@@ -7,8 +7,7 @@ import dataclasses
 import pytest
 import torch
 
-from conftest import TOY_LABELS, TOY_PAIRS
-from test_attack import tiny_esim
+from conftest import TOY_LABELS, TOY_PAIRS, tiny_esim
 from vaa.config import AttackConfig, VAAConfig, apply_overrides
 from vaa.data.batching import collate
 from vaa.framework import VAAModel

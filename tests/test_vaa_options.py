@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import TOY_LABELS, TOY_PAIRS
-from test_attack import tiny_esim, toy_batch
+from conftest import TOY_LABELS, TOY_PAIRS, tiny_esim, toy_batch
 from vaa.config import AttackConfig, RunConfig, VAAConfig, apply_overrides
 from vaa.data.batching import collate
 from vaa.data.sources import load_splits
