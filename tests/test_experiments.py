@@ -29,6 +29,20 @@ def test_paired_bootstrap_separates_real_and_null_differences():
     assert paired_bootstrap_p(base, noise, resamples=2000) > 0.01
 
 
+def _ece(probs: np.ndarray, gold: np.ndarray) -> float:
+    """Top-label expected calibration error over equal-width confidence bins."""
+    from vaa.calibration import ECE_BINS
+
+    confidence, right = probs.max(1), probs.argmax(1) == gold
+    edges = np.linspace(0.0, 1.0, ECE_BINS + 1)
+    total = 0.0
+    for low, high in zip(edges[:-1], edges[1:]):
+        inside = (confidence >= low) & ((confidence < high) | (high == 1.0))
+        if inside.any():
+            total += inside.mean() * abs(confidence[inside].mean() - right[inside].mean())
+    return total
+
+
 def test_reproduce_end_to_end(tmp_path, capsys):
     train = write_pairs(tmp_path / "train.tsv", 32, 0)
     valid = write_pairs(tmp_path / "valid.tsv", 16, 1)
@@ -52,8 +66,11 @@ log_every: 2
     assert set(summary["rows"]) == {"baseline", "vaa", "zeros", "random", "baseline_recal", "vaa_recal"}
     assert set(summary["vaa_vs_controls"]) == {"zeros", "random", "baseline_recal"}
     assert set(summary["recalibrated_vaa_vs_recalibrated_a"]) == {"valid", "test"}
-    for row in summary["rows"].values():
-        assert 0 <= row["valid"]["ece"] <= 1 and row["valid"]["log_loss"] > 0
+    for name, folder in (("baseline", "a"), ("vaa", "vaa")):  # log-loss and ECE recomputed from the saved predictions
+        saved = [np.load(out / f"seed{k}" / folder / "predictions" / "valid.npz") for k in (0, 1)]
+        row = summary["rows"][name]["valid"]
+        assert row["log_loss"] == pytest.approx(np.mean([-np.log(s["probs"][np.arange(16), s["gold"]]).mean() for s in saved]), rel=1e-6)
+        assert row["ece"] == pytest.approx(np.mean([_ece(s["probs"].astype(np.float64), s["gold"]) for s in saved]), rel=1e-6)
     vaa = summary["rows"]["vaa"]["valid"]
     assert len(vaa["per_seed"]) == 2 and len(vaa["mcnemar_p_per_seed"]) == 2 and 0 < vaa["paired_bootstrap_p"] <= 1
     assert summary["rows"]["baseline"]["test"]["mean"] == pytest.approx(
