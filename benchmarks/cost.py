@@ -25,36 +25,38 @@ import argparse
 import copy
 import dataclasses
 import json
+import tempfile
 import time
 
 import torch
-import torch.nn.functional as F
 import yaml
 
-from vaa.config import AttackConfig, DataConfig, RunConfig, VAAConfig
-from vaa.data.batching import BatchIterator
+from vaa.config import AttackConfig, DataConfig, OptimConfig, RunConfig, TrainConfig, VAAConfig
 from vaa.data.sources import read_file
 from vaa.features import pair_features
 from vaa.framework import VAAModel, feature_needs
 from vaa.inference import load_model
 from vaa.stage_two import attach_features, attach_vectors, stage_two_features
-from vaa.training import predict_examples
+from vaa.training import Trainer, TrainerSettings, predict_examples
 from vaa.vulnerability import vector_features
 
 
-def train_epoch(model: torch.nn.Module, examples, batch_size: int) -> float:
-    """Seconds for one training epoch (forward, backward, clip, Adam step)."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.Adam(params, lr=4e-4)
-    model.train()
-    start = time.perf_counter()
-    for batch in BatchIterator(examples, batch_size, shuffle=True, seed=0).epoch(0):
-        loss = F.cross_entropy(model(batch), batch["label"])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 10.0)
-        optimizer.step()
-    return time.perf_counter() - start
+def train_epoch(model: torch.nn.Module, examples, batch_size: int, adversarial: TrainConfig | None = None,
+                max_batches: int | None = None) -> float:
+    """Seconds for one training epoch (or its first ``max_batches``) of the
+    library's own step, ``Trainer.train_step``: forward, loss (with
+    ``adversarial``: plus the adversarial loss), backward, clip, Adam (lr 4e-4,
+    clip 10). Nothing is written: no validation, no checkpoint."""
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = TrainerSettings(OptimConfig(batch_size=batch_size, scheduler="none"), tmp, lambda: {}, progress=False,
+                                   adversarial=adversarial)
+        trainer = Trainer(model, examples, examples[:1], settings)
+        batches = trainer.batches.global_batches(0)[:max_batches]
+        model.train()
+        start = time.perf_counter()
+        for indices in batches:
+            trainer.train_step(indices)
+        return time.perf_counter() - start
 
 
 def option_set(text: str, injection: str, attack: AttackConfig) -> tuple[VAAConfig, AttackConfig]:

@@ -76,7 +76,7 @@ def equality(model, examples, device: torch.device, batch_size: int) -> dict[str
     """Max abs differences device vs CPU: V1/V2, and weights after one step."""
     from vaa.config import AttackConfig, OptimConfig
     from vaa.runtime import Runtime
-    from vaa.training import Trainer
+    from vaa.training import Trainer, TrainerSettings
     from vaa.vulnerability import vector_features
 
     cpu_model = copy.deepcopy(model).cpu()
@@ -90,11 +90,11 @@ def equality(model, examples, device: torch.device, batch_size: int) -> dict[str
     with tempfile.TemporaryDirectory() as tmp:
         for name, m, dev in (("cpu", copy.deepcopy(model).cpu(), torch.device("cpu")), ("device", copy.deepcopy(model), device)):
             m.eval()  # no dropout: the two steps must see the same function
-            trainer = Trainer(m, part, part, OptimConfig(batch_size=batch_size), Path(tmp) / name, lambda: {}, progress=False,
-                              runtime=Runtime(dev))
+            trainer = Trainer(m, part, part, TrainerSettings(OptimConfig(batch_size=batch_size), Path(tmp) / name, lambda: {},
+                                                             progress=False, runtime=Runtime(dev)))
             m.eval()
             # one optimiser step of the library's own training step (forward, loss, backward, clip, Adam)
-            trainer._train_step(list(range(min(batch_size, len(part)))))
+            trainer.train_step(list(range(min(batch_size, len(part)))))
             weights[name] = {k: v.detach().cpu() for k, v in m.state_dict().items()}
     out["step_max_abs"] = max(float((weights["cpu"][k] - weights["device"][k]).abs().max()) for k in weights["cpu"])
     out["within_tolerance"] = (max(out["v1_max_abs"], out["v2_max_abs"]) <= TOLERANCE["v1v2_abs"]
@@ -108,20 +108,20 @@ def throughput(model, examples, device: torch.device, precision: str, batch_size
     from vaa.config import AttackConfig, OptimConfig, VAAConfig
     from vaa.framework import VAAModel
     from vaa.runtime import Runtime
-    from vaa.training import Trainer, predict_examples
+    from vaa.training import Trainer, TrainerSettings, predict_examples
 
     runtime = Runtime(device, precision)
     out: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
         a = copy.deepcopy(model).to(device)
-        trainer = Trainer(a, examples, examples[:batch_size], OptimConfig(batch_size=batch_size), tmp, lambda: {}, progress=False,
-                          runtime=runtime)
+        trainer = Trainer(a, examples, examples[:batch_size], TrainerSettings(OptimConfig(batch_size=batch_size), tmp, lambda: {},
+                                                                         progress=False, runtime=runtime))
         batches = trainer.batches.global_batches(0)
         warm = min(2, len(batches) - 1)
         for indices in batches[:warm]:
-            trainer._train_step(indices)
+            trainer.train_step(indices)
         steps = batches[warm: warm + train_steps]
-        seconds = timed(device, lambda: [trainer._train_step(ix) for ix in steps])
+        seconds = timed(device, lambda: [trainer.train_step(ix) for ix in steps])
         out["train_pairs_per_s"] = round(sum(map(len, steps)) / seconds, 1)
         out["train_steps_timed"] = len(steps)
     a.eval()

@@ -21,6 +21,7 @@ from vaa.config import (
     ModelConfig,
     OptimConfig,
     RunConfig,
+    TrainConfig,
     VAAConfig,
     apply_overrides,
     load_preset,
@@ -30,7 +31,8 @@ from vaa.data.readers import FORMATS
 from vaa.models import FAMILIES
 from vaa.training import read_jsonl
 
-SECTIONS = {"data": DataConfig, "model": ModelConfig, "optim": OptimConfig, "attack": AttackConfig, "vaa": VAAConfig}
+SECTIONS = {"data": DataConfig, "model": ModelConfig, "optim": OptimConfig, "attack": AttackConfig, "vaa": VAAConfig,
+            "train": TrainConfig}
 
 
 def _fields():

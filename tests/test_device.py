@@ -27,7 +27,7 @@ from vaa.models import build_model
 from vaa.models.esim import lstm_path
 from vaa.runs import RunConfig
 from vaa.stage_one import train
-from vaa.training import Trainer, predict_examples
+from vaa.training import Trainer, TrainerSettings, predict_examples
 from vaa.vulnerability import measure
 
 DEVICE = resolve_device(os.environ.get("VAA_TEST_DEVICE", "cpu"))
@@ -82,8 +82,8 @@ class default_device_meta:
 
 
 def _trainer(model, examples, tmp_path, name):
-    return Trainer(model, examples, examples, OptimConfig(batch_size=3, eval_batch_size=2), tmp_path / name, lambda: {},
-                   progress=False, runtime=_runtime())
+    return Trainer(model, examples, examples, TrainerSettings(OptimConfig(batch_size=3, eval_batch_size=2), tmp_path / name,
+                                                      lambda: {}, progress=False, runtime=_runtime()))
 
 
 def _runtime():
@@ -97,7 +97,7 @@ def test_no_library_tensor_is_created_on_a_default_device(model_a, tmp_path):
     indices = [0, 1, 2]
     # the optimisers' state is created on the first step (inside torch); take it outside the meta region
     stage_one = _trainer(model_a, examples, tmp_path, "a")
-    stage_one._train_step(indices)
+    stage_one.train_step(indices)
     stage_two_models = {
         name: VAAModel(copy.deepcopy(model_a), VAAConfig(injection=injection, vulnerability=source), AttackConfig(direction=direction, relative=True))
         for name, injection, source, direction in [("token", "token", "attack", "fgsm"), ("classifier", "classifier", "attack", "random"),
@@ -109,12 +109,12 @@ def test_no_library_tensor_is_created_on_a_default_device(model_a, tmp_path):
     stage_two_models["v1-only"] = VAAModel(copy.deepcopy(model_a), VAAConfig(vulnerability="v1-only"), AttackConfig())
     stage_two = {name: _trainer(m, examples, tmp_path, name) for name, m in stage_two_models.items()}
     for t in stage_two.values():
-        t._train_step(indices)
+        t.train_step(indices)
     batch = to_device(collate(examples), DEVICE)
     with default_device_meta():
-        loss = stage_one._train_step(indices)
+        loss = stage_one.train_step(indices)
         for t in stage_two.values():
-            t._train_step(indices)
+            t.train_step(indices)
         for cfg in (AttackConfig(), AttackConfig(norm="linf", relative=True), AttackConfig(direction="random", scope="pair", relative=True)):
             _, _, logits_adv, hidden_adv = attack(model_a, batch, cfg)
             assert logits_adv.device.type == DEVICE.type and hidden_adv.device.type == DEVICE.type

@@ -17,7 +17,7 @@ from vaa.models import build_model
 from vaa.checkpoint import header
 from vaa.runs import RunError
 from vaa.stage_one import train
-from vaa.training import Trainer, read_jsonl
+from vaa.training import Trainer, TrainerSettings, read_jsonl
 
 def test_train_writes_a_self_describing_run_folder(tiny_config):
     results = train(tiny_config)
@@ -66,8 +66,8 @@ def _trainer(config, run_dir):
     model = build_model("esim", splits.train.pairs, splits.label_map, hidden=8)
     tr = model.featurize_all(splits.train.pairs, splits.label_map)
     va = model.featurize_all(splits.valid.pairs, splits.label_map)
-    return model, Trainer(model, tr, va, config.optim, run_dir, lambda: header(model, splits.label_map),
-                          seed=0, log_every=2, checkpoint_every=1, progress=False)
+    return model, Trainer(model, tr, va, TrainerSettings(config.optim, run_dir, lambda: header(model, splits.label_map),
+                                                          seed=0, log_every=2, checkpoint_every=1, progress=False))
 
 
 def test_resume_after_interruption_gives_the_same_model(tiny_config, tmp_path):

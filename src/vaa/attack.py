@@ -123,20 +123,34 @@ def _loss_gradient(model: PairModel, emb: Embedded, labels: torch.Tensor | None)
     return emb.with_values([v.detach() for v in values]), hidden.detach(), logits.detach(), [g.detach() for g in grads], labels.detach()
 
 
-def forward_with_gradient(model: PairModel, batch: Batch, target: torch.Tensor | int | None = None) -> BasePass:
+def forward_with_gradient(model: PairModel, batch: Batch, target: torch.Tensor | int | None = None,
+                          labels: torch.Tensor | None = None) -> BasePass:
     """A's normal forward pass and dJ/dE for J = CE(A(E), y_pred) summed, or,
-    with ``target`` (a class index or one per pair), J = CE(A(E), target)."""
+    with ``target`` (a class index or one per pair), J = CE(A(E), target)
+    (a targeted attack), or, with ``labels``, the untargeted J = CE(A(E),
+    labels): the attack away from the *gold* label that robust accuracy and
+    adversarial training use (``vaa.robustness``, ``vaa.adversarial``)."""
+    if target is not None and labels is not None:
+        raise ValueError("give a target class (targeted attack) or labels to attack away from, not both")
     with eval_mode(model), torch.no_grad(), full_precision(batch["label"].device):
         emb = model.embed(batch)
-    labels = None
+    index = batch["index"] if "index" in batch else None
     if target is not None:
         size, device = emb.values[0].shape[0], emb.values[0].device
         labels = torch.full((size,), int(target), dtype=torch.long, device=device) if isinstance(target, int) else target.long().to(device)
-    emb, hidden, logits, grads, labels = _loss_gradient(model, emb, labels)
+    return embedded_pass(model, emb, labels, targeted=target is not None, index=index)
+
+
+def embedded_pass(model: PairModel, emb: Embedded, labels: torch.Tensor | None = None, targeted: bool = False,
+                  index: torch.Tensor | None = None) -> BasePass:
+    """:func:`forward_with_gradient` from embeddings that are already looked
+    up (a perturbed E, or a model whose "embeddings" feed more than A, as in
+    the stage-two threat model of ``vaa.robustness``)."""
+    emb, hidden, logits, grads, labels = _loss_gradient(model, emb, labels.long() if labels is not None else None)
     return BasePass(
         emb=emb, logits=logits, hidden=hidden, grads=grads, predicted=logits.argmax(-1),
-        index=batch["index"] if "index" in batch else torch.arange(logits.shape[0], device=logits.device),
-        labels=labels, targeted=target is not None, model=model,
+        index=index if index is not None else torch.arange(logits.shape[0], device=logits.device),
+        labels=labels, targeted=targeted, model=model,
     )
 
 

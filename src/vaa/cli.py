@@ -48,6 +48,16 @@ RUN_FLAGS: list[tuple[str, str, Callable[[str], Any], str]] = [
     ("--device", "device", str, "auto (CUDA, else MPS, else CPU; default) | cpu | cuda | cuda:N | mps"),
     ("--precision", "precision", str, "fp32 (default) | bf16 | fp16 (CUDA; gradient scaler); the FGSM step stays fp32"),
 ]
+# Stage one's objective: adversarial training of model A (a baseline beside VAA).
+TRAIN_FLAGS: list[tuple[str, str, Callable[[str], Any], str]] = [
+    ("--adversarial-training", "train.adversarial_training", str, "none (default, the paper) | fgm | pgd: adversarial training "
+     "on the looked-up word embeddings, against the gold label"),
+    ("--adv-eps", "train.adversarial_eps", float, "radius of the training perturbation (default 1.0)"),
+    ("--adv-norm", "train.adversarial_norm", str, "l2 (per sentence, default) | linf"),
+    ("--adv-steps", "train.adversarial_steps", int, "pgd: projected steps per batch (default 3)"),
+    ("--adv-step-ratio", "train.adversarial_step_ratio", float, "pgd: step size as step_ratio * eps / steps (default 2.5)"),
+    ("--adv-weight", "train.adversarial_weight", float, "loss = clean + weight * adversarial (default 1.0)"),
+]
 ATTACK_FLAGS: list[tuple[str, str, Callable[[str], Any], str]] = [
     ("--norm", "attack.norm", str, "FGSM norm: l2 (eq. 5) | linf (eq. 4)"),
     ("--eps", "attack.eps", float, "attack strength (absolute unless --relative)"),
@@ -400,7 +410,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="stage one: train model A", description="Train model A (ESIM or a Hugging Face encoder).")
     _common_run_args(p)
-    _add_flags(p, DATA_FLAGS + MODEL_FLAGS + RUN_FLAGS)
+    _add_flags(p, DATA_FLAGS + MODEL_FLAGS + RUN_FLAGS + TRAIN_FLAGS)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("train-vaa", help="stage two: train model B with the vulnerability vector from a frozen model A",

@@ -49,6 +49,7 @@ PRECISIONS = ("fp32", "bf16", "fp16")
 VULNERABILITY_SOURCES = ("attack", "zeros", "v1-only", "permuted")
 NORMALIZATIONS = ("none", "layernorm", "standardize")
 DIFF_SCALES = ("none", "step")
+ADVERSARIAL_TRAINING = ("none", "fgm", "pgd")
 # A learning rate above this is almost surely a typo (1e30 for 1e-3): allowed, but warned about.
 LR_WARN_ABOVE = 1.0
 # ESIM's default cap on tokens per sentence: about twice the longest sentence
@@ -271,6 +272,23 @@ class VAAConfig(Settings):
 
 
 @dataclass
+class TrainConfig(Settings):
+    """Stage one's training objective: plain cross-entropy (the paper), or
+    adversarial training on the word embeddings (a baseline practitioners use
+    instead of VAA; see ``vaa.adversarial``). The attack is ``vaa.attack``'s,
+    driven by the gold label."""
+
+    SECTION: ClassVar[str] = "train"
+    adversarial_training: str = setting("none", help="none (paper), fgm (Miyato et al.: one normalised gradient step on the "
+                                        "embeddings) or pgd (adversarial_steps projected steps)", choices=ADVERSARIAL_TRAINING)
+    adversarial_norm: str = setting("l2", help="norm of the training perturbation: l2 (per sentence) or linf", choices=NORMS)
+    adversarial_eps: float = setting(1.0, help="radius of the training perturbation (absolute, on the looked-up embeddings)", gt=0)
+    adversarial_steps: int = setting(3, help="pgd: projected steps per batch (fgm: always one)", ge=2)
+    adversarial_step_ratio: float = setting(2.5, help="pgd: each step is step_ratio * eps / steps", gt=0)
+    adversarial_weight: float = setting(1.0, help="loss = clean + weight * adversarial", gt=0)
+
+
+@dataclass
 class RunConfig(Settings):
     """Everything one run needs."""
 
@@ -279,6 +297,7 @@ class RunConfig(Settings):
     optim: OptimConfig = field(default_factory=OptimConfig)
     attack: AttackConfig = field(default_factory=AttackConfig)
     vaa: VAAConfig = field(default_factory=VAAConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
     seed: int = setting(0, help="random seed", ge=0)
     output: str = setting("runs/demo", help="run folder")
     log_every: int = setting(20, help="batches between training-loss records (the paper's Fig. 5)", ge=1)
@@ -307,7 +326,8 @@ class RunConfig(Settings):
         return cls.from_json(json.loads(Path(path).read_text()))
 
 
-_SECTIONS: dict[str, type] = {"data": DataConfig, "model": ModelConfig, "optim": OptimConfig, "attack": AttackConfig, "vaa": VAAConfig}
+_SECTIONS: dict[str, type] = {"data": DataConfig, "model": ModelConfig, "optim": OptimConfig, "attack": AttackConfig, "vaa": VAAConfig,
+                             "train": TrainConfig}
 
 
 def check_overrides(values: dict[str, Any], source: str = "config") -> dict[str, Any]:

@@ -24,7 +24,7 @@ from .models import build_model
 from .runs import RunError, finished_results, prepare_run, write_json
 from .runtime import LOCAL, Runtime, runtime_for
 from .tensorboard_log import TensorBoardLog, require_tensorboard
-from .training import Trainer, predict_examples, set_seed
+from .training import Trainer, TrainerSettings, predict_examples, set_seed
 
 logger = logging.getLogger(__name__)
 
@@ -176,12 +176,9 @@ def _train(config: RunConfig, run_dir: Path, done: dict[str, Any] | None, splits
     valid_examples = featurize_counted(model, splits.valid.pairs, splits.label_map, "valid", truncated, features, runtime)
     if runtime.is_main:
         write_json(run_dir / "data.json", {**splits.reports(), "truncated": truncated})
-    trainer = Trainer(
-        model, train_examples, valid_examples, config.optim, run_dir,
-        describe=lambda: header(model, splits.label_map, kind="model", build_info=info),
-        seed=config.seed, log_every=config.log_every, checkpoint_every=config.checkpoint_every,
-        progress=config.progress, stage="stage1", runtime=runtime,
-    )
+    settings = TrainerSettings.for_run(config, run_dir, lambda: header(model, splits.label_map, kind="model", build_info=info),
+                                       stage="stage1", runtime=runtime, adversarial=config.train)
+    trainer = Trainer(model, train_examples, valid_examples, settings)
     if config.tensorboard and runtime.is_main:
         trainer.board = TensorBoardLog(run_dir)
     started = time.perf_counter()

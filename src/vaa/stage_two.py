@@ -38,7 +38,7 @@ from .runs import RunError, finished_results, read_json, write_json
 from .runtime import Runtime, runtime_for
 from .stage_one import featurize_counted, final_scores, open_run, report_data
 from .tensorboard_log import TensorBoardLog, require_tensorboard, v_statistics
-from .training import Trainer, read_jsonl, steps_in_log
+from .training import Trainer, TrainerSettings, read_jsonl, steps_in_log
 from .vulnerability import FeatureCache, state_fingerprint
 
 logger = logging.getLogger(__name__)
@@ -176,6 +176,9 @@ def plot_both_stages(a_dir: Path | None, run_dir: Path, label: str = "stage two"
 
 def train_vaa(config: RunConfig, overwrite: bool = False) -> dict[str, Any]:
     """Train model B (with W) from the frozen model A in ``config.vaa.model_a``."""
+    if config.train.adversarial_training != "none":
+        raise RunError(f"train.adversarial_training={config.train.adversarial_training} is a stage-one option (it trains model A); "
+                       "stage two trains B with V instead: drop it, or train an adversarial A with `vaa train`")
     config = resolve_config(config)
     runtime = runtime_for(config.device, config.precision)
     if config.tensorboard:
@@ -256,14 +259,11 @@ def _train_vaa(config: RunConfig, run_dir: Path, model_a: PairModel, label_map: 
         model.set_standardization(x.mean(0), x.std(0))
         info["standardization"] = {"features": int(x.shape[1]), "pairs": int(x.shape[0])}
 
-    trainer = Trainer(
-        model, examples["train"], examples["valid"], config.optim, run_dir,
-        describe=lambda: header(model_a, label_map, kind="vaa", **model.describe(), model_a_checkpoint=payload_a["path"]),
-        learning_rates=model.learning_rates(),
-        seed=config.seed, log_every=config.log_every, checkpoint_every=config.checkpoint_every,
-        progress=config.progress, step_offset=steps_in_log(a_dir / "loss.jsonl") if a_dir else 0, stage="stage2",
-        runtime=runtime,
-    )
+    settings = TrainerSettings.for_run(
+        config, run_dir, lambda: header(model_a, label_map, kind="vaa", **model.describe(), model_a_checkpoint=payload_a["path"]),
+        learning_rates=model.learning_rates(), step_offset=steps_in_log(a_dir / "loss.jsonl") if a_dir else 0, stage="stage2",
+        runtime=runtime)
+    trainer = Trainer(model, examples["train"], examples["valid"], settings)
     if config.tensorboard and runtime.is_main:
         trainer.board = TensorBoardLog(run_dir, trainer.step_offset,
                                        epoch_extras=lambda: v_statistics(model, examples["valid"], config.optim.eval_batch_size))

@@ -27,7 +27,8 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from .checkpoint import CheckpointInfo, load_training_state, load_weights, rng_state, save_checkpoint, set_rng_state
-from .config import OptimConfig
+from .adversarial import AdversarialLoss, adversarial_loss
+from .config import OptimConfig, RunConfig, TrainConfig
 from .data.batching import Batch, BatchIterator, Example, collate, split_batch
 from .device import autocast, grad_scaler, model_device, to_device, to_numpy
 from .guards import NonFiniteError, check_finite, is_finite
@@ -201,6 +202,32 @@ class TrainState:
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
+@dataclass
+class TrainerSettings:
+    """How a :class:`Trainer` runs, besides the model and the data.
+    ``TrainerSettings.for_run`` fills it from a run's configuration."""
+
+    optim: OptimConfig
+    run_dir: str | Path
+    describe: Callable[[], CheckpointInfo]  # what a checkpoint says besides the weights
+    seed: int = 0
+    log_every: int = 20  # batches between loss.jsonl records
+    checkpoint_every: int = 0  # batches between mid-epoch checkpoints (0: end of epoch only)
+    progress: bool = True
+    step_offset: int = 0  # where this stage's loss curve starts in Fig. 5
+    stage: str = "stage1"
+    runtime: Runtime = LOCAL
+    learning_rates: dict[str, float] | None = None  # per-parameter learning rates (stage two's W)
+    adversarial: TrainConfig | None = None  # adversarial training (stage one); None or "none": plain cross-entropy
+
+    @classmethod
+    def for_run(cls, config: RunConfig, run_dir: str | Path, describe: Callable[[], CheckpointInfo], **more: Any) -> "TrainerSettings":
+        """The settings a run's configuration gives (optimiser, seed, logging,
+        checkpoints, progress); ``more`` sets the rest (stage, runtime, ...)."""
+        return cls(optim=config.optim, run_dir=run_dir, describe=describe, seed=config.seed, log_every=config.log_every,
+                   checkpoint_every=config.checkpoint_every, progress=config.progress, **more)
+
+
 class Trainer:
     """Trains ``model`` on labelled examples; see the module docstring.
 
@@ -220,42 +247,35 @@ class Trainer:
     every rank's RNG state.
     """
 
-    def __init__(
-        self,
-        model: nn.Module,
-        train: Sequence[Example],
-        valid: Sequence[Example],
-        optim: OptimConfig,
-        run_dir: str | Path,
-        describe: Callable[[], CheckpointInfo],
-        seed: int = 0,
-        log_every: int = 20,
-        checkpoint_every: int = 0,
-        progress: bool = True,
-        step_offset: int = 0,
-        stage: str = "stage1",
-        runtime: Runtime = LOCAL,
-        learning_rates: dict[str, float] | None = None,
-    ):
+    def __init__(self, model: nn.Module, train: Sequence[Example], valid: Sequence[Example], settings: TrainerSettings):
         if not train:
             raise ValueError("no training examples")
         if any(e["label"] < 0 for e in train):  # type: ignore[operator]
             raise ValueError("every training pair needs a label")
+        runtime = settings.runtime
+        optim = settings.optim
+        self.settings = settings
         self.runtime = runtime
         self.device = runtime.device
         self.model = model.to(self.device)
         self.train_examples = train
         self.valid_examples = valid
         self.cfg = optim
-        self.run_dir = Path(run_dir)
-        self.describe = describe
-        self.seed = seed
-        self.log_every = max(1, log_every)
-        self.checkpoint_every = checkpoint_every
-        self.progress = progress and runtime.is_main
-        self.step_offset = step_offset  # where this stage's loss curve starts in Fig. 5
-        self.stage = stage
-        self.batches = BatchIterator(train, optim.batch_size, shuffle=True, seed=seed)
+        self.run_dir = Path(settings.run_dir)
+        self.describe = settings.describe
+        self.seed = settings.seed
+        self.log_every = max(1, settings.log_every)
+        self.checkpoint_every = settings.checkpoint_every
+        self.progress = settings.progress and runtime.is_main
+        self.step_offset = settings.step_offset  # where this stage's loss curve starts in Fig. 5
+        self.stage = settings.stage
+        self.adversary = adversarial_loss(settings.adversarial)
+        if self.adversary is not None:
+            AdversarialLoss.check_model(model)
+            if runtime.distributed:
+                raise ValueError("adversarial training (train.adversarial_training) runs in one process: "
+                                 "drop torchrun or set train.adversarial_training=none")
+        self.batches = BatchIterator(train, optim.batch_size, shuffle=True, seed=settings.seed)
         params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
         if not params:
             raise ValueError("the model has no trainable parameters")
@@ -267,7 +287,7 @@ class Trainer:
             self.forward_model = DistributedDataParallel(
                 model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
                 find_unused_parameters=True)
-        self.optimizer = make_optimizer(params, optim, learning_rates)
+        self.optimizer = make_optimizer(params, optim, settings.learning_rates)
         self.scheduler = make_scheduler(self.optimizer, optim, self.batches.num_batches())
         self.scaler = grad_scaler(self.device, runtime.precision)
         self.state = TrainState()
@@ -331,7 +351,7 @@ class Trainer:
         return True
 
     # -- the loop ---------------------------------------------------------
-    def _train_step(self, indices: Sequence[int]) -> float:
+    def train_step(self, indices: Sequence[int]) -> float:
         """One optimiser step on one global batch; returns its mean loss. A
         non-finite loss or gradient norm raises before the step (on every
         rank alike), so the weights and checkpoints never hold NaN. Under
@@ -344,7 +364,10 @@ class Trainer:
             part, weight = list(indices[:1]), 0.0
         batch = to_device(collate([self.train_examples[i] for i in part]), self.device)
         with autocast(self.device, rt.precision):
-            logits = self.forward_model(batch)
+            if self.adversary is None:
+                logits = self.forward_model(batch)
+            else:  # the same forward pass, keeping the gradient of the looked-up embeddings for the attack
+                logits, emb, hidden = self.adversary.forward(self.model, batch)
         logits = logits.float()
         if rt.distributed:
             loss_sum = F.cross_entropy(logits, batch["label"], reduction="sum") * weight
@@ -359,6 +382,9 @@ class Trainer:
             raise NonFiniteError(f"non-finite {what}; {_NON_FINITE_HINT}")
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
+        if self.adversary is not None:  # adds weight * CE(A(E + delta), y) to the gradients (vaa.adversarial)
+            loss = loss + self.adversary.backward(self.model, batch, emb, logits, hidden, self.scaler.scale,
+                                                  lambda: autocast(self.device, rt.precision))
         if self.scaler.is_enabled():
             if self.cfg.grad_clip and self.cfg.grad_clip > 0:
                 self.scaler.unscale_(self.optimizer)
@@ -374,6 +400,8 @@ class Trainer:
         if rt.distributed:
             return rt.sum(float(loss_sum.detach())) / len(indices)
         return float(loss.detach())
+
+    _train_step = train_step  # the older name (benchmarks, tests)
 
     def _end_epoch(self, seconds: float, seen: int) -> None:
         st = self.state
@@ -450,7 +478,7 @@ class Trainer:
             bar = progress_bar(None, self.progress, total=total, initial=st.batch_in_epoch, desc=f"{self.stage} epoch {st.epoch + 1}")
             for indices in self.batches.global_batches(st.epoch, skip=st.batch_in_epoch):
                 try:
-                    loss = self._train_step(indices)
+                    loss = self.train_step(indices)
                 except NonFiniteError as exc:
                     bar.close()
                     raise NonFiniteError(f"[{self.stage}] epoch {st.epoch + 1}, batch {st.batch_in_epoch + 1}: {exc}; "
@@ -495,4 +523,4 @@ def steps_in_log(path: str | Path) -> int:
     return max((r["step"] for r in records), default=0)
 
 
-__all__ = ["NonFiniteError", "Trainer", "TrainState", "Predictions", "predict_examples", "set_seed", "read_jsonl", "steps_in_log"]
+__all__ = ["NonFiniteError", "Trainer", "TrainerSettings", "TrainState", "Predictions", "predict_examples", "set_seed", "read_jsonl", "steps_in_log"]
