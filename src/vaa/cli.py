@@ -11,7 +11,7 @@ from typing import Any, Callable, Sequence
 
 import yaml
 
-from .analysis.defaults import DEFAULT_EPS
+from .analysis.defaults import DEFAULT_EPS, ROBUSTNESS_L2_EPS, ROBUSTNESS_LINF_EPS, ROBUSTNESS_PGD_STEPS
 from .config import AttackConfig, ConfigError, RunConfig, apply_overrides, check_overrides, load_preset
 
 # (flag, config key, type, help) shared by the training commands. A flag left
@@ -315,6 +315,22 @@ def _add_attack_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=_positive_int, default=128, help="pairs per attack batch")
 
 
+def cmd_robustness(args: argparse.Namespace) -> int:
+    from .robustness import attack_grid, robustness, table_markdown
+
+    if len(args.paths) < 2:
+        raise ValueError("vaa robustness needs CHECKPOINT [CHECKPOINT ...] FILE: at least one checkpoint and a labelled file")
+    *checkpoints, data = args.paths
+    settings = attack_grid(args.eps, args.linf_eps, args.methods, args.norms, args.pgd_steps, args.step_ratio)
+    report = robustness(checkpoints, data, settings, output=args.output, batch_size=args.batch_size, format=args.format,
+                        columns=args.columns, labels=args.labels, limit=args.limit, on_error=args.on_error, device=args.device,
+                        progress=not args.no_progress)
+    print(table_markdown(report))
+    if args.output:
+        print(f"written to {args.output} (robustness.json, robustness.md, robustness.png)")
+    return 0
+
+
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from .inference import calibrate
 
@@ -485,6 +501,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true")
     _add_device_arg(p)
     p.set_defaults(func=cmd_vulnerability)
+
+    p = sub.add_parser("robustness", help="accuracy under attack (FGSM, PGD; L2, L-inf; gold label) on an eps grid, per model",
+                       description="Accuracy under an untargeted attack on the word embeddings against the gold label, for "
+                                   "each checkpoint (model A, an adversarially trained A, a stage-two model: there the same "
+                                   "perturbation reaches A, so V1/V2 change, and B, end to end). eps 0 is clean accuracy.")
+    p.add_argument("paths", nargs="+", metavar="CHECKPOINT [CHECKPOINT ...] FILE",
+                   help="run folders or checkpoint folders (either stage), then a labelled file of pairs")
+    p.add_argument("--format", default="auto", help="file format (default: detected)")
+    p.add_argument("--columns", help="generic/HF columns, e.g. a=q1,b=q2,label=y")
+    p.add_argument("--limit", type=_positive_int, help="read at most this many pairs")
+    p.add_argument("--on-error", default="raise", choices=["raise", "skip"], help="raise | skip (malformed rows skipped and counted)")
+    p.add_argument("--labels", help="the file's label spellings as the model's labels, e.g. 0=not_duplicate,1=duplicate")
+    p.add_argument("--eps", type=float, nargs="+", default=list(ROBUSTNESS_L2_EPS), help="L2 eps grid (per sentence; default %(default)s)")
+    p.add_argument("--linf-eps", type=float, nargs="+", default=list(ROBUSTNESS_LINF_EPS), help="L-inf eps grid (default %(default)s)")
+    p.add_argument("--norms", nargs="+", default=["l2", "linf"], choices=["l2", "linf"], help="norms (default: both)")
+    p.add_argument("--methods", nargs="+", default=["fgsm", "pgd"], choices=["fgsm", "pgd"], help="attacks (default: both)")
+    p.add_argument("--pgd-steps", type=_positive_int, default=ROBUSTNESS_PGD_STEPS, help="PGD steps (default %(default)s)")
+    p.add_argument("--step-ratio", type=float, default=2.5, help="PGD step size as step_ratio * eps / steps (default 2.5)")
+    p.add_argument("--batch-size", type=_positive_int, default=64, help="pairs per attack batch")
+    p.add_argument("--output", help="folder for robustness.json, robustness.md and robustness.png")
+    p.add_argument("--no-progress", action="store_true")
+    _add_device_arg(p)
+    p.set_defaults(func=cmd_robustness)
 
     p = sub.add_parser("analyze", help="Fig. 2, Fig. 3a/3b and Theorem 1 for model A on a labelled file")
     p.add_argument("checkpoint", help="run folder or checkpoint folder (model A is used)")

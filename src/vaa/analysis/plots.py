@@ -136,3 +136,22 @@ def plot_reliability(bins: dict[str, Sequence[dict[str, float]]], path: str | Pa
     ax.set_title(title or "Reliability diagram")
     ax.legend(loc="upper left", fontsize=8)
     return _save(fig, path)
+
+
+def plot_robustness(report: dict[str, Any], path: str | Path) -> Path:
+    """Accuracy against eps (``vaa robustness``): one panel per attack
+    (FGSM/PGD-K x L2/L-inf), one line per model; eps 0 is clean accuracy."""
+    models = report["models"]
+    attacks = list(dict.fromkeys(r["attack"] for r in models[0]["results"])) if models else []
+    fig = Figure(figsize=(4.5 * max(1, len(attacks)), 4))
+    for k, attack in enumerate(attacks):
+        ax = fig.add_subplot(1, len(attacks), k + 1)
+        for m in models:
+            rows = [r for r in m["results"] if r["attack"] == attack]
+            ax.plot([r["eps"] for r in rows], [100 * r["accuracy"] for r in rows], marker="o", linewidth=1.2,
+                    label=f"{m['name']} ({m['kind']})")
+        ax.set_xlabel("eps")
+        ax.set_ylabel("accuracy under attack (%)")
+        ax.set_title(attack)
+        ax.legend(fontsize=7)
+    return _save(fig, path)

@@ -1,0 +1,260 @@
+"""Accuracy under attack (``vaa robustness``): how much of each model's
+accuracy survives an attack on its word embeddings, on an eps grid.
+
+For every model (model A, an adversarially trained A, a stage-two +VAA
+model) and every (method, norm, eps): FGSM (one step) or PGD-K (K projected
+steps of ``step_ratio * eps / K``), L2 (per sentence over real tokens x dims)
+or L-inf, *untargeted against the gold label* -- the attack of ``vaa.attack``
+(``forward_with_gradient(labels=gold)``, ``perturbation``), not a second
+implementation. Robust accuracy is the share of pairs still classified
+correctly on the perturbed input. It uses the model's own output (no stored
+calibration, like ``vaa evaluate --raw``).
+
+eps = 0 is the model's clean accuracy exactly: the perturbation is then zero
+and the attacked forward pass computes the same operations as the model's own
+forward pass on the same batch (tested).
+
+Threat model for a stage-two model (A frozen, W, B): the attacker adds one
+perturbation delta to the word embeddings of the input, and it reaches the
+whole system end to end -- A reads E_A + delta (so V1 = A^-(E_A + delta) and
+V2 = A^-(E_A + delta + s) are recomputed from the perturbed input, s being
+stage two's own vulnerability step taken at the perturbed input) and B reads
+E_B + delta (E_A and E_B: A's and B's own lookups of the same words, which
+differ once B is trained). The attacker's gradient flows through B, W, V1 and
+V2; the vulnerability step s is held fixed inside that gradient (its own
+derivative would need second-order gradients, and is zero almost everywhere
+for L-inf's sign), a standard "straight-through" choice: the evaluation of
+each perturbed input is exact, only the attacker's direction is approximate.
+The eps ball is the same for every model, so rows compare directly.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from .analysis.defaults import ROBUSTNESS_L2_EPS, ROBUSTNESS_LINF_EPS, ROBUSTNESS_PGD_STEPS
+from .attack import embedded_pass, forward_embedded, forward_with_gradient, perturbation
+from .config import NORMS, AttackConfig
+from .data.batching import Batch, BatchIterator, Example
+from .device import full_precision, to_device
+from .framework import VAAModel, feature_needs
+from .models.base import Embedded, PairModel
+from .progress import bar as progress_bar
+
+METHODS = ("fgsm", "pgd")
+DEFAULT_L2_EPS, DEFAULT_LINF_EPS, PGD_STEPS = ROBUSTNESS_L2_EPS, ROBUSTNESS_LINF_EPS, ROBUSTNESS_PGD_STEPS
+
+
+@dataclass(frozen=True)
+class AttackSetting:
+    """One column of the robustness grid."""
+
+    method: str  # fgsm | pgd
+    norm: str  # l2 | linf
+    eps: float
+    steps: int = 1
+    step_ratio: float = 2.5
+
+    def config(self) -> AttackConfig:
+        return AttackConfig(norm=self.norm, eps=self.eps, steps=self.steps if self.method == "pgd" else 1, step_ratio=self.step_ratio)
+
+    @property
+    def name(self) -> str:
+        return f"FGSM {self.norm}" if self.method == "fgsm" else f"PGD-{self.steps} {self.norm}"
+
+
+def attack_grid(l2_eps: Sequence[float] = DEFAULT_L2_EPS, linf_eps: Sequence[float] = DEFAULT_LINF_EPS,
+                methods: Sequence[str] = METHODS, norms: Sequence[str] = NORMS, steps: int = PGD_STEPS,
+                step_ratio: float = 2.5) -> list[AttackSetting]:
+    """Every (method, norm, eps) of a robustness run; bad values are one-line ValueErrors."""
+    for method in methods:
+        if method not in METHODS:
+            raise ValueError(f"unknown attack method {method!r} ({' | '.join(METHODS)})")
+    for norm in norms:
+        if norm not in NORMS:
+            raise ValueError(f"unknown norm {norm!r} ({' | '.join(NORMS)})")
+    if steps < 2:
+        raise ValueError(f"PGD needs at least 2 steps, got {steps} (one step is FGSM)")
+    if not (step_ratio > 0 and math.isfinite(step_ratio)):
+        raise ValueError(f"the PGD step ratio must be a finite number > 0, got {step_ratio}")
+    grids = {"l2": list(l2_eps), "linf": list(linf_eps)}
+    for norm, grid in grids.items():
+        bad = [e for e in grid if not (math.isfinite(e) and e >= 0)]
+        if bad:
+            raise ValueError(f"{norm} eps must be finite and >= 0, got {bad[0]}")
+    return [AttackSetting(method, norm, float(eps), steps, step_ratio) for method in methods for norm in norms
+            for eps in sorted(set(grids[norm]))]
+
+
+class EndToEnd(nn.Module):
+    """A stage-two model as the attack core sees a model: ``embed`` gives
+    A's word embeddings E_A (the space the attacker perturbs), ``encode``
+    maps E_A + delta to the logits of the whole system with delta reaching A
+    and B alike (module docstring), ``classify`` is the identity.
+
+    ``encode`` without gradient performs exactly the operations of
+    ``VAAModel.forward``, so delta = 0 reproduces its logits bit for bit."""
+
+    def __init__(self, model: VAAModel):
+        super().__init__()
+        cfg = model.vaa_config
+        if feature_needs(cfg) or cfg.vulnerability == "permuted":
+            raise ValueError("robustness of a stage-two model covers V built from V1 and V2 (and the zeros/v1-only controls); "
+                             "this model uses vaa.scalars, saliency, diff_scale or the permuted control")
+        self.vaa = model
+        self.clean_a: list[torch.Tensor] = []
+        self.emb_b: Embedded | None = None
+        self.index: torch.Tensor | None = None
+        self.seen: list[tuple[list[torch.Tensor], list[torch.Tensor]]] | None = None  # (A's input, B's input) per call, for tests
+
+    def embed(self, batch: Batch) -> Embedded:
+        emb_a = self.vaa.a.embed(batch)
+        self.clean_a = [v.detach() for v in emb_a.values]
+        self.emb_b = self.vaa.b.embed(batch)
+        self.index = batch["index"] if "index" in batch else None
+        return emb_a
+
+    def encode(self, emb: Embedded) -> torch.Tensor:
+        vaa, cfg = self.vaa, self.vaa.vaa_config
+        assert self.emb_b is not None, "call embed(batch) first"
+        delta = [v - c for v, c in zip(emb.values, self.clean_a)]
+        grad = torch.is_grad_enabled()
+        adversarial_input = cfg.b_input == "adversarial"
+        steps = None
+        if cfg.vulnerability == "zeros" and not adversarial_input:
+            vector = torch.zeros(emb.values[0].shape[0], vaa.projection.out_features, device=vaa.projection.weight.device)
+        elif cfg.vulnerability == "v1-only" and not adversarial_input:
+            v1 = vaa.a.encode(emb) if grad else forward_embedded(vaa.a, emb)[1]
+            vector = vaa.vulnerability_vector({"v1": v1, "v2": v1})
+        else:
+            base = embedded_pass(vaa.a, emb.with_values([v.detach() for v in emb.values]), index=self.index)
+            steps = [s.detach() for s in perturbation(base, vaa.attack_config)]
+            moved = emb.with_values([v + s for v, s in zip(emb.values, steps)])
+            v1 = vaa.a.encode(emb) if grad else base.hidden
+            v2 = vaa.a.encode(moved) if grad else forward_embedded(vaa.a, moved)[1]
+            vector = vaa.vulnerability_vector({"v1": v1, "v2": v2})
+        emb_b = self.emb_b.with_values([v + d for v, d in zip(self.emb_b.values, delta)])
+        if adversarial_input and steps is not None:  # the authors' ESIM: B reads E~ (its own step, on top of delta)
+            emb_b = emb_b.with_values([v + s for v, s in zip(emb_b.values, steps)])
+        if self.seen is not None:
+            self.seen.append(([v.detach() for v in emb.values], [v.detach() for v in emb_b.values]))
+        return vaa.forward_embedded(emb_b, vector)
+
+    def classify(self, hidden: torch.Tensor) -> torch.Tensor:
+        return hidden
+
+
+def attack_target(module: nn.Module) -> nn.Module:
+    """What the attack perturbs and scores: model A itself, or a stage-two
+    model end to end (:class:`EndToEnd`)."""
+    if isinstance(module, VAAModel):
+        return EndToEnd(module)
+    if isinstance(module, PairModel):
+        return module
+    raise ValueError(f"cannot attack a {type(module).__name__}: expected a model A or a stage-two VAA model")
+
+
+def robust_accuracy(module: nn.Module, examples: Sequence[Example], settings: Sequence[AttackSetting], batch_size: int = 64,
+                    device: torch.device | str = "cpu", progress: bool = False, desc: str = "robustness") -> dict[str, Any]:
+    """Clean accuracy and accuracy under each attack setting on labelled
+    ``examples``. One input-gradient pass per batch serves every FGSM
+    setting; PGD adds its steps per setting."""
+    if not examples:
+        raise ValueError("no pairs to attack")
+    if any(e["label"] < 0 for e in examples):  # type: ignore[operator]
+        raise ValueError("robust accuracy needs the gold label of every pair")
+    module.eval()
+    target = attack_target(module)
+    correct = np.zeros(len(settings), dtype=np.int64)
+    clean = 0
+    iterator = BatchIterator(examples, batch_size, shuffle=False)
+    work = iterator.num_batches()
+    with progress_bar(None, progress, total=work, desc=desc) as bar:
+        for batch in iterator.epoch(0):
+            batch = to_device(batch, device)
+            gold = batch["label"]
+            with torch.no_grad(), full_precision(gold.device):
+                clean += int((module(batch).argmax(-1) == gold).sum())
+            base = forward_with_gradient(target, batch, labels=gold)
+            for k, setting in enumerate(settings):
+                delta = perturbation(base, setting.config())
+                logits, _ = forward_embedded(target, base.emb.with_values([v + d for v, d in zip(base.emb.values, delta)]))
+                correct[k] += int((logits.argmax(-1) == gold).sum())
+            bar.update(1)
+    n = len(examples)
+    rows = [{"method": s.method, "norm": s.norm, "eps": s.eps, "steps": s.steps if s.method == "pgd" else 1,
+             "attack": s.name, "accuracy": float(c / n), "correct": int(c)} for s, c in zip(settings, correct)]
+    return {"pairs": n, "clean_accuracy": clean / n, "clean_correct": clean, "results": rows}
+
+
+def robustness(checkpoints: Sequence[str | Path], data: str | Path, settings: Sequence[AttackSetting] | None = None,
+               output: str | Path | None = None, batch_size: int = 64, format: str = "auto", columns: str | None = None,
+               labels: str | None = None, limit: int | None = None, on_error: str = "raise", device: str = "auto",
+               progress: bool = True, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """``vaa robustness``: robust accuracy of every checkpoint on the
+    labelled file ``data`` (each model reads it with its own featuriser and
+    label map). With ``output``: robustness.json, robustness.md and
+    robustness.png (accuracy against eps, one line per model) there."""
+    from .inference import load_model
+
+    if not checkpoints:
+        raise ValueError("give at least one checkpoint (run folder or checkpoint folder) and a labelled file")
+    settings = list(settings) if settings is not None else attack_grid()
+    models = []
+    for path in checkpoints:
+        loaded = load_model(path, raw=True, device=device)
+        dataset = loaded.read(data, format, columns, labels, limit, on_error, require_labels=True, log=log)
+        result = robust_accuracy(loaded.module, loaded.featurize(dataset.pairs), settings, batch_size, loaded.runtime.device,
+                                 progress, desc=f"robustness {Path(str(path)).name}")
+        models.append({"checkpoint": str(path), "name": model_name(path), "kind": loaded.kind, "family": loaded.base.family,
+                       **result})
+        log(f"{path}: clean accuracy {result['clean_accuracy']:.4f} on {result['pairs']} pairs")
+    report = {"data": str(data), "models": models, "threat_model": THREAT_MODEL,
+              "settings": [{"method": s.method, "norm": s.norm, "eps": s.eps, "steps": s.steps, "step_ratio": s.step_ratio}
+                           for s in settings]}
+    if output is not None:
+        write_report(report, Path(output))
+    return report
+
+
+THREAT_MODEL = ("untargeted attack on the word embeddings against the gold label; for a stage-two model the same perturbation "
+                "reaches A (V1, V2 recomputed) and B, end to end")
+
+
+def model_name(path: str | Path) -> str:
+    """A short label for a checkpoint: its run folder's name (``.../seed0/a``
+    -> ``seed0/a``)."""
+    parts = [p for p in Path(str(path)).parts if p not in ("checkpoints", "best", "last")]
+    return "/".join(parts[-2:]) if parts else str(path)
+
+
+def table_markdown(report: dict[str, Any]) -> str:
+    """One row per model, one column per (attack, eps); accuracy in %."""
+    settings = [(r["attack"], r["eps"]) for r in report["models"][0]["results"]] if report["models"] else []
+    head = "| model | clean | " + " | ".join(f"{a} ε={e:g}" for a, e in settings) + " |"
+    lines = [f"Accuracy (%) under attack on {report['data']} ({report['threat_model']}).", "", head,
+             "|---|---|" + "---|" * len(settings)]
+    for m in report["models"]:
+        cells = [f"{100 * r['accuracy']:.2f}" for r in m["results"]]
+        lines.append(f"| {m['name']} ({m['kind']}) | {100 * m['clean_accuracy']:.2f} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_report(report: dict[str, Any], folder: Path) -> None:
+    """robustness.json, robustness.md and robustness.png in ``folder``."""
+    import json
+
+    from .analysis.plots import plot_robustness
+    from .files import atomic_write_text, ensure_folder
+
+    ensure_folder(folder)
+    atomic_write_text(json.dumps(report, indent=2) + "\n", folder / "robustness.json")
+    atomic_write_text(table_markdown(report), folder / "robustness.md")
+    plot_robustness(report, folder / "robustness.png")

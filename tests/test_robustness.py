@@ -1,0 +1,118 @@
+"""``vaa robustness``: accuracy under attack against the gold label, eps 0 is
+clean accuracy exactly, and a stage-two model is attacked end to end (the
+same perturbation reaches A and B)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import TOY_LABELS, TOY_PAIRS
+from vaa.cli import main
+from vaa.config import AttackConfig, VAAConfig
+from vaa.framework import VAAModel
+from vaa.inference import load_model
+from vaa.robustness import AttackSetting, attack_grid, robust_accuracy, robustness
+
+DATA = dict(format="generic", columns="a=a,b=b,label=y")
+
+
+def _grid():
+    return attack_grid(l2_eps=(0.0, 0.5, 8.0), linf_eps=(0.0, 0.05, 1.0), steps=3)
+
+
+@pytest.mark.parametrize("which", ["a", "b"])
+def test_eps_zero_is_clean_accuracy_exactly(tiny_runs, which):
+    tmp, a_run, b_run = tiny_runs
+    run = a_run if which == "a" else b_run
+    report = robustness([run], tmp / "valid.tsv", _grid(), batch_size=16, device="cpu", progress=False, log=lambda s: None, **DATA)
+    model = report["models"][0]
+    evaluated = load_model(run, raw=True).evaluate(tmp / "valid.tsv", batch_size=16, **DATA)["accuracy"]
+    assert model["clean_accuracy"] == evaluated
+    zero = [r for r in model["results"] if r["eps"] == 0.0]
+    assert len(zero) == 4  # FGSM and PGD, L2 and L-inf
+    assert all(r["accuracy"] == model["clean_accuracy"] for r in zero)
+    assert model["kind"] == ("model" if which == "a" else "vaa")
+
+
+def test_a_strong_attack_lowers_accuracy_and_pgd_is_at_least_as_strong(tiny_runs):
+    tmp, a_run, _ = tiny_runs
+    report = robustness([a_run], tmp / "valid.tsv", _grid(), batch_size=16, device="cpu", progress=False, log=lambda s: None, **DATA)
+    rows = {(r["method"], r["norm"], r["eps"]): r["accuracy"] for r in report["models"][0]["results"]}
+    clean = report["models"][0]["clean_accuracy"]
+    assert rows[("fgsm", "l2", 8.0)] < clean and rows[("pgd", "l2", 8.0)] < clean
+    assert rows[("pgd", "linf", 1.0)] <= rows[("fgsm", "linf", 1.0)] + 1e-9 or rows[("pgd", "linf", 1.0)] < clean
+
+
+def test_stage_two_attack_gives_a_and_b_the_same_perturbation(toy_model):
+    """Hook A's and B's encoders: in the attacked evaluation, A reads
+    E_A + delta and B reads E_B + delta with the same delta (non-zero, in the
+    ball), although A's and B's word vectors differ."""
+    vaa = VAAModel(toy_model, VAAConfig(injection="classifier", cache=False), AttackConfig(eps=0.1))
+    with torch.no_grad():
+        vaa.b.embedding.weight.add_(0.3 * torch.randn_like(vaa.b.embedding.weight))  # B has trained its own vectors
+    calls: list[tuple[str, list[torch.Tensor]]] = []
+    for name, model in (("a", vaa.a), ("b", vaa.b)):
+        original = model.encode
+
+        def recorder(emb, _name=name, _original=original):
+            calls.append((_name, [v.detach().clone() for v in emb.values]))
+            return _original(emb)
+
+        model.encode = recorder
+    examples = toy_model.featurize_all(TOY_PAIRS, TOY_LABELS)
+    eps = 0.5
+    robust_accuracy(vaa, examples, [AttackSetting("fgsm", "l2", eps)], batch_size=len(examples))
+    from vaa.data.batching import BatchIterator
+
+    batch = next(iter(BatchIterator(examples, len(examples), shuffle=False).epoch(0)))  # the attacked batch, in its order
+    with torch.no_grad():
+        clean_a = vaa.a.embed(batch).values
+        clean_b = vaa.b.embed(batch).values
+    last_b = max(i for i, (n, _) in enumerate(calls) if n == "b")
+    previous_b = max(i for i, (n, _) in enumerate(calls[:last_b]) if n == "b")
+    a_inputs = [v for n, v in calls[previous_b + 1:last_b] if n == "a"]
+    delta_a = [x - c for x, c in zip(a_inputs[0], clean_a)]  # V1 = A^-(E_A + delta)
+    delta_b = [x - c for x, c in zip(calls[last_b][1], clean_b)]
+    assert not torch.equal(clean_a[0], clean_b[0])
+    for da, db, (_, mask) in zip(delta_a, delta_b, vaa.a.embed(batch).groups):
+        assert torch.allclose(da, db, atol=1e-6)
+        norms = (da * mask.unsqueeze(-1)).flatten(1).norm(dim=1)
+        assert torch.allclose(norms, torch.full_like(norms, eps), rtol=1e-4)
+    # and V2's input is E_A + delta + stage two's own step: A saw the perturbed input twice
+    assert len(a_inputs) >= 2 and not torch.equal(a_inputs[1][0], a_inputs[0][0])
+
+
+def test_cli_writes_table_json_and_plot_for_several_models(tiny_runs, tmp_path, capsys):
+    tmp, a_run, b_run = tiny_runs
+    out = tmp_path / "rob"
+    code = main(["robustness", a_run, b_run, str(tmp / "valid.tsv"), "--format", "generic", "--columns", "a=a,b=b,label=y",
+                 "--eps", "0", "1", "--linf-eps", "0", "0.1", "--pgd-steps", "2", "--output", str(out), "--device", "cpu",
+                 "--no-progress"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "| model | clean |" in printed and "PGD-2 linf" in printed
+    report = json.loads((out / "robustness.json").read_text())
+    assert [m["kind"] for m in report["models"]] == ["model", "vaa"]
+    assert len(report["models"][0]["results"]) == 8
+    assert (out / "robustness.png").stat().st_size > 0 and rows_of(out / "robustness.md") == [f"{Path(a_run).parent.name}/{Path(a_run).name} (model)", f"{Path(b_run).parent.name}/b (vaa)"]
+
+
+def rows_of(path: Path) -> list[str]:
+    """The model column of a robustness table's body."""
+    return [line.split(" | ")[0].lstrip("| ") for line in path.read_text().splitlines()[4:]]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["robustness", "only-one-path"], "at least one checkpoint and a labelled file"),
+    (["robustness", "runs/none", "x.tsv", "--eps", "-1"], "l2 eps must be finite and >= 0"),
+    (["robustness", "runs/none", "x.tsv", "--pgd-steps", "1"], "PGD needs at least 2 steps"),
+    (["robustness", "runs/none", "x.tsv"], "runs/none"),
+])
+def test_cli_errors_are_one_line(argv, message, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1 and err.startswith("vaa: error:")
