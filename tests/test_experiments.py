@@ -216,3 +216,53 @@ def test_seed_level_statistics():
     # p written (count + 1) / (R + 1): never 0, and its floor reads "< 1/R"
     assert paired_bootstrap_p(np.zeros((1, 500), bool), np.ones((1, 500), bool), resamples=999) == pytest.approx(1 / 1000)
     assert format_p(1 / 1000, 999) == "< 1e-03" and format_p(0.0123, 999) == "0.0123"
+
+
+def test_summary_adds_adversarially_trained_baselines_with_paired_tests(tmp_path):
+    from vaa.experiments import summarize, table_markdown
+
+    gold = np.zeros(10, dtype=int)
+    runs = {"a": [0] * 5 + [1] * 5, "a-fgm": [0] * 7 + [1] * 3, "a-pgd": [0] * 4 + [1] * 6, "vaa": [0] * 8 + [1] * 2}
+    for folder, predicted in runs.items():
+        (tmp_path / "seed0" / folder / "predictions").mkdir(parents=True)
+        np.savez(tmp_path / "seed0" / folder / "predictions" / "valid.npz", predicted=np.array(predicted), gold=gold)
+    summary = summarize(tmp_path, [0], ["vaa"], baselines=["fgm", "pgd"])
+    assert list(summary["rows"])[:3] == ["baseline", "a-fgm", "a-pgd"]
+    assert summary["rows"]["a-fgm"]["valid"]["delta_vs_baseline"] == pytest.approx(0.2)
+    assert summary["rows"]["a-pgd"]["valid"]["delta_vs_baseline"] == pytest.approx(-0.1)
+    # +VAA against each adversarially trained A, on the same pairs
+    assert summary["vaa_vs_controls"]["a-fgm"]["valid"]["delta"] == pytest.approx(0.1)
+    assert summary["vaa_vs_controls"]["a-pgd"]["valid"]["delta"] == pytest.approx(0.4)
+    assert summary["vaa_vs_controls"]["a-pgd"]["valid"]["mcnemar_p_per_seed"] == [pytest.approx(2 * 0.5 ** 4)]
+    text = table_markdown(summary)
+    assert "| A + FGM adversarial training |" in text and "+VAA vs A + PGD adversarial training" in text
+    # without the flag the table is as before
+    assert "a-fgm" not in summarize(tmp_path, [0], ["vaa"])["rows"]
+
+
+def test_reproduce_with_baselines_trains_adversarial_a_beside_a(tmp_path):
+    from vaa.config import RunConfig
+    from vaa.experiments import reproduce
+
+    train = write_pairs(tmp_path / "train.tsv", 32, 0)
+    valid = write_pairs(tmp_path / "valid.tsv", 16, 1)
+    preset = tmp_path / "tiny.yaml"
+    preset.write_text(f"""extends: esim
+data: {{train: {train}, valid: {valid}, format: generic, columns: "a=a,b=b,label=y"}}
+model: {{hidden: 6}}
+optim: {{batch_size: 8, max_epochs: 1}}
+""")
+    stage_two = tmp_path / "tiny-vaa.yaml"
+    stage_two.write_text("extends: esim-vaa\nmodel: {hidden: 6}\noptim: {batch_size: 8, max_epochs: 1}\n")
+    out = tmp_path / "repro"
+    summary = reproduce(str(preset), out, seeds=[3], stage_two_preset=str(stage_two), variants=["vaa"], baselines=["fgm"],
+                        overrides_a={"optim": {"patience": 2}, "progress": False}, overrides_b={"progress": False},
+                        overrides_adversarial={"train": {"adversarial_eps": 0.3}}, log=lambda s: None)
+    a = RunConfig.load(out / "seed3" / "a" / "config.json")
+    fgm = RunConfig.load(out / "seed3" / "a-fgm" / "config.json")
+    assert a.train.adversarial_training == "none" and a.train.adversarial_eps == 1.0
+    assert fgm.train.adversarial_training == "fgm" and fgm.train.adversarial_eps == 0.3
+    assert (fgm.seed, fgm.data, fgm.optim) == (a.seed, a.data, a.optim)  # same seed, data, budget caps
+    assert set(summary["rows"]) >= {"baseline", "a-fgm", "vaa"}
+    assert "delta_vs_baseline" in summary["rows"]["a-fgm"]["valid"] and "a-fgm" in summary["vaa_vs_controls"]
+    assert "A + FGM adversarial training" in (out / "table3.md").read_text()

@@ -97,3 +97,14 @@ def test_a_job_runs_as_its_own_process(tiny_config, tmp_path, monkeypatch):
     assert run_process(job, {}) == 0, job.log.read_text()[-2000:]
     assert RunConfig.load(Path(config.output) / "config.json") == config
     assert (Path(config.output) / "results.json").exists()
+
+
+def test_adversarial_baselines_are_stage_one_jobs_of_their_own(tmp_path):
+    overrides = {"optim": {"max_epochs": 1}}
+    jobs = reproduction_jobs("demo", tmp_path, [0], "demo-vaa", ["vaa"], overrides, {}, baselines=["fgm", "pgd"])
+    assert [(j.name, j.after) for j in jobs] == [("seed0-a", None), ("seed0-a-fgm", None), ("seed0-a-pgd", None), ("seed0-vaa", "seed0-a")]
+    job = jobs[1]
+    config = build_config(build_parser().parse_args(job.command[3:]))
+    assert job.command[3] == "train"
+    assert config == stage_one_config("demo", 0, tmp_path, overrides, baseline="fgm")
+    assert config.train.adversarial_training == "fgm" and config.output == str(tmp_path / "seed0" / "a-fgm")

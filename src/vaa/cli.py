@@ -222,13 +222,15 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
     over_a = _key_values(args.set_a, "--set-a")
     over_b = _key_values(args.set_b, "--set-b")
+    over_adv = _key_values(args.set_adv, "--set-adv")
     shared = {"threads": args.threads, "progress": not args.no_progress, "device": args.device}
     if args.test:
         _merge(over_a, {"data": {"test": args.test}})
     _merge(over_a, shared)
     _merge(over_b, shared)
     reproduce(args.preset, args.output, seeds=args.seeds, stage_two_preset=args.stage_two_preset, variants=args.variants,
-              overrides_a=over_a, overrides_b=over_b, title=args.title or args.preset, jobs=args.jobs)
+              overrides_a=over_a, overrides_b=over_b, title=args.title or args.preset, jobs=args.jobs,
+              baselines=args.baselines, overrides_adversarial=over_adv)
     print(f"Table 3 written to {args.output}/table3.md (and .json, .png)")
     return 0
 
@@ -451,6 +453,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--test", help="a test file, reported separately (never used for selection)")
     p.add_argument("--set-a", action="append", metavar="KEY=VALUE", help="stage-one setting, e.g. optim.max_epochs=10")
     p.add_argument("--set-b", action="append", metavar="KEY=VALUE", help="stage-two setting, e.g. vaa.injection=classifier")
+    p.add_argument("--baselines", nargs="+", default=[], choices=["fgm", "pgd"],
+                   help="also train adversarially trained A's per seed (same seeds, data, budget caps) and add them to Table 3")
+    p.add_argument("--set-adv", action="append", metavar="KEY=VALUE",
+                   help="setting of the adversarially trained A's only, e.g. train.adversarial_eps=0.5")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     p.add_argument("--title", help="title of the table (default: the preset)")
     p.add_argument("--no-progress", action="store_true")

@@ -22,6 +22,14 @@ seed-averaged difference (pairs as the unit), a t-test and a sign test over
 seeds (seeds as the unit), and a bootstrap over seeds and pairs together.
 Every run is an ordinary run folder, so an interrupted reproduction resumes
 where it stopped and finished runs are reused.
+
+``baselines`` (``vaa reproduce --baselines fgm pgd``) adds what a practitioner
+would use instead of VAA: model A adversarially trained on its word embeddings
+(``train.adversarial_training``, see ``vaa.adversarial``), per seed beside A in
+``seed<k>/a-fgm`` and ``seed<k>/a-pgd`` -- same preset, seed, data and budget
+caps as A (``overrides_a``), plus ``overrides_adversarial`` (e.g. the eps).
+Their rows get the same paired tests against A, and +VAA is tested against
+them like against the controls.
 """
 
 from __future__ import annotations
@@ -61,12 +69,32 @@ LABELS = {"baseline": "baseline (model A)", "vaa": "+VAA", "zeros": "control: V 
           "permuted": "control: another pair's vulnerability (permuted)"}
 # The default reproduction: the paper's comparison with the original two controls.
 DEFAULT_VARIANTS = ("vaa", "zeros", "random")
+# Adversarially trained A's (stage one): name -> the settings that make one from A's config.
+BASELINES: dict[str, dict[str, Any]] = {
+    "fgm": {"train": {"adversarial_training": "fgm"}},
+    "pgd": {"train": {"adversarial_training": "pgd"}},
+}
+LABELS.update({"a-fgm": "A + FGM adversarial training", "a-pgd": "A + PGD adversarial training"})
 
 
-def stage_one_config(preset: str, seed: int, output: str | Path, overrides: dict[str, Any] | None = None) -> RunConfig:
-    """Model A's config for one seed of a reproduction."""
+def baseline_folder(baseline: str) -> str:
+    """The run folder (and Table 3 row) of an adversarially trained A, next to ``a``."""
+    if baseline not in BASELINES:
+        raise ValueError(f"unknown baseline {baseline!r} ({' | '.join(BASELINES)})")
+    return f"a-{baseline}"
+
+
+def stage_one_config(preset: str, seed: int, output: str | Path, overrides: dict[str, Any] | None = None,
+                     baseline: str | None = None, overrides_adversarial: dict[str, Any] | None = None) -> RunConfig:
+    """Model A's config for one seed of a reproduction; with ``baseline``
+    (fgm | pgd), the same A adversarially trained, in its own folder."""
     config = apply_overrides(load_preset(preset), overrides or {}, source="stage-one overrides")
-    return apply_overrides(config, {"seed": seed, "output": str(Path(output) / f"seed{seed}" / "a")})
+    folder = "a"
+    if baseline is not None:
+        folder = baseline_folder(baseline)
+        config = apply_overrides(config, BASELINES[baseline], source=f"baseline {baseline}")
+        config = apply_overrides(config, overrides_adversarial or {}, source="adversarial-training overrides")
+    return apply_overrides(config, {"seed": seed, "output": str(Path(output) / f"seed{seed}" / folder)})
 
 
 def stage_two_config(preset: str, a_config: RunConfig, variant: str, output: str | Path,
@@ -174,11 +202,11 @@ def _recalibrated(valid: tuple, target: tuple | None, split: str, seed: int) -> 
 
 
 def summarize(output: str | Path, seeds: Sequence[int], variants: Sequence[str], title: str = "",
-              recalibrate: bool = True) -> dict[str, Any]:
+              recalibrate: bool = True, baselines: Sequence[str] = ()) -> dict[str, Any]:
     """Table 3 from finished runs: accuracy mean ± std, log-loss and ECE,
     paired tests at the pair and at the seed level, and (``recalibrate``) the
     zero-training baseline: A (and +VAA) with the decision rule re-fitted on
-    validation."""
+    validation. ``baselines``: rows for the adversarially trained A's."""
     output = Path(output)
     missing: list[str] = []
     splits: list[str] = []
@@ -193,7 +221,7 @@ def summarize(output: str | Path, seeds: Sequence[int], variants: Sequence[str],
 
     # outputs[name][split] = one (predicted, gold, probs) per seed
     outputs: dict[str, dict[str, list[tuple]]] = {}
-    for name in ["baseline", *variants]:
+    for name in ["baseline", *(baseline_folder(b) for b in baselines), *variants]:
         folder = "a" if name == "baseline" else name
         for split in splits:
             loaded = [_load_outputs(output / f"seed{k}" / folder, split) for k in seeds]
@@ -248,7 +276,7 @@ def summarize(output: str | Path, seeds: Sequence[int], variants: Sequence[str],
         for split in splits:
             if split in correct["vaa_recal"] and split in correct["baseline_recal"]:
                 like_for_like[split] = _paired(correct["baseline_recal"][split], correct["vaa_recal"][split], "delta")
-    return {"title": title, "seeds": list(seeds), "variants": list(variants), "splits": splits, "rows": rows,
+    return {"title": title, "seeds": list(seeds), "variants": list(variants), "baselines": list(baselines), "splits": splits, "rows": rows,
             "vaa_vs_controls": versus, "recalibrated_vaa_vs_recalibrated_a": like_for_like, "missing": missing, "notes": notes,
             "bootstrap_resamples": BOOTSTRAP_RESAMPLES}
 
@@ -369,35 +397,44 @@ def reproduce(
     preset: str, output: str | Path, seeds: Sequence[int] = (0, 1, 2), stage_two_preset: str | None = None,
     variants: Sequence[str] = DEFAULT_VARIANTS, overrides_a: dict[str, Any] | None = None,
     overrides_b: dict[str, Any] | None = None, title: str = "", jobs: int = 1,
+    baselines: Sequence[str] = (), overrides_adversarial: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Train (or reuse) every run, then write table3.md/.json/.png and the
     loss plots into ``output``. ``stage_two_preset`` defaults to esim-vaa or
     hf-vaa after model A's family. ``jobs`` > 1 runs the independent runs as
-    that many concurrent local processes (:mod:`vaa.jobs`)."""
+    that many concurrent local processes (:mod:`vaa.jobs`). ``baselines``
+    (fgm, pgd) adds adversarially trained A's (module docstring)."""
     output = Path(output)
+    for baseline in baselines:
+        baseline_folder(baseline)  # an unknown name fails before anything is trained
     if jobs > 1:
-        _run_concurrently(preset, output, seeds, stage_two_preset, variants, overrides_a, overrides_b, jobs)
+        _run_concurrently(preset, output, seeds, stage_two_preset, variants, overrides_a, overrides_b, jobs,
+                          baselines, overrides_adversarial)
     for seed in seeds if jobs <= 1 else ():
         a_config = stage_one_config(preset, seed, output, overrides_a)
         if stage_two_preset is None:  # B is trained like its family's A
             stage_two_preset = "hf-vaa" if a_config.model.family == "hf" else "esim-vaa"
         logger.info(f"== seed {seed}: model A ({a_config.output})")
         train(a_config)
+        for baseline in baselines:
+            adv_config = stage_one_config(preset, seed, output, overrides_a, baseline, overrides_adversarial)
+            logger.info(f"== seed {seed}: {LABELS[baseline_folder(baseline)]} ({adv_config.output})")
+            train(adv_config)
         for variant in variants:
             b_config = stage_two_config(stage_two_preset, a_config, variant, output, overrides_b)
             logger.info(f"== seed {seed}: stage two, {LABELS.get(variant, variant)} ({b_config.output})")
             train_vaa(b_config)
-    summary = summarize(output, seeds, variants, title or preset)
+    summary = summarize(output, seeds, variants, title or preset, baselines=baselines)
     logger.info(write_table(output, seeds, variants, title or preset, summary))
     return summary
 
 
 def write_table(output: str | Path, seeds: Sequence[int], variants: Sequence[str], title: str = "",
-                summary: dict[str, Any] | None = None) -> str:
+                summary: dict[str, Any] | None = None, baselines: Sequence[str] = ()) -> str:
     """table3.json/.md/.png and the first seed's loss plot from the finished
     runs' saved predictions (nothing is trained); returns the Markdown."""
     output = Path(output)
-    summary = summary if summary is not None else summarize(output, seeds, variants, title)
+    summary = summary if summary is not None else summarize(output, seeds, variants, title, baselines=baselines)
     write_json(output / "table3.json", summary)
     markdown = table_markdown(summary)
     (output / "table3.md").write_text(markdown)
@@ -409,7 +446,8 @@ def write_table(output: str | Path, seeds: Sequence[int], variants: Sequence[str
 
 
 def reproduction_jobs(preset: str, output: Path, seeds: Sequence[int], stage_two_preset: str | None,
-                      variants: Sequence[str], overrides_a: dict[str, Any] | None, overrides_b: dict[str, Any] | None) -> list[Job]:
+                      variants: Sequence[str], overrides_a: dict[str, Any] | None, overrides_b: dict[str, Any] | None,
+                      baselines: Sequence[str] = (), overrides_adversarial: dict[str, Any] | None = None) -> list[Job]:
     """Every run of a reproduction as a plain command over a config file
     (``output/jobs``); stage-two runs name their model A's job."""
     out: list[Job] = []
@@ -419,6 +457,9 @@ def reproduction_jobs(preset: str, output: Path, seeds: Sequence[int], stage_two
         two = stage_two_preset or ("hf-vaa" if a_config.model.family == "hf" else "esim-vaa")
         a_job = job_for(a_config, "stage1", f"seed{seed}-a", folder)
         out.append(a_job)
+        for baseline in baselines:
+            adv_config = stage_one_config(preset, seed, output, overrides_a, baseline, overrides_adversarial)
+            out.append(job_for(adv_config, "stage1", f"seed{seed}-{baseline_folder(baseline)}", folder))
         for variant in variants:
             b_config = stage_two_config(two, a_config, variant, output, overrides_b)
             out.append(job_for(b_config, "stage2", f"seed{seed}-{variant}", folder, after=a_job.name))
@@ -426,10 +467,12 @@ def reproduction_jobs(preset: str, output: Path, seeds: Sequence[int], stage_two
 
 
 def _run_concurrently(preset: str, output: Path, seeds: Sequence[int], stage_two_preset: str | None, variants: Sequence[str],
-                      overrides_a: dict[str, Any] | None, overrides_b: dict[str, Any] | None, jobs: int) -> None:
+                      overrides_a: dict[str, Any] | None, overrides_b: dict[str, Any] | None, jobs: int,
+                      baselines: Sequence[str] = (), overrides_adversarial: dict[str, Any] | None = None) -> None:
     from .runs import RunError
 
-    planned = reproduction_jobs(preset, output, seeds, stage_two_preset, variants, overrides_a, overrides_b)
+    planned = reproduction_jobs(preset, output, seeds, stage_two_preset, variants, overrides_a, overrides_b, baselines,
+                                overrides_adversarial)
     device = str((overrides_a or {}).get("device", "auto"))
     failed = run_jobs(planned, jobs, gpu_slots(jobs, device))
     if failed:
