@@ -29,9 +29,9 @@ import sys
 from pathlib import Path
 
 import torch
-
 from cost import train_epoch
-from vaa.config import DataConfig, TrainConfig, apply_overrides, load_preset
+
+from vaa.config import TrainConfig, apply_overrides, load_preset
 from vaa.data.sources import load_splits
 from vaa.models import build_model
 from vaa.robustness import attack_grid, robustness, table_markdown

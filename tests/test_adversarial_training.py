@@ -6,12 +6,13 @@ matrix, PGD stays in its ball, and ``none`` trains exactly as before."""
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
-
 from conftest import TOY_LABELS, TOY_PAIRS
+
 from vaa.adversarial import AdversarialLoss
 from vaa.cli import main
 from vaa.config import OptimConfig, RunConfig, TrainConfig, apply_overrides
@@ -25,7 +26,7 @@ def _examples(model):
 
 
 def _trainer(model, tmp_path, adversarial=None, **optim):
-    settings = TrainerSettings(OptimConfig(batch_size=len(TOY_PAIRS), scheduler="none", **optim), tmp_path, lambda: {},
+    settings = TrainerSettings(OptimConfig(batch_size=len(TOY_PAIRS), scheduler="none", **optim), tmp_path, dict,
                                progress=False, adversarial=adversarial)
     examples = _examples(model)
     return Trainer(model, examples, examples, settings), examples
@@ -138,7 +139,7 @@ def test_none_trains_exactly_as_plain_cross_entropy(tiny_config, tmp_path):
 
     model = fresh()
     examples = model.featurize_all(splits.train.pairs, splits.label_map)
-    settings = TrainerSettings.for_run(tiny_config, tmp_path / "run", lambda: {}, adversarial=tiny_config.train)
+    settings = TrainerSettings.for_run(tiny_config, tmp_path / "run", dict, adversarial=tiny_config.train)
     assert tiny_config.train.adversarial_training == "none"
     trainer = Trainer(model, examples, examples, settings)
     reference = fresh()
@@ -158,7 +159,7 @@ def test_none_trains_exactly_as_plain_cross_entropy(tiny_config, tmp_path):
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 10.0)
         optimizer.step()
-        expected.append(float(loss))
+        expected.append(float(loss.detach()))
     assert losses == expected
     for (name, p), q in zip(model.named_parameters(), reference.parameters()):
         assert torch.equal(p, q), name
@@ -175,11 +176,14 @@ def test_stage_one_with_fgm_and_pgd_trains_and_records_the_setting(tiny_config):
         first = read_jsonl(f"{config.output}/loss.jsonl")[0]["loss"]
         assert first > read_jsonl(f"{tiny_config.output}/loss.jsonl")[0]["loss"]
         assert results["scores"]["valid"]["pairs"] == plain["scores"]["valid"]["pairs"]
+        assert f"adversarial training: {method} on the word embeddings" in (Path(config.output) / "README.md").read_text()
+    assert "adversarial training" not in (Path(tiny_config.output) / "README.md").read_text()
 
 
 def test_hf_family_trains_adversarially(tmp_path):
     transformers = pytest.importorskip("transformers")
     from test_hf import make_tokenizer
+
     from vaa.models.hf import HFPairModel
 
     folder = tmp_path / "bert"

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import TOY_LABELS, TOY_PAIRS
+
 from vaa.cli import main
 from vaa.config import AttackConfig, VAAConfig
 from vaa.framework import VAAModel

@@ -32,7 +32,8 @@ backward pass; with ``none`` no object exists and training is unchanged.
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Callable, ContextManager
+from collections.abc import Callable
+from typing import Any, ContextManager
 
 import torch
 import torch.nn.functional as F

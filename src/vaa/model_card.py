@@ -117,6 +117,12 @@ def _protocol(results: dict[str, Any] | None, config: dict[str, Any] | None) -> 
     if optim:
         lines.append(f"- optimiser: {optim.get('optimizer', '?')}, lr {optim.get('lr', '?')}, batch {optim.get('batch_size', '?')}, "
                      f"schedule {optim.get('scheduler', '?')}, patience {optim.get('patience', '?')}")
+    adversarial = ((config or {}).get("train") or {})
+    if adversarial.get("adversarial_training", "none") != "none":
+        steps = f", {adversarial.get('adversarial_steps')} steps" if adversarial["adversarial_training"] == "pgd" else ""
+        lines.append(f"- adversarial training: {adversarial['adversarial_training']} on the word embeddings (gold label), "
+                     f"{adversarial.get('adversarial_norm')} eps {adversarial.get('adversarial_eps')}{steps}, "
+                     f"loss = clean + {adversarial.get('adversarial_weight')} x adversarial")
     return lines
 
 

@@ -31,15 +31,20 @@ The eps ball is the same for every model, so rows compare directly.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from .analysis.defaults import ROBUSTNESS_L2_EPS, ROBUSTNESS_LINF_EPS, ROBUSTNESS_PGD_STEPS
+from .analysis.defaults import (
+    ROBUSTNESS_L2_EPS,
+    ROBUSTNESS_LINF_EPS,
+    ROBUSTNESS_PGD_STEPS,
+)
 from .attack import embedded_pass, forward_embedded, forward_with_gradient, perturbation
 from .config import NORMS, AttackConfig
 from .data.batching import Batch, BatchIterator, Example
