@@ -33,6 +33,7 @@ from cost import train_epoch
 
 from vaa.config import TrainConfig, apply_overrides, load_preset
 from vaa.data.sources import load_splits
+from vaa.log_setup import configure_logging
 from vaa.models import build_model
 from vaa.robustness import attack_grid, robustness, table_markdown
 from vaa.stage_one import model_options
@@ -94,6 +95,7 @@ def main() -> None:
         parser.error("give --preset (training cost) and/or --runs with --robust-data (robustness)")
     if args.runs and not args.robust_data:
         parser.error("--runs needs --robust-data FILE")
+    configure_logging("INFO")  # the library's lines (files read, clean accuracy) on stderr
     torch.set_num_threads(args.threads)
     figures: dict = {"threads": args.threads, "torch": torch.__version__}
     if args.preset:

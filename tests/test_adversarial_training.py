@@ -166,11 +166,11 @@ def test_none_trains_exactly_as_plain_cross_entropy(tiny_config, tmp_path):
 
 
 def test_stage_one_with_fgm_and_pgd_trains_and_records_the_setting(tiny_config):
-    plain = train(tiny_config, log=lambda s: None)
+    plain = train(tiny_config)
     for method in ("fgm", "pgd"):
         config = apply_overrides(tiny_config, {"train": {"adversarial_training": method, "adversarial_eps": 0.5},
                                                "output": tiny_config.output + "-" + method})
-        results = train(config, log=lambda s: None)
+        results = train(config)
         assert RunConfig.load(f"{config.output}/config.json").train.adversarial_training == method
         # the logged training loss includes the adversarial term: larger than the clean run's in the first batches
         first = read_jsonl(f"{config.output}/loss.jsonl")[0]["loss"]

@@ -257,7 +257,7 @@ optim: {{batch_size: 8, max_epochs: 1}}
     out = tmp_path / "repro"
     summary = reproduce(str(preset), out, seeds=[3], stage_two_preset=str(stage_two), variants=["vaa"], baselines=["fgm"],
                         overrides_a={"optim": {"patience": 2}, "progress": False}, overrides_b={"progress": False},
-                        overrides_adversarial={"train": {"adversarial_eps": 0.3}}, log=lambda s: None)
+                        overrides_adversarial={"train": {"adversarial_eps": 0.3}})
     a = RunConfig.load(out / "seed3" / "a" / "config.json")
     fgm = RunConfig.load(out / "seed3" / "a-fgm" / "config.json")
     assert a.train.adversarial_training == "none" and a.train.adversarial_eps == 1.0

@@ -28,7 +28,7 @@ def _grid():
 def test_eps_zero_is_clean_accuracy_exactly(tiny_runs, which):
     tmp, a_run, b_run = tiny_runs
     run = a_run if which == "a" else b_run
-    report = robustness([run], tmp / "valid.tsv", _grid(), batch_size=16, device="cpu", progress=False, log=lambda s: None, **DATA)
+    report = robustness([run], tmp / "valid.tsv", _grid(), batch_size=16, device="cpu", progress=False, **DATA)
     model = report["models"][0]
     evaluated = load_model(run, raw=True).evaluate(tmp / "valid.tsv", batch_size=16, **DATA)["accuracy"]
     assert model["clean_accuracy"] == evaluated
@@ -40,7 +40,7 @@ def test_eps_zero_is_clean_accuracy_exactly(tiny_runs, which):
 
 def test_a_strong_attack_lowers_accuracy_and_pgd_is_at_least_as_strong(tiny_runs):
     tmp, a_run, _ = tiny_runs
-    report = robustness([a_run], tmp / "valid.tsv", _grid(), batch_size=16, device="cpu", progress=False, log=lambda s: None, **DATA)
+    report = robustness([a_run], tmp / "valid.tsv", _grid(), batch_size=16, device="cpu", progress=False, **DATA)
     rows = {(r["method"], r["norm"], r["eps"]): r["accuracy"] for r in report["models"][0]["results"]}
     clean = report["models"][0]["clean_accuracy"]
     assert rows[("fgsm", "l2", 8.0)] < clean and rows[("pgd", "l2", 8.0)] < clean

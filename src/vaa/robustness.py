@@ -30,8 +30,9 @@ The eps ball is the same for every model, so rows compare directly.
 
 from __future__ import annotations
 
+import logging
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,7 @@ from .models.base import Embedded, PairModel
 from .progress import bar as progress_bar
 
 METHODS = ("fgsm", "pgd")
+logger = logging.getLogger(__name__)
 DEFAULT_L2_EPS, DEFAULT_LINF_EPS, PGD_STEPS = ROBUSTNESS_L2_EPS, ROBUSTNESS_LINF_EPS, ROBUSTNESS_PGD_STEPS
 
 
@@ -202,7 +204,7 @@ def robust_accuracy(module: nn.Module, examples: Sequence[Example], settings: Se
 def robustness(checkpoints: Sequence[str | Path], data: str | Path, settings: Sequence[AttackSetting] | None = None,
                output: str | Path | None = None, batch_size: int = 64, format: str = "auto", columns: str | None = None,
                labels: str | None = None, limit: int | None = None, on_error: str = "raise", device: str = "auto",
-               progress: bool = True, log: Callable[[str], None] = print) -> dict[str, Any]:
+               progress: bool = True) -> dict[str, Any]:
     """``vaa robustness``: robust accuracy of every checkpoint on the
     labelled file ``data`` (each model reads it with its own featuriser and
     label map). With ``output``: robustness.json, robustness.md and
@@ -215,12 +217,12 @@ def robustness(checkpoints: Sequence[str | Path], data: str | Path, settings: Se
     models = []
     for path in checkpoints:
         loaded = load_model(path, raw=True, device=device)
-        dataset = loaded.read(data, format, columns, labels, limit, on_error, require_labels=True, log=log)
+        dataset = loaded.read(data, format, columns, labels, limit, on_error, require_labels=True)
         result = robust_accuracy(loaded.module, loaded.featurize(dataset.pairs), settings, batch_size, loaded.runtime.device,
                                  progress, desc=f"robustness {Path(str(path)).name}")
         models.append({"checkpoint": str(path), "name": model_name(path), "kind": loaded.kind, "family": loaded.base.family,
                        **result})
-        log(f"{path}: clean accuracy {result['clean_accuracy']:.4f} on {result['pairs']} pairs")
+        logger.info(f"{path}: clean accuracy {result['clean_accuracy']:.4f} on {result['pairs']} pairs")
     report = {"data": str(data), "models": models, "threat_model": THREAT_MODEL,
               "settings": [{"method": s.method, "norm": s.norm, "eps": s.eps, "steps": s.steps, "step_ratio": s.step_ratio}
                            for s in settings]}
