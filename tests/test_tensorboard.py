@@ -79,7 +79,7 @@ def test_a_resumed_run_drops_what_the_interrupted_one_wrote_after_its_checkpoint
     from vaa.data.sources import load_splits
     from vaa.models import build_model
     from vaa.tensorboard_log import TensorBoardLog
-    from vaa.training import Trainer
+    from vaa.training import Trainer, TrainerSettings
 
     splits = load_splits(tiny_config.data)
     run = tmp_path / "resumed"
@@ -87,7 +87,8 @@ def test_a_resumed_run_drops_what_the_interrupted_one_wrote_after_its_checkpoint
     def trainer() -> Trainer:
         model = build_model("esim", splits.train.pairs, splits.label_map, hidden=8, seed=0)
         tr, va = (model.featurize_all(s.pairs, splits.label_map) for s in (splits.train, splits.valid))
-        t = Trainer(model, tr, va, tiny_config.optim, run, lambda: header(model, splits.label_map), log_every=2, progress=False)
+        t = Trainer(model, tr, va, TrainerSettings(tiny_config.optim, run, lambda: header(model, splits.label_map), log_every=2,
+                                                   progress=False))
         t.board = TensorBoardLog(run)
         return t
 

@@ -14,7 +14,7 @@ import torch
 import vaa.training as training
 from conftest import TOY_LABELS, TOY_PAIRS, ToyModel
 from vaa.config import OptimConfig
-from vaa.training import Predictions, Trainer, read_jsonl
+from vaa.training import Predictions, Trainer, TrainerSettings, read_jsonl
 
 PAIRS = TOY_PAIRS * 4  # 20 pairs: 5 batches of 4 per epoch
 
@@ -28,7 +28,7 @@ def _trainer(tmp_path, **optim) -> Trainer:
     model = _model()
     examples = model.featurize_all(PAIRS, TOY_LABELS)
     cfg = OptimConfig(**{"batch_size": 4, "max_epochs": 10, "patience": 10, "scheduler": "none", **optim})
-    trainer = Trainer(model, examples, examples, cfg, tmp_path, describe=lambda: {}, progress=False)
+    trainer = Trainer(model, examples, examples, TrainerSettings(cfg, tmp_path, describe=lambda: {}, progress=False))
     trainer.save_best = trainer.save_last = lambda: None  # checkpoints are tested elsewhere
     return trainer
 
@@ -75,13 +75,13 @@ def test_without_a_schedule_the_lr_stays(monkeypatch, tmp_path):
 def test_linear_schedule_warms_up_then_decays_to_zero(tmp_path):
     trainer = _trainer(tmp_path, scheduler="linear", warmup_ratio=0.25, max_epochs=4, lr=1e-2)
     used: list[float] = []
-    step = trainer._train_step
+    step = trainer.train_step
 
     def recording(indices):
         used.append(trainer.optimizer.param_groups[0]["lr"])  # the lr this step trains with
         return step(indices)
 
-    trainer._train_step = recording
+    trainer.train_step = recording
     trainer.fit()
     # 20 steps, 5 of them (25%) warming up linearly to the peak, then linearly down towards 0
     warm = [1e-2 * k / 5 for k in range(1, 6)]

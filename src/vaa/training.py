@@ -401,8 +401,6 @@ class Trainer:
             return rt.sum(float(loss_sum.detach())) / len(indices)
         return float(loss.detach())
 
-    _train_step = train_step  # the older name (benchmarks, tests)
-
     def _end_epoch(self, seconds: float, seen: int) -> None:
         st = self.state
         main = self.runtime.is_main
