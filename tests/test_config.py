@@ -40,7 +40,7 @@ def _fields():
         for f in dataclasses.fields(cls):
             yield section, cls, f
     for f in dataclasses.fields(RunConfig):
-        if f.name not in SECTIONS:
+        if f.name not in SECTIONS and f.name != "given":  # `given` records what was set; it is not a setting
             yield None, RunConfig, f
 
 

@@ -99,13 +99,9 @@ def eval_mode(model: torch.nn.Module) -> Iterator[None]:
 
 def validate(cfg: AttackConfig) -> None:
     """Check the settings again (a config object is checked when built, but
-    its attributes can be changed afterwards); the rules live in config.py.
-    The combinations are checked here: PGD and targeted steps follow the gradient."""
+    its attributes can be changed afterwards); every rule, combinations
+    included, lives in config.py."""
     dataclasses.replace(cfg)
-    if cfg.steps > 1 and cfg.direction != "fgsm":
-        raise ValueError(f"multi-step attacks follow the gradient: steps={cfg.steps} needs direction fgsm, not {cfg.direction!r}")
-    if cfg.target >= 0 and cfg.direction != "fgsm":
-        raise ValueError(f"a targeted attack follows the gradient: target={cfg.target} needs direction fgsm")
 
 
 def _loss_gradient(model: PairModel, emb: Embedded, labels: torch.Tensor | None) -> tuple[Embedded, torch.Tensor, torch.Tensor, list[torch.Tensor], torch.Tensor]:

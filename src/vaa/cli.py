@@ -1,5 +1,14 @@
-"""The ``vaa`` command. Thin: it parses arguments into the library's config and
-calls the same functions Python users import; nothing is computed here."""
+"""The ``vaa`` command: argument parsing and printing over the library.
+
+Each command turns its arguments into the library's config (or plain
+arguments) and calls the function a Python user would import
+(``stage_one.train``, ``inference.predict`` ...); nothing is computed here.
+The per-setting flags (``--lr``, ``--eps``, ``--format`` ...) are generated
+from the config dataclasses (``config_flags.py``): their names, types,
+defaults, allowed values and help live with the settings in ``config.py``.
+The flags written here are the commands' own (paths, ``--preset``, ``--set``,
+``--output`` of the analysis commands ...).
+"""
 
 from __future__ import annotations
 
@@ -12,77 +21,19 @@ from typing import Any, Callable, Sequence
 import yaml
 
 from .analysis.defaults import DEFAULT_EPS, ROBUSTNESS_L2_EPS, ROBUSTNESS_LINF_EPS, ROBUSTNESS_PGD_STEPS
-from .config import AttackConfig, ConfigError, RunConfig, apply_overrides, check_overrides, load_preset
+from .config import UNREAD_SECTIONS, ConfigError, RunConfig, apply_overrides, check_overrides, check_stage, load_preset
+from .config_flags import DEST_PREFIX, add_setting_flags, flag_value, given_values, select, settings_from_args
 
-# (flag, config key, type, help) shared by the training commands. A flag left
-# unset does not override the preset.
-DATA_FLAGS: list[tuple[str, str, Callable[[str], Any], str]] = [
-    ("--train", "data.train", str, "training file (default: the built-in synthetic demo set)"),
-    ("--valid", "data.valid", str, "validation file for model selection (default: a seeded split of --train)"),
-    ("--test", "data.test", str, "test file, reported separately, never used for selection"),
-    ("--format", "data.format", str, "auto | nli-jsonl | nli-tsv | qqp-wang | qqp-glue | generic | hf"),
-    ("--columns", "data.columns", str, "generic/HF columns, e.g. a=question1,b=question2,label=is_duplicate"),
-    ("--valid-fraction", "data.valid_fraction", float, "share of --train held out when no --valid is given"),
-    ("--limit", "data.limit", int, "read at most this many pairs per file (quick runs)"),
-    ("--on-error", "data.on_error", str, "raise (default) | skip malformed rows and count them"),
-    ("--labels", "data.labels", str, "rename the files' labels, e.g. 0=not_duplicate,1=duplicate"),
-]
-# Model A's architecture: stage one only (model B is always a copy of A).
-MODEL_FLAGS: list[tuple[str, str, Callable[[str], Any], str]] = [
-    ("--family", "model.family", str, "model family: esim | hf"),
-    ("--model", "model.path", str, "HF family: local model folder (default: all-MiniLM-L6-v2 from PyPI)"),
-    ("--vectors", "model.vectors", str, "ESIM: glove-6b-50d (default) or a GloVe-format text file"),
-    ("--hidden", "model.hidden", int, "ESIM hidden size (paper: 300)"),
-    ("--dropout", "model.dropout", float, "dropout rate"),
-    ("--max-length", "model.max_length", int, "HF family: max tokens per pair"),
-]
-RUN_FLAGS: list[tuple[str, str, Callable[[str], Any], str]] = [
-    ("--lr", "optim.lr", float, "learning rate"),
-    ("--batch-size", "optim.batch_size", int, "training batch size"),
-    ("--epochs", "optim.max_epochs", int, "maximum epochs"),
-    ("--patience", "optim.patience", int, "early stopping patience (epochs without validation gain)"),
-    ("--seed", "seed", int, "random seed"),
-    ("--output", "output", str, "run folder"),
-    ("--threads", "threads", int, "torch CPU threads (0: default)"),
-    ("--checkpoint-every", "checkpoint_every", int, "batches between mid-epoch checkpoints"),
-    ("--device", "device", str, "auto (CUDA, else MPS, else CPU; default) | cpu | cuda | cuda:N | mps"),
-    ("--precision", "precision", str, "fp32 (default) | bf16 | fp16 (CUDA; gradient scaler); the FGSM step stays fp32"),
-]
-# Stage one's objective: adversarial training of model A (a baseline beside VAA).
-TRAIN_FLAGS: list[tuple[str, str, Callable[[str], Any], str]] = [
-    ("--adversarial-training", "train.adversarial_training", str, "none (default, the paper) | fgm | pgd: adversarial training "
-     "on the looked-up word embeddings, against the gold label"),
-    ("--adv-eps", "train.adversarial_eps", float, "radius of the training perturbation (default 1.0)"),
-    ("--adv-norm", "train.adversarial_norm", str, "l2 (per sentence, default) | linf"),
-    ("--adv-steps", "train.adversarial_steps", int, "pgd: projected steps per batch (default 3)"),
-    ("--adv-step-ratio", "train.adversarial_step_ratio", float, "pgd: step size as step_ratio * eps / steps (default 2.5)"),
-    ("--adv-weight", "train.adversarial_weight", float, "loss = clean + weight * adversarial (default 1.0)"),
-]
-ATTACK_FLAGS: list[tuple[str, str, Callable[[str], Any], str]] = [
-    ("--norm", "attack.norm", str, "FGSM norm: l2 (eq. 5) | linf (eq. 4)"),
-    ("--eps", "attack.eps", float, "attack strength (absolute unless --relative)"),
-    ("--scope", "attack.scope", str, "L2 norm per sentence (authors) or over the whole pair"),
-    ("--direction", "attack.direction", str, "fgsm | random (control: same norm) | random-matched (control: same ||V1-V2|| as FGSM)"),
-    ("--steps", "attack.steps", int, "1: FGSM (paper); k > 1: PGD with k projected steps"),
-    ("--step-ratio", "attack.step_ratio", float, "PGD step size as step_ratio * eps / steps (default 2.5)"),
-    ("--target", "attack.target", int, "-1: untargeted (paper); c: targeted toward class index c"),
-]
-VAA_FLAGS: list[tuple[str, str, Callable[[str], Any], str]] = [
-    ("--model-a", "vaa.model_a", str, "trained model A: run folder or checkpoint folder"),
-    ("--cache-dir", "vaa.cache_dir", str, "folder for the V1/V2 cache (default: vcache/ in the run folder)"),
-    ("--injection", "vaa.injection", str, "token (paper) | classifier (authors' code) | add"),
-    ("--b-input", "vaa.b_input", str, "normal (paper) | adversarial (authors' ESIM reads E~)"),
-    ("--v3-order", "vaa.v3_order", str, "paper [V1;V2;V1-V2] | authors [V1-V2;V1;V2]"),
-    ("--vulnerability", "vaa.vulnerability", str, "attack | zeros (control: extra training only) | v1-only | permuted (controls)"),
-    ("--normalize", "vaa.normalize", str, "none (paper) | layernorm (per part of V3) | standardize (training-set statistics)"),
-    ("--diff-scale", "vaa.diff_scale", str, "none (paper) | step (V1 - V2 divided by the attack step's norm)"),
-    ("--calibrate-flip-rate", "vaa.calibrate_flip_rate", float, "0 (paper: eps as given) | r: eps set once to flip r of the training pairs"),
-    ("--w-lr", "vaa.w_lr", float, "learning rate of W and the other new parameters (0: --lr)"),
-]
+# The settings each command takes as flags, besides its own arguments.
+TRAIN_SETTINGS = select(["*"], exclude=UNREAD_SECTIONS["stage1"])
+TRAIN_VAA_SETTINGS = select(["*"], exclude=UNREAD_SECTIONS["stage2"])
+READ_SETTINGS = select(["data.format", "data.columns", "data.limit", "data.on_error", "data.labels"])  # reading a data file
+ATTACK_SETTINGS = select(["attack"])
+SHARED_RUN_SETTINGS = select(["threads", "progress", "device"])  # reproduce and demo pass these to every run
 
 
 def _positive_int(text: str) -> int:
-    """argparse type: an integer >= 1 (a batch size or a limit of 0 is a mistake)."""
+    """argparse type: an integer >= 1 (a batch size of 0 is a mistake)."""
     try:
         value = int(text)
     except ValueError:
@@ -90,11 +41,6 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
     return value
-
-
-def _add_flags(parser: argparse.ArgumentParser, flags: Sequence[tuple[str, str, Callable[[str], Any], str]]) -> None:
-    for flag, key, kind, text in flags:
-        parser.add_argument(flag, dest="cfg:" + key, type=kind, default=None, help=text)
 
 
 def _nested(key: str, value: Any) -> dict[str, Any]:
@@ -131,40 +77,30 @@ def _key_values(items: Sequence[str] | None, flag: str) -> dict[str, Any]:
     return values
 
 
-def build_config(args: argparse.Namespace, default_preset: str | Callable[[], str | None] | None = None) -> RunConfig:
-    """Preset, then flags, then ``--set key=value`` overrides. The flags are
-    checked first, so a bad value is reported before the preset's choice
-    (which may read model A's checkpoint) or anything else happens."""
-    values: dict[str, Any] = {}
-    for name, value in vars(args).items():
-        if name.startswith("cfg:") and value is not None:
-            _merge(values, _nested(name[4:], value))
+def build_config(args: argparse.Namespace, default_preset: str | Callable[[], str | None] | None = None,
+                 stage: str | None = None) -> RunConfig:
+    """Preset, then flags, then ``--set key=value`` overrides; every key given
+    is recorded in ``config.given`` (stage two inherits model A's data except
+    those). The flags are checked first, so a bad value is reported before
+    the preset's choice (which may read model A's checkpoint) or anything else
+    happens; settings ``stage`` never reads are refused."""
+    values = given_values(args)
     _merge(values, _key_values(args.set, "--set"))
-    if getattr(args, "relative", None):
-        _merge(values, {"attack": {"relative": True}})
-    if getattr(args, "no_cache", False):
-        _merge(values, {"vaa": {"cache": False}})
-    if getattr(args, "scalars", None):
-        _merge(values, {"vaa": {"scalars": ",".join(args.scalars)}})
-    if getattr(args, "saliency", False):
-        _merge(values, {"vaa": {"saliency": True}})
-    if getattr(args, "no_progress", False):
-        values["progress"] = False
-    if getattr(args, "tensorboard", False):
-        values["tensorboard"] = True
     check_overrides(values, source="command line")
+    if stage:  # the command line's own keys, before a default preset may read model A's checkpoint
+        check_stage(apply_overrides(RunConfig(), values, source="command line"), stage)
     preset = args.preset or (default_preset() if callable(default_preset) else default_preset)
     config = load_preset(preset) if preset else RunConfig()
-    return apply_overrides(config, values, source="command line")
+    config = apply_overrides(config, values, source="command line")
+    if stage:
+        check_stage(config, stage)
+    return config
 
 
 def _common_run_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", help="a shipped preset name (e.g. qqp-esim; see vaa/configs/) or a YAML file")
     parser.add_argument("--set", action="append", metavar="KEY=VALUE", help="any config setting, e.g. optim.lr=1e-3 (repeatable)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing run folder instead of resuming it")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-    parser.add_argument("--tensorboard", action="store_true",
-                        help="also write TensorBoard curves into the run folder's tensorboard/ (needs the tensorboard package)")
     parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
 
 
@@ -178,7 +114,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .stage_one import train
 
     # a family given on the command line brings its own defaults (BERT is not fine-tuned like ESIM)
-    config = build_config(args, default_preset="hf" if getattr(args, "cfg:model.family") == "hf" else None)
+    config = build_config(args, default_preset="hf" if flag_value(args, "model.family") == "hf" else None, stage="stage1")
     if args.print_config:
         _print(config.to_json())
         return 0
@@ -203,7 +139,7 @@ def _stage_two_preset(model_a: str | None) -> str:
 def cmd_train_vaa(args: argparse.Namespace) -> int:
     from .stage_two import train_vaa
 
-    config = build_config(args, default_preset=lambda: _stage_two_preset(getattr(args, "cfg:vaa.model_a")))
+    config = build_config(args, default_preset=lambda: _stage_two_preset(flag_value(args, "vaa.model_a")), stage="stage2")
     if args.print_config:
         _print(config.to_json())
         return 0
@@ -223,11 +159,13 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     over_a = _key_values(args.set_a, "--set-a")
     over_b = _key_values(args.set_b, "--set-b")
     over_adv = _key_values(args.set_adv, "--set-adv")
-    shared = {"threads": args.threads, "progress": not args.no_progress, "device": args.device}
+    for values, flag, stage in ((over_a, "--set-a", "stage1"), (over_b, "--set-b", "stage2"), (over_adv, "--set-adv", "stage1")):
+        check_stage(apply_overrides(RunConfig(), values, source=flag), stage)  # checked, and nothing a stage ignores
+    shared = given_values(args)  # --threads, --no-progress, --device: the same for every run
     if args.test:
         _merge(over_a, {"data": {"test": args.test}})
-    _merge(over_a, shared)
-    _merge(over_b, shared)
+    _merge(over_a, dict(shared))
+    _merge(over_b, dict(shared))
     reproduce(args.preset, args.output, seeds=args.seeds, stage_two_preset=args.stage_two_preset, variants=args.variants,
               overrides_a=over_a, overrides_b=over_b, title=args.title or args.preset, jobs=args.jobs,
               baselines=args.baselines, overrides_adversarial=over_adv)
@@ -239,7 +177,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """The README's main job on the built-in synthetic data."""
     from .experiments import demo
 
-    summary = demo(args.output, overrides={"threads": args.threads, "progress": not args.no_progress, "device": args.device})
+    summary = demo(args.output, overrides=given_values(args))
     print(f"\nvalidation accuracy: model A {summary['valid_accuracy_a']:.4f}, A+VAA {summary['valid_accuracy_vaa']:.4f}; "
           f"AUC of F2 (L2, eps 0.02; higher F2 = duplicate) {summary['auc_f2']:.4f}, "
           f"of A's own probability without attack {summary['auc_a_probability']:.4f}")
@@ -248,12 +186,20 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _reading(config: RunConfig, labels: bool = True) -> dict[str, Any]:
+    """The keyword arguments for reading a data file, from the data settings."""
+    data = config.data
+    out = {"format": data.format, "columns": data.columns, "limit": data.limit, "on_error": data.on_error}
+    return {**out, "labels": data.labels} if labels else out
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .inference import evaluate
     from .metrics import format_report
 
-    report = evaluate(args.checkpoint, args.data, format=args.format, columns=args.columns, limit=args.limit, on_error=args.on_error,
-                      raw=args.raw, labels=args.labels, device=args.device, precision=args.precision)
+    settings = settings_from_args(args)
+    report = evaluate(args.checkpoint, args.data, **_reading(settings), raw=args.raw, device=settings.device,
+                      precision=settings.precision)
     print(format_report(report, title=f"{args.checkpoint} on {args.data}"))
     if args.json:
         from .files import atomic_write_text
@@ -285,9 +231,9 @@ def _write_table(rows: list[dict[str, Any]], path: str) -> None:
 def cmd_predict(args: argparse.Namespace) -> int:
     from .inference import predict
 
-    rows = predict(args.checkpoint, data=args.data, pairs=[tuple(args.pair)] if args.pair else None,
-                   format=args.format, columns=args.columns, limit=args.limit, on_error=args.on_error, raw=args.raw,
-                   labels=args.labels, device=args.device, precision=args.precision)
+    settings = settings_from_args(args)
+    rows = predict(args.checkpoint, data=args.data, pairs=[tuple(args.pair)] if args.pair else None, **_reading(settings),
+                   raw=args.raw, device=settings.device, precision=settings.precision)
     if args.output:
         _write_table(rows, args.output)
         print(f"wrote {len(rows)} predictions to {args.output}")
@@ -298,35 +244,16 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
-def _attack_config(args: argparse.Namespace) -> AttackConfig:
-    return AttackConfig(norm=args.norm, eps=args.eps, relative=args.relative, scope=args.scope, direction=args.direction,
-                        seed=args.attack_seed, steps=args.steps, step_ratio=args.step_ratio, target=args.target)
-
-
-def _add_attack_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--norm", default="l2", choices=["l2", "linf"], help="FGSM norm: l2 (eq. 5, default) | linf (eq. 4)")
-    parser.add_argument("--eps", type=float, default=0.02, help="attack strength (default 0.02, the paper's)")
-    parser.add_argument("--relative", action="store_true", help="eps as a fraction of each sentence's embedding scale")
-    parser.add_argument("--scope", default="sentence", choices=["sentence", "pair"], help="L2 norm per sentence (authors) or per pair")
-    parser.add_argument("--direction", default="fgsm", choices=["fgsm", "random", "random-matched"],
-                        help="fgsm | random (control: same norm) | random-matched (control: same ||V1-V2|| as FGSM)")
-    parser.add_argument("--attack-seed", type=int, default=0, help="seed of the random direction")
-    parser.add_argument("--steps", type=_positive_int, default=1, help="1: FGSM (paper); k > 1: PGD with k projected steps")
-    parser.add_argument("--step-ratio", type=float, default=2.5, help="PGD step size as step_ratio * eps / steps")
-    parser.add_argument("--target", type=int, default=-1, help="-1: untargeted (paper); c: targeted toward class index c")
-    parser.add_argument("--batch-size", type=_positive_int, default=128, help="pairs per attack batch")
-
-
 def cmd_robustness(args: argparse.Namespace) -> int:
     from .robustness import attack_grid, robustness, table_markdown
 
     if len(args.paths) < 2:
         raise ValueError("vaa robustness needs CHECKPOINT [CHECKPOINT ...] FILE: at least one checkpoint and a labelled file")
     *checkpoints, data = args.paths
-    settings = attack_grid(args.eps, args.linf_eps, args.methods, args.norms, args.pgd_steps, args.step_ratio)
-    report = robustness(checkpoints, data, settings, output=args.output, batch_size=args.batch_size, format=args.format,
-                        columns=args.columns, labels=args.labels, limit=args.limit, on_error=args.on_error, device=args.device,
-                        progress=not args.no_progress)
+    settings = settings_from_args(args)
+    grid = attack_grid(args.eps, args.linf_eps, args.methods, args.norms, args.pgd_steps, args.step_ratio)
+    report = robustness(checkpoints, data, grid, output=args.output, batch_size=args.batch_size, **_reading(settings),
+                        device=settings.device, progress=settings.progress)
     print(table_markdown(report))
     if args.output:
         print(f"written to {args.output} (robustness.json, robustness.md, robustness.png)")
@@ -336,18 +263,18 @@ def cmd_robustness(args: argparse.Namespace) -> int:
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from .inference import calibrate
 
-    calibrate(args.checkpoint, args.data, method=args.method, format=args.format, columns=args.columns, limit=args.limit,
-              on_error=args.on_error, labels=args.labels, device=args.device)
+    settings = settings_from_args(args)
+    calibrate(args.checkpoint, args.data, method=args.method, **_reading(settings), device=settings.device)
     return 0
 
 
 def cmd_vulnerability(args: argparse.Namespace) -> int:
     from .inference import vulnerability_rows
 
+    settings = settings_from_args(args)
     rows = vulnerability_rows(args.checkpoint, data=args.data, pairs=[tuple(args.pair)] if args.pair else None,
-                              attack=_attack_config(args), format=args.format, columns=args.columns, limit=args.limit,
-                              batch_size=args.batch_size, progress=not args.no_progress, on_error=args.on_error,
-                              labels=args.labels, device=args.device)
+                              attack=settings.attack, **_reading(settings), batch_size=args.batch_size,
+                              progress=settings.progress, device=settings.device)
     if args.output:
         _write_table(rows, args.output)
         print(f"wrote {len(rows)} rows to {args.output}")
@@ -360,10 +287,10 @@ def cmd_vulnerability(args: argparse.Namespace) -> int:
 def cmd_analyze(args: argparse.Namespace) -> int:
     from .analysis.analyze import analyze
 
-    result = analyze(args.checkpoint, args.data, args.output, attack=_attack_config(args), eps_list=args.eps_list,
-                     norms=args.norms, run_sweep=not args.no_sweep, format=args.format, columns=args.columns,
-                     limit=args.limit, batch_size=args.batch_size, progress=not args.no_progress, on_error=args.on_error,
-                     labels=args.labels, device=args.device)
+    settings = settings_from_args(args)
+    result = analyze(args.checkpoint, args.data, args.output, attack=settings.attack, eps_list=args.eps_list,
+                     norms=args.norms, run_sweep=not args.no_sweep, **_reading(settings), batch_size=args.batch_size,
+                     progress=settings.progress, device=settings.device)
     print(f"analysis of {result['pairs']} pairs written to {args.output} (report.md, analysis.json, *.png)")
     return 0
 
@@ -382,11 +309,11 @@ def cmd_convert(args: argparse.Namespace) -> int:
 def cmd_probe(args: argparse.Namespace) -> int:
     from .analysis.probe import FEATURES, probe, probe_markdown
 
-    result = probe(args.checkpoint, args.data, args.output, attack=_attack_config(args), folds=args.folds, seed=args.seed,
+    settings = settings_from_args(args)
+    result = probe(args.checkpoint, args.data, args.output, attack=settings.attack, folds=args.folds, seed=args.seed,
                    c=args.C, names=args.features or tuple(FEATURES), random_control=not args.no_random,
-                   control_direction=args.control, format=args.format,
-                   columns=args.columns, limit=args.limit, batch_size=args.batch_size, progress=not args.no_progress,
-                   on_error=args.on_error)
+                   control_direction=args.control, **_reading(settings, labels=False), batch_size=args.batch_size,
+                   progress=settings.progress)
     print(probe_markdown(result))
     if args.output:
         print(f"probe written to {args.output} (probe.md, probe.json, features.npz)")
@@ -401,13 +328,10 @@ def cmd_theorem(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_device_arg(parser: argparse.ArgumentParser, precision: bool = False) -> None:
-    parser.add_argument("--device", default="auto", help="auto (CUDA, else MPS, else CPU; default) | cpu | cuda | cuda:N | mps")
-    if precision:
-        parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"], help="fp32 (default) | bf16 | fp16 (CUDA)")
-
+# -- the parser: one small function per command ------------------------------------------------
 
 def _add_data_args(parser: argparse.ArgumentParser, optional: bool = False, allow_pair: bool = False) -> None:
+    """The data file (or one --pair) and the settings that say how to read it."""
     if optional:
         parser.add_argument("data", nargs="?", help="a labelled file of pairs (default: the validation split of A's run)")
     elif allow_pair:
@@ -415,38 +339,44 @@ def _add_data_args(parser: argparse.ArgumentParser, optional: bool = False, allo
         parser.add_argument("--pair", nargs=2, metavar=("SENTENCE_A", "SENTENCE_B"), help="one pair instead of a file")
     else:
         parser.add_argument("data", help="a labelled file of pairs")
-    parser.add_argument("--format", default="auto", help="file format (default: detected)")
-    parser.add_argument("--columns", help="generic/HF columns, e.g. a=q1,b=q2,label=y")
-    parser.add_argument("--limit", type=_positive_int, help="read at most this many pairs")
-    parser.add_argument("--on-error", default="raise", choices=["raise", "skip"], help="raise | skip (malformed rows skipped and counted)")
-    parser.add_argument("--labels", help="the file's label spellings as the model's labels, e.g. 0=not_duplicate,1=duplicate")
+    add_setting_flags(parser, READ_SETTINGS)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="vaa", description="Sentence matching with vulnerability via adversarial attack (Zhang et al., COLING 2020).")
-    sub = parser.add_subparsers(dest="command", required=True)
+def _add_attack_args(parser: argparse.ArgumentParser) -> None:
+    """The attack's settings (defaults: AttackConfig's) and the attack batch."""
+    add_setting_flags(parser, ATTACK_SETTINGS)
+    parser.add_argument("--batch-size", type=_positive_int, default=128, help="pairs per attack batch (default 128)")
 
-    p = sub.add_parser("train", help="stage one: train model A", description="Train model A (ESIM or a Hugging Face encoder).")
+
+def _add_checkpoint_arg(parser: argparse.ArgumentParser, which: str = "either stage") -> None:
+    parser.add_argument("checkpoint", help=f"run folder or checkpoint folder ({which})")
+
+
+def _add_train(sub: Any) -> None:
+    p = sub.add_parser("train", help="stage one: train model A",
+                       description="Train model A (ESIM or a Hugging Face encoder). The defaults shown are the settings' own; "
+                                   "a preset changes them, a flag or --set overrides both.")
     _common_run_args(p)
-    _add_flags(p, DATA_FLAGS + MODEL_FLAGS + RUN_FLAGS + TRAIN_FLAGS)
+    add_setting_flags(p, TRAIN_SETTINGS)
     p.set_defaults(func=cmd_train)
 
+
+def _add_train_vaa(sub: Any) -> None:
     p = sub.add_parser("train-vaa", help="stage two: train model B with the vulnerability vector from a frozen model A",
-                       description="Stage two. Data defaults to model A's; the preset defaults to esim-vaa.")
+                       description="Stage two. Data default to model A's run; the preset defaults to esim-vaa or hf-vaa "
+                                   "after model A's family. Model B is a copy of model A: no model settings. The defaults shown are the "
+                                   "settings' own; a preset changes them, a flag or --set overrides both.")
     _common_run_args(p)
-    _add_flags(p, DATA_FLAGS + RUN_FLAGS + ATTACK_FLAGS + VAA_FLAGS)
-    p.add_argument("--relative", action="store_true", help="attack eps relative to each sentence's embedding scale")
-    p.add_argument("--no-cache", action="store_true", help="compute V1/V2 in every batch (the authors' way) instead of once per pair")
-    p.add_argument("--scalars", nargs="+", metavar="NAME", help="append to V3: log_distance log_grad_norm F1 F2 flip log_flip_eps targeted_loss_drop")
-    p.add_argument("--saliency", action="store_true", help="add each word's gradient saliency times a learned vector to B's embeddings")
+    add_setting_flags(p, TRAIN_VAA_SETTINGS)
     p.set_defaults(func=cmd_train_vaa)
 
+
+def _add_reproduce(sub: Any) -> None:
     p = sub.add_parser("reproduce", help="Table 3: baseline vs +VAA vs two controls over seeds, with paired tests")
     p.add_argument("--preset", required=True, help="stage-one preset, e.g. qqp-esim")
     p.add_argument("--stage-two-preset", help="stage-two preset (default: esim-vaa or hf-vaa after model A's family)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="model seeds (default 0 1 2)")
-    p.add_argument("--variants", nargs="+", default=["vaa", "zeros", "random"],
-                   choices=["vaa", "zeros", "random", "v1only", "random_matched", "permuted"],
+    p.add_argument("--variants", nargs="+", default=["vaa", "zeros", "random"], choices=["vaa", "zeros", "random", "v1only", "random_matched", "permuted"],
                    help="stage-two variants (default: vaa zeros random); the controls v1only, random_matched and permuted "
                         "take the same --set-b feature options as vaa")
     p.add_argument("--output", required=True, help="folder for all runs and the table")
@@ -457,68 +387,72 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also train adversarially trained A's per seed (same seeds, data, budget caps) and add them to Table 3")
     p.add_argument("--set-adv", action="append", metavar="KEY=VALUE",
                    help="setting of the adversarially trained A's only, e.g. train.adversarial_eps=0.5")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     p.add_argument("--title", help="title of the table (default: the preset)")
-    p.add_argument("--no-progress", action="store_true")
-    _add_device_arg(p)
     p.add_argument("--jobs", type=int, default=1,
                    help="independent runs at once, each a local `vaa` process (one GPU each when there are several)")
+    add_setting_flags(p, SHARED_RUN_SETTINGS, grouped=False)
     p.set_defaults(func=cmd_reproduce)
 
+
+def _add_demo(sub: Any) -> None:
     p = sub.add_parser("demo", help="the main job on the built-in synthetic demo data",
                        description="Model A, its vulnerability analyses and stage two on the built-in SYNTHETIC demo set.")
     p.add_argument("--output", default="runs/demo", help="folder for the demo's runs (default runs/demo)")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
-    p.add_argument("--no-progress", action="store_true")
-    _add_device_arg(p)
+    add_setting_flags(p, SHARED_RUN_SETTINGS, grouped=False)
     p.set_defaults(func=cmd_demo)
 
+
+def _add_evaluate(sub: Any) -> None:
     p = sub.add_parser("evaluate", help="accuracy, per-class P/R/F1 and confusion matrix on a labelled file")
-    p.add_argument("checkpoint", help="run folder or checkpoint folder (either stage)")
+    _add_checkpoint_arg(p)
     _add_data_args(p)
     p.add_argument("--json", help="also write the report as JSON here")
     p.add_argument("--raw", action="store_true", help="ignore a stored calibration (`vaa calibrate`): the model's own output")
-    _add_device_arg(p, precision=True)
+    add_setting_flags(p, select(["device", "precision"]), grouped=False)
     p.set_defaults(func=cmd_evaluate)
 
+
+def _add_predict(sub: Any) -> None:
     p = sub.add_parser("predict", help="labels and probabilities for a file or one pair")
-    p.add_argument("checkpoint", help="run folder or checkpoint folder (either stage)")
+    _add_checkpoint_arg(p)
     _add_data_args(p, allow_pair=True)
     p.add_argument("--output", help="write predictions to .csv/.tsv/.jsonl/.parquet instead of printing")
     p.add_argument("--raw", action="store_true", help="ignore a stored calibration (`vaa calibrate`): the model's own output")
-    _add_device_arg(p, precision=True)
+    add_setting_flags(p, select(["device", "precision"]), grouped=False)
     p.set_defaults(func=cmd_predict)
 
+
+def _add_calibrate(sub: Any) -> None:
     p = sub.add_parser("calibrate", help="re-fit a model's decision rule on validation (temperature + per-class bias)",
                        description="Fit temperature scaling plus a per-class bias (or a multinomial logistic regression on "
                                    "log-probabilities) on validation data; store it in the run folder, where predict and "
                                    "evaluate apply it. Reports accuracy, log-loss and ECE before, after and cross-fitted.")
-    p.add_argument("checkpoint", help="run folder or checkpoint (either stage)")
+    _add_checkpoint_arg(p)
     _add_data_args(p, optional=True)
     p.add_argument("--method", default="temperature-bias", choices=["temperature-bias", "logistic"],
                    help="temperature-bias (n+1 parameters, default) | logistic (n^2+n)")
-    _add_device_arg(p)
+    add_setting_flags(p, select(["device"]), grouped=False)
     p.set_defaults(func=cmd_calibrate)
+
+
+def _add_vulnerability(sub: Any) -> None:
     p = sub.add_parser("vulnerability", help="per-pair F1, F2, ||V1-V2|| from an FGSM attack on model A")
-    p.add_argument("checkpoint", help="run folder or checkpoint folder (model A is used)")
+    _add_checkpoint_arg(p, "model A is used")
     _add_data_args(p, allow_pair=True)
     _add_attack_args(p)
     p.add_argument("--output", help="write rows to .csv/.tsv/.jsonl/.parquet instead of printing")
-    p.add_argument("--no-progress", action="store_true")
-    _add_device_arg(p)
+    add_setting_flags(p, select(["progress", "device"]), grouped=False)
     p.set_defaults(func=cmd_vulnerability)
 
+
+def _add_robustness(sub: Any) -> None:
     p = sub.add_parser("robustness", help="accuracy under attack (FGSM, PGD; L2, L-inf; gold label) on an eps grid, per model",
                        description="Accuracy under an untargeted attack on the word embeddings against the gold label, for "
                                    "each checkpoint (model A, an adversarially trained A, a stage-two model: there the same "
                                    "perturbation reaches A, so V1/V2 change, and B, end to end). eps 0 is clean accuracy.")
     p.add_argument("paths", nargs="+", metavar="CHECKPOINT [CHECKPOINT ...] FILE",
                    help="run folders or checkpoint folders (either stage), then a labelled file of pairs")
-    p.add_argument("--format", default="auto", help="file format (default: detected)")
-    p.add_argument("--columns", help="generic/HF columns, e.g. a=q1,b=q2,label=y")
-    p.add_argument("--limit", type=_positive_int, help="read at most this many pairs")
-    p.add_argument("--on-error", default="raise", choices=["raise", "skip"], help="raise | skip (malformed rows skipped and counted)")
-    p.add_argument("--labels", help="the file's label spellings as the model's labels, e.g. 0=not_duplicate,1=duplicate")
+    add_setting_flags(p, READ_SETTINGS)
     p.add_argument("--eps", type=float, nargs="+", default=list(ROBUSTNESS_L2_EPS), help="L2 eps grid (per sentence; default %(default)s)")
     p.add_argument("--linf-eps", type=float, nargs="+", default=list(ROBUSTNESS_LINF_EPS), help="L-inf eps grid (default %(default)s)")
     p.add_argument("--norms", nargs="+", default=["l2", "linf"], choices=["l2", "linf"], help="norms (default: both)")
@@ -527,22 +461,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--step-ratio", type=float, default=2.5, help="PGD step size as step_ratio * eps / steps (default 2.5)")
     p.add_argument("--batch-size", type=_positive_int, default=64, help="pairs per attack batch")
     p.add_argument("--output", help="folder for robustness.json, robustness.md and robustness.png")
-    p.add_argument("--no-progress", action="store_true")
-    _add_device_arg(p)
+    add_setting_flags(p, select(["progress", "device"]), grouped=False)
     p.set_defaults(func=cmd_robustness)
 
+
+def _add_analyze(sub: Any) -> None:
     p = sub.add_parser("analyze", help="Fig. 2, Fig. 3a/3b and Theorem 1 for model A on a labelled file")
-    p.add_argument("checkpoint", help="run folder or checkpoint folder (model A is used)")
+    _add_checkpoint_arg(p, "model A is used")
     _add_data_args(p, optional=True)
     _add_attack_args(p)
     p.add_argument("--output", required=True, help="folder for the report, tables and plots")
     p.add_argument("--eps-list", type=float, nargs="+", default=list(DEFAULT_EPS), help="eps values of the sweep")
     p.add_argument("--norms", nargs="+", default=["l2", "linf"], choices=["l2", "linf"], help="norms of the sweep")
     p.add_argument("--no-sweep", action="store_true", help="skip the sweep (Fig. 3b)")
-    p.add_argument("--no-progress", action="store_true")
-    _add_device_arg(p)
+    add_setting_flags(p, select(["progress", "device"]), grouped=False)
     p.set_defaults(func=cmd_analyze)
 
+
+def _add_convert(sub: Any) -> None:
     p = sub.add_parser("convert", help="convert an old .pt checkpoint (or run folder) you made yourself to the safe format",
                        description="Convert an old-format (pickle) checkpoint file or run folder to checkpoint folders "
                                    "(safetensors + JSON). WARNING: reading the old file EXECUTES any code it carries: "
@@ -551,11 +487,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("new", help="new checkpoint folder, or new run folder when OLD is a run folder (must not exist)")
     p.set_defaults(func=cmd_convert)
 
+
+def _add_probe(sub: Any) -> None:
     p = sub.add_parser("probe", help="does a vulnerability feature predict the gold label beyond A's own output? (cross-validated)",
                        description="Per-pair vulnerability features of model A, then k-fold cross-validated logistic regression "
                                    "of the gold label on A's log-probabilities or V1, with and without each feature "
                                    "(and its random-direction version).")
-    p.add_argument("checkpoint", help="checkpoint file or run folder (model A is used)")
+    _add_checkpoint_arg(p, "model A is used")
     _add_data_args(p)
     _add_attack_args(p)
     p.add_argument("--output", help="folder for probe.md, probe.json and features.npz")
@@ -566,9 +504,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-random", action="store_true", help="skip the random-direction versions")
     p.add_argument("--control", default="random", choices=["random", "random-matched"],
                    help="the control's step: random (same norm as FGSM) or random-matched (same ||V1-V2|| as FGSM)")
-    p.add_argument("--no-progress", action="store_true")
+    add_setting_flags(p, select(["progress"]), grouped=False)
     p.set_defaults(func=cmd_probe)
 
+
+def _add_theorem(sub: Any) -> None:
     p = sub.add_parser("theorem", help="Theorem 1: closed form, corollaries, Monte-Carlo check, measured criteria")
     p.add_argument("--n", type=int, default=2, help="number of classes")
     p.add_argument("--d", type=float, default=1.0, help="distance between adjacent class means")
@@ -578,6 +518,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--analysis", help="a folder written by `vaa analyze`: fit the theorem to its measured criteria")
     p.add_argument("--plot", help="write P against d/sigma and n to this PNG")
     p.set_defaults(func=cmd_theorem)
+
+
+COMMANDS = (_add_train, _add_train_vaa, _add_reproduce, _add_demo, _add_evaluate, _add_predict, _add_calibrate,
+            _add_vulnerability, _add_robustness, _add_analyze, _add_convert, _add_probe, _add_theorem)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vaa", description="Sentence matching with vulnerability via adversarial attack (Zhang et al., COLING 2020).")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in COMMANDS:
+        add(sub)
     _add_logging_args(parser, sub)
     return parser
 
@@ -609,8 +560,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     configure_logging(args.log_level, args.quiet)
-    if args.quiet:  # no progress bars either
-        args.no_progress = True
+    if args.quiet and hasattr(args, DEST_PREFIX + "progress"):  # no progress bars either
+        setattr(args, DEST_PREFIX + "progress", False)
     if getattr(args, "pair", None) is None and hasattr(args, "pair") and not args.data:
         parser.error("give a data file or --pair SENTENCE_A SENTENCE_B")
     try:

@@ -10,7 +10,14 @@ a flag, ``--set``, ``config.json`` or Python -- is converted to the field's
 type and checked against them when the object is built (``__post_init__``), so
 ``--set optim.lr=1e-3`` (YAML reads the text ``"1e-3"``) becomes the float
 0.001, and ``--batch-size 0`` or ``--eps nan`` stop with one line naming the
-key, the value and what is allowed, before anything is written to disk.
+key, the value and what is allowed, before anything is written to disk. Rules
+between the settings of a section (``check_combination``) are checked there too.
+
+The command line's flags are generated from these fields (``config_flags.py``).
+A config records which settings were given (``RunConfig.given``), as opposed
+to left at their defaults: stage two inherits model A's data settings except
+the given ones, and a given setting the stage never reads (``UNREAD_SECTIONS``)
+is refused on the command line and warned about in Python.
 """
 
 from __future__ import annotations
@@ -50,6 +57,8 @@ VULNERABILITY_SOURCES = ("attack", "zeros", "v1-only", "permuted")
 NORMALIZATIONS = ("none", "layernorm", "standardize")
 DIFF_SCALES = ("none", "step")
 ADVERSARIAL_TRAINING = ("none", "fgm", "pgd")
+# the per-pair scalars stage two can append to V3 (their widths are in features.SCALARS)
+SCALAR_NAMES = ("log_distance", "log_grad_norm", "F1", "F2", "flip", "log_flip_eps", "targeted_loss_drop")
 # A learning rate above this is almost surely a typo (1e30 for 1e-3): allowed, but warned about.
 LR_WARN_ABOVE = 1.0
 # ESIM's default cap on tokens per sentence: about twice the longest sentence
@@ -64,10 +73,15 @@ class ConfigError(ValueError):
 
 
 def setting(default: Any = dataclasses.MISSING, *, help: str, choices: tuple[str, ...] | None = None,
-            ge: float | None = None, gt: float | None = None, le: float | None = None, lt: float | None = None) -> Any:
+            ge: float | None = None, gt: float | None = None, le: float | None = None, lt: float | None = None,
+            flags: tuple[str, ...] | None = None, many: bool = False) -> Any:
     """A dataclass field with its help text, allowed values and bounds in the
-    metadata, where validation reads them and a CLI generator can."""
-    meta = {"help": help, "choices": choices, "ge": ge, "gt": gt, "le": le, "lt": lt}
+    metadata, where validation reads them and the command line is generated
+    from them (``config_flags.py``). ``flags`` names the command-line flag
+    when ``--<name-with-dashes>`` will not do (the first is shown, the rest
+    are aliases kept for older commands); ``many`` lets the flag take several
+    words, stored comma-separated (``--scalars F2 flip``)."""
+    meta = {"help": help, "choices": choices, "ge": ge, "gt": gt, "le": le, "lt": lt, "flags": flags, "many": many or None}
     return field(default=default, metadata={k: v for k, v in meta.items() if v is not None})
 
 
@@ -173,6 +187,11 @@ class Settings:
         for f in dataclasses.fields(self):  # type: ignore[arg-type]
             if f.metadata:
                 object.__setattr__(self, f.name, check_value(type(self), f.name, getattr(self, f.name)))
+        self.check_combination()
+
+    def check_combination(self) -> None:
+        """Rules between the settings of one section (each alone is checked
+        by its field's metadata); a ConfigError naming the keys."""
 
 
 @dataclass
@@ -205,7 +224,8 @@ class ModelConfig(Settings):
     min_count: int = setting(1, help="ESIM: words seen fewer times in training are unknown", ge=1)
     max_tokens: int = setting(ESIM_MAX_TOKENS, help="ESIM: tokens kept per sentence (longer ones are truncated and counted; 0: no cap)", ge=0)
     freeze_embeddings: bool = setting(False, help="ESIM: keep the word vectors fixed")
-    path: str | None = setting(None, help="HF family: a local model folder (default: all-MiniLM-L6-v2 from its PyPI package)")
+    path: str | None = setting(None, help="HF family: a local model folder (default: all-MiniLM-L6-v2 from its PyPI package)",
+                               flags=("--model", "--model-path"))
     max_length: int = setting(128, help="HF family: tokens per pair incl. [CLS]/[SEP]", ge=8)
     pooling: str = setting("cls", help="HF family: cls (the model's pooler) or mean", choices=POOLINGS)
 
@@ -220,7 +240,7 @@ class OptimConfig(Settings):
     weight_decay: float = setting(0.0, help="weight decay", ge=0)
     batch_size: int = setting(64, help="training batch size", ge=1)
     eval_batch_size: int = setting(256, help="batch size for validation and prediction", ge=1)
-    max_epochs: int = setting(64, help="maximum epochs", ge=1)
+    max_epochs: int = setting(64, help="maximum epochs", ge=1, flags=("--epochs", "--max-epochs"))
     patience: int = setting(5, help="early stopping: epochs without a gain in validation accuracy", ge=1)
     grad_clip: float = setting(10.0, help="gradient-norm clip (0: none)", ge=0)
     scheduler: str = setting("plateau", help="learning-rate schedule", choices=SCHEDULERS)
@@ -240,10 +260,19 @@ class AttackConfig(Settings):
     scope: str = setting("sentence", help="L2 norm per sentence (the authors') or over the pair", choices=SCOPES)
     direction: str = setting("fgsm", help="fgsm, random (control: same norm, random direction) or random-matched "
                              "(control: random direction rescaled per pair to FGSM's ||V1 - V2||)", choices=DIRECTIONS)
-    seed: int = setting(0, help="seed of the random direction", ge=0)
+    seed: int = setting(0, help="seed of the random direction", ge=0, flags=("--attack-seed",))
     steps: int = setting(1, help="1: FGSM (paper); k > 1: PGD with k steps, each projected back into the eps ball", ge=1)
     step_ratio: float = setting(2.5, help="PGD: each step is step_ratio * eps / steps (Madry et al.'s 2.5)", gt=0)
     target: int = setting(-1, help="-1: untargeted, away from A's prediction (paper); c >= 0: a targeted step toward class c", ge=-1)
+
+    def check_combination(self) -> None:
+        # PGD and targeted steps follow the gradient: a random direction has none to follow
+        if self.steps > 1 and self.direction != "fgsm":
+            raise ConfigError(f"attack.steps={self.steps} needs attack.direction fgsm (multi-step attacks follow the gradient), "
+                              f"not {self.direction!r}")
+        if self.target >= 0 and self.direction != "fgsm":
+            raise ConfigError(f"attack.target={self.target} needs attack.direction fgsm (a targeted step follows the gradient), "
+                              f"not {self.direction!r}")
 
 
 @dataclass
@@ -264,11 +293,26 @@ class VAAConfig(Settings):
                              "(training-set mean/std per column, saved with B)", choices=NORMALIZATIONS)
     diff_scale: str = setting("none", help="none (paper), or step: V1 - V2 divided by the pair's attack step norm", choices=DIFF_SCALES)
     scalars: str = setting("", help="comma-separated scalars appended to V3: log_distance, log_grad_norm, F1, F2, flip, "
-                           "log_flip_eps, targeted_loss_drop")
+                           "log_flip_eps, targeted_loss_drop", many=True)
     saliency: bool = setting(False, help="add each word's gradient saliency (relative to its sentence's largest) times a learned vector")
     calibrate_flip_rate: float = setting(0.0, help="0: eps as given (paper); r: eps set once so the attack flips a share r "
                                          "of the training pairs", ge=0, lt=1)
     w_lr: float = setting(0.0, help="learning rate of W and the other new parameters (0: the optimiser's)", ge=0)
+
+    def scalar_list(self) -> list[str]:
+        """``scalars`` as a list: "F2,log_flip_eps" (commas or spaces)."""
+        return self.scalars.replace(",", " ").split()
+
+    def check_combination(self) -> None:
+        unknown = [name for name in self.scalar_list() if name not in SCALAR_NAMES]
+        if unknown:
+            raise ConfigError(f"vaa.scalars={self.scalars!r}: unknown vulnerability scalar {unknown[0]!r} (known: {', '.join(SCALAR_NAMES)})")
+        if (self.scalars.strip() or self.saliency or self.diff_scale != "none") and self.b_input == "adversarial":
+            raise ConfigError("vaa.scalars, vaa.saliency and vaa.diff_scale need vaa.b_input normal "
+                              "(the authors' adversarial B input takes the plain attack only)")
+        if self.vulnerability == "permuted" and self.saliency:
+            raise ConfigError("vaa.vulnerability=permuted cannot move per-word saliency between pairs of different lengths: "
+                              "drop vaa.saliency")
 
 
 @dataclass
@@ -281,11 +325,11 @@ class TrainConfig(Settings):
     SECTION: ClassVar[str] = "train"
     adversarial_training: str = setting("none", help="none (paper), fgm (Miyato et al.: one normalised gradient step on the "
                                         "embeddings) or pgd (adversarial_steps projected steps)", choices=ADVERSARIAL_TRAINING)
-    adversarial_norm: str = setting("l2", help="norm of the training perturbation: l2 (per sentence) or linf", choices=NORMS)
-    adversarial_eps: float = setting(1.0, help="radius of the training perturbation (absolute, on the looked-up embeddings)", gt=0)
-    adversarial_steps: int = setting(3, help="pgd: projected steps per batch (fgm: always one)", ge=2)
-    adversarial_step_ratio: float = setting(2.5, help="pgd: each step is step_ratio * eps / steps", gt=0)
-    adversarial_weight: float = setting(1.0, help="loss = clean + weight * adversarial", gt=0)
+    adversarial_norm: str = setting("l2", help="norm of the training perturbation: l2 (per sentence) or linf", choices=NORMS, flags=("--adv-norm", "--adversarial-norm"))
+    adversarial_eps: float = setting(1.0, help="radius of the training perturbation (absolute, on the looked-up embeddings)", gt=0, flags=("--adv-eps", "--adversarial-eps"))
+    adversarial_steps: int = setting(3, help="pgd: projected steps per batch (fgm: always one)", ge=2, flags=("--adv-steps", "--adversarial-steps"))
+    adversarial_step_ratio: float = setting(2.5, help="pgd: each step is step_ratio * eps / steps", gt=0, flags=("--adv-step-ratio", "--adversarial-step-ratio"))
+    adversarial_weight: float = setting(1.0, help="loss = clean + weight * adversarial", gt=0, flags=("--adv-weight", "--adversarial-weight"))
 
 
 @dataclass
@@ -309,17 +353,29 @@ class RunConfig(Settings):
     device: str = setting("auto", help="auto (CUDA, else MPS, else CPU) | cpu | cuda | cuda:N | mps; under torchrun: cuda:LOCAL_RANK")
     precision: str = setting("fp32", help="fp32 (paper) | bf16 | fp16 (CUDA only, with a gradient scaler); the FGSM step is always fp32",
                              choices=PRECISIONS)
+    # The dotted keys someone gave (preset, flag, --set, Python overrides), as opposed to defaults: stage two
+    # inherits model A's data settings except those given, even when a given value equals the default; settings
+    # a stage never reads are refused when given (check_stage). Not a setting: not saved, not compared.
+    given: frozenset[str] = field(default_factory=frozenset, compare=False, repr=False)
 
     def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        out = dataclasses.asdict(self)
+        out.pop("given")
+        return out
+
+    def given_in(self, section: str) -> set[str]:
+        """The names of the settings of ``section`` that were given."""
+        return {key.partition(".")[2] for key in self.given if key.startswith(section + ".")}
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_json(), indent=2, sort_keys=True) + "\n")
 
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> "RunConfig":
-        # "runtime" is a record of where the run computed (device, versions), not a setting
-        return apply_overrides(cls(), {k: v for k, v in obj.items() if k != "runtime"})
+        # "runtime" is a record of where the run computed (device, versions), not a setting;
+        # a saved record is a resolved configuration, not what someone gave
+        config = apply_overrides(cls(), {k: v for k, v in obj.items() if k != "runtime"})
+        return dataclasses.replace(config, given=frozenset())
 
     @classmethod
     def load(cls, path: str | Path) -> "RunConfig":
@@ -328,6 +384,45 @@ class RunConfig(Settings):
 
 _SECTIONS: dict[str, type] = {"data": DataConfig, "model": ModelConfig, "optim": OptimConfig, "attack": AttackConfig, "vaa": VAAConfig,
                              "train": TrainConfig}
+
+# The sections each stage never reads: stage one trains model A (no attack, no
+# model B); stage two copies model A, whose architecture (and training
+# objective) come from A's checkpoint. Given there, they would be ignored while looking applied, and a
+# resumed run would be refused over a setting that changes nothing: so they are
+# refused (check_stage), left out of job files and of resume comparisons.
+# One place to change when a stage starts reading a section.
+UNREAD_SECTIONS: dict[str, tuple[str, ...]] = {"stage1": ("attack", "vaa"), "stage2": ("model", "train")}
+_WHY_UNREAD = {"attack": "stage one trains model A only", "vaa": "stage one trains model A only",
+               "model": "model B is a copy of model A, whose settings come from its checkpoint",
+               "train": "a stage-one option: it trains model A"}
+
+
+def stage_of(config: RunConfig) -> str:
+    """stage2 for a config that names a model A, else stage1."""
+    return "stage2" if config.vaa.model_a else "stage1"
+
+
+def check_stage(config: RunConfig, stage: str, refuse: bool = True) -> None:
+    """Settings given to ``config`` that ``stage`` never reads (e.g. ``--set
+    model.hidden=100`` to train-vaa, or ``model:`` in a stage-two preset): a
+    ConfigError with ``refuse``, else a warning. The command line refuses;
+    the library warns, since a Python user naturally derives model B's config
+    from model A's (``apply_overrides(a_config, {"vaa": {"model_a": ...}})``)."""
+    unread = sorted(key for key in config.given if key.partition(".")[0] in UNREAD_SECTIONS[stage])
+    if not unread:
+        return
+    command = "train-vaa" if stage == "stage2" else "train"
+    why = "; ".join(dict.fromkeys(_WHY_UNREAD[key.partition(".")[0]] for key in unread))
+    if refuse:
+        raise ConfigError(f"{command} never reads {', '.join(unread)} ({why}): remove "
+                          f"{'it' if len(unread) == 1 else 'them'} from the command line or the preset")
+    log.warning("%s ignores %s (%s)", command, ", ".join(unread), why)
+
+
+def stage_settings(config: RunConfig, stage: str) -> dict[str, Any]:
+    """``config.to_json()`` without the sections ``stage`` never reads: what a
+    job file holds, and what resuming a run compares."""
+    return {k: v for k, v in config.to_json().items() if k not in UNREAD_SECTIONS[stage]}
 
 
 def check_overrides(values: dict[str, Any], source: str = "config") -> dict[str, Any]:
@@ -360,12 +455,24 @@ def apply_overrides(config: RunConfig, values: dict[str, Any], source: str = "co
     unknown key or a bad value is a ConfigError naming the key (a typo in a
     preset must not pass silently). An absurd learning rate is warned about."""
     checked = check_overrides(values, source)
-    sections = {name: dataclasses.replace(getattr(config, name), **checked.get(name, {})) for name in _SECTIONS}
-    out = dataclasses.replace(config, **sections, **{k: v for k, v in checked.items() if k not in _SECTIONS})
+    sections = {name: _replaced(getattr(config, name), checked.get(name, {}), source) for name in _SECTIONS}
+    given = set(config.given)
+    for key, value in checked.items():
+        given |= {f"{key}.{sub}" for sub in value} if key in _SECTIONS else {key}
+    out = dataclasses.replace(config, **sections, **{k: v for k, v in checked.items() if k not in _SECTIONS},
+                              given=frozenset(given))
     if "lr" in checked.get("optim", {}) and out.optim.lr > LR_WARN_ABOVE:
         log.warning("%s: optim.lr=%g is far above any usual learning rate (1e-5 to 1e-2): training will most likely "
                     "diverge (a lost minus sign in the exponent?)", source, out.optim.lr)
     return out
+
+
+def _replaced(section: Any, values: dict[str, Any], source: str) -> Any:
+    """``section`` with ``values``; a broken rule between settings names the source."""
+    try:
+        return dataclasses.replace(section, **values)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
 
 
 def _checked(cls: type, name: str, value: Any, key: str, source: str) -> Any:

@@ -114,12 +114,7 @@ class VAAModel(nn.Module):
         self.b.requires_grad_(True)
         if getattr(model_a, "freeze_embeddings", False):
             self.b.embedding.requires_grad_(False)  # type: ignore[union-attr]
-        # the combinations of settings (each setting alone is checked in config.py)
-        extras = bool(scalar_names(vaa.scalars)) or vaa.saliency or vaa.diff_scale != "none"
-        if extras and vaa.b_input == "adversarial":
-            raise ValueError("scalars, saliency and diff_scale need b_input normal (the authors' adversarial B input takes the plain attack only)")
-        if vaa.vulnerability == "permuted" and vaa.saliency:
-            raise ValueError("the permuted control cannot move per-word saliency between pairs of different lengths: drop vaa.saliency")
+        dataclasses.replace(vaa)  # every rule, combinations included, is checked in config.py
         h, l = model_a.hidden_size, model_a.embedding_dim
         v1_only = vaa.vulnerability == "v1-only"
         self.num_scalars = 0 if v1_only else scalar_width(scalar_names(vaa.scalars), model_a.num_labels)

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
-from .config import RunConfig
+from .config import RunConfig, stage_settings
 from .runs import write_json
 
 logger = logging.getLogger(__name__)
@@ -43,7 +43,7 @@ def job_for(config: RunConfig, stage: str, name: str, folder: Path, after: str |
     """Write ``config`` to ``folder/<name>.json`` and return the command that runs it."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.json"
-    write_json(path, config.to_json())
+    write_json(path, stage_settings(config, stage))  # only what the stage reads: the file is its preset
     command = [sys.executable, "-m", "vaa", "train" if stage == "stage1" else "train-vaa", "--preset", str(path)]
     return Job(name, command, folder / f"{name}.log", after)
 

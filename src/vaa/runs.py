@@ -28,7 +28,7 @@ import json
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from .config import RunConfig
+from .config import RunConfig, stage_of, stage_settings
 from .run_folder import RunError, use_run_folder
 
 # Settings that do not change what a run computes (device and precision change
@@ -36,8 +36,9 @@ from .run_folder import RunError, use_run_folder
 _IGNORED = {"progress", "threads", "output", "device", "precision", "runtime", "tensorboard"}
 
 
-def _comparable(config: RunConfig) -> dict[str, Any]:
-    return {k: v for k, v in config.to_json().items() if k not in _IGNORED}
+def _comparable(config: RunConfig, stage: str) -> dict[str, Any]:
+    # settings the stage never reads (model.* in stage two) change nothing either
+    return {k: v for k, v in stage_settings(config, stage).items() if k not in _IGNORED}
 
 
 def _differences(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[str]:
@@ -61,7 +62,8 @@ def prepare_run(config: RunConfig, overwrite: bool = False, protected: Sequence[
     with use_run_folder(config.output, overwrite, protected) as out:
         saved = out / "config.json"
         if saved.exists():
-            diff = _differences(_comparable(RunConfig.load(saved)), _comparable(config))
+            stage = stage_of(config)
+            diff = _differences(_comparable(RunConfig.load(saved), stage), _comparable(config, stage))
             if diff:
                 raise RunError(f"{out} holds a run with a different configuration ({'; '.join(diff[:6])}); "
                                "pass --overwrite to replace it or choose another --output")

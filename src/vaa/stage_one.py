@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from .checkpoint import header, load_pair_model
-from .config import RunConfig
+from .config import RunConfig, check_stage
 from .data.batching import Example
 from .data.example_cache import featurize_cached
 from .files import atomic_write
@@ -146,6 +146,7 @@ def train(config: RunConfig, overwrite: bool = False) -> dict[str, Any]:
     the run folder is created or changed, so bad data leave nothing behind.
     Under ``torchrun`` every process calls this; they train one model with
     DDP and rank 0 writes."""
+    check_stage(config, "stage1", refuse=False)
     runtime = runtime_for(config.device, config.precision)
     if config.tensorboard:
         require_tensorboard()

@@ -23,7 +23,7 @@ import torch
 
 from .analysis.plots import plot_losses
 from .checkpoint import checkpoint_folder, header, load_pair_model
-from .config import DataConfig, RunConfig
+from .config import RunConfig, check_stage
 from .data.batching import Example
 from .data.pairs import LabelMap
 from .data.sources import Splits, load_splits
@@ -66,20 +66,26 @@ def a_folders(model_a: str | Path) -> list[Path]:
 
 
 def resolve_config(config: RunConfig) -> RunConfig:
-    """Fill what stage two inherits from A's run: its data. Data settings given
-    for stage two (any that differ from the defaults) win over A's."""
+    """Fill what stage two inherits from A's run: its data, and its model
+    settings (B is a copy of A: ``config.json`` then says what B is). Data
+    settings given for stage two (``config.given``: preset, flag, ``--set``,
+    Python overrides) win over A's, even a given value equal to the default (a
+    given None, e.g. ``train: null``, leaves A's); given settings stage two
+    never reads (``model.*``) are warned about (the command line refuses them)."""
+    check_stage(config, "stage2", refuse=False)
     if not config.vaa.model_a:
         raise RunError("stage two needs model A: pass --model-a RUN_FOLDER_OR_CHECKPOINT")
+    folder = a_run_folder(config.vaa.model_a)
+    a_config = RunConfig.load(folder / "config.json") if folder is not None else None
+    if a_config is not None:
+        config = dataclasses.replace(config, model=a_config.model)
     if config.data.train is not None:
         return config
-    folder = a_run_folder(config.vaa.model_a)
-    if folder is None:
+    if a_config is None:
         raise RunError(f"{config.vaa.model_a} is not inside a run folder, so its data are unknown: pass --train (and --valid)")
-    inherited = RunConfig.load(folder / "config.json").data
-    defaults = DataConfig()
-    given = {f.name: getattr(config.data, f.name) for f in dataclasses.fields(DataConfig)
-             if getattr(config.data, f.name) != getattr(defaults, f.name)}
-    return dataclasses.replace(config, data=dataclasses.replace(inherited, **given))
+    # a given None (no file, no limit) means "not set here": A's value stays
+    given = {name: getattr(config.data, name) for name in config.given_in("data") if getattr(config.data, name) is not None}
+    return dataclasses.replace(config, data=dataclasses.replace(a_config.data, **given))
 
 
 def attach_vectors(examples: Sequence[Example], v1: torch.Tensor, v2: torch.Tensor) -> list[Example]:
