@@ -200,13 +200,13 @@ def test_unread_settings_are_neither_compared_on_resume_nor_in_job_files(tmp_pat
     from vaa.runs import RunError, prepare_run
 
     config = apply_overrides(RunConfig(), {"vaa": {"model_a": "a"}, "output": str(tmp_path / "b")})
-    with prepare_run(config, log=lambda s: None):
+    with prepare_run(config):
         pass
     changed_model = dataclasses.replace(config, model=dataclasses.replace(config.model, hidden=17))
-    with prepare_run(changed_model, log=lambda s: None):  # stage two never reads it: the same run
+    with prepare_run(changed_model):  # stage two never reads it: the same run
         pass
     with pytest.raises(RunError, match="optim.lr"):
-        with prepare_run(apply_overrides(config, {"optim": {"lr": 1e-3}}), log=lambda s: None):
+        with prepare_run(apply_overrides(config, {"optim": {"lr": 1e-3}})):
             pass
     assert "model" not in stage_settings(config, "stage2") and "attack" not in stage_settings(config, "stage1")
 
