@@ -325,11 +325,16 @@ class TrainConfig(Settings):
     SECTION: ClassVar[str] = "train"
     adversarial_training: str = setting("none", help="none (paper), fgm (Miyato et al.: one normalised gradient step on the "
                                         "embeddings) or pgd (adversarial_steps projected steps)", choices=ADVERSARIAL_TRAINING)
-    adversarial_norm: str = setting("l2", help="norm of the training perturbation: l2 (per sentence) or linf", choices=NORMS, flags=("--adv-norm", "--adversarial-norm"))
-    adversarial_eps: float = setting(1.0, help="radius of the training perturbation (absolute, on the looked-up embeddings)", gt=0, flags=("--adv-eps", "--adversarial-eps"))
-    adversarial_steps: int = setting(3, help="pgd: projected steps per batch (fgm: always one)", ge=2, flags=("--adv-steps", "--adversarial-steps"))
-    adversarial_step_ratio: float = setting(2.5, help="pgd: each step is step_ratio * eps / steps", gt=0, flags=("--adv-step-ratio", "--adversarial-step-ratio"))
-    adversarial_weight: float = setting(1.0, help="loss = clean + weight * adversarial", gt=0, flags=("--adv-weight", "--adversarial-weight"))
+    adversarial_norm: str = setting("l2", help="norm of the training perturbation: l2 (per sentence) or linf", choices=NORMS,
+                                    flags=("--adv-norm", "--adversarial-norm"))
+    adversarial_eps: float = setting(1.0, help="radius of the training perturbation (absolute, on the looked-up embeddings)", gt=0,
+                                     flags=("--adv-eps", "--adversarial-eps"))
+    adversarial_steps: int = setting(3, help="pgd: projected steps per batch (fgm: always one)", ge=2,
+                                     flags=("--adv-steps", "--adversarial-steps"))
+    adversarial_step_ratio: float = setting(2.5, help="pgd: each step is step_ratio * eps / steps", gt=0,
+                                            flags=("--adv-step-ratio", "--adversarial-step-ratio"))
+    adversarial_weight: float = setting(1.0, help="loss = clean + weight * adversarial", gt=0,
+                                        flags=("--adv-weight", "--adversarial-weight"))
 
 
 @dataclass
