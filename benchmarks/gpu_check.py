@@ -108,7 +108,8 @@ def throughput(model, examples, device: torch.device, precision: str, batch_size
     from vaa.config import AttackConfig, OptimConfig, VAAConfig
     from vaa.framework import VAAModel
     from vaa.runtime import Runtime
-    from vaa.training import Trainer, TrainerSettings, predict_examples
+    from vaa.prediction import predict_examples
+    from vaa.training import Trainer, TrainerSettings
 
     runtime = Runtime(device, precision)
     out: dict[str, Any] = {}

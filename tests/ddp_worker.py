@@ -50,7 +50,8 @@ def main() -> None:
     from vaa.runtime import runtime_for
     from vaa.stage_one import train
     from vaa.stage_two import train_vaa
-    from vaa.training import Trainer, predict_examples
+    from vaa.prediction import predict_examples
+    from vaa.training import Trainer
     from vaa.vulnerability import FeatureCache
 
     sys.addaudithook(_audit)

@@ -27,7 +27,8 @@ from vaa.models import build_model
 from vaa.models.esim import lstm_path
 from vaa.runs import RunConfig
 from vaa.stage_one import train
-from vaa.training import Trainer, TrainerSettings, predict_examples
+from vaa.prediction import predict_examples
+from vaa.training import Trainer, TrainerSettings
 from vaa.vulnerability import measure
 
 DEVICE = resolve_device(os.environ.get("VAA_TEST_DEVICE", "cpu"))

@@ -25,7 +25,7 @@ from vaa.config import apply_overrides
 from vaa.data.sources import load_splits
 from vaa.stage_one import train
 from vaa.stage_two import train_vaa
-from vaa.training import predict_examples
+from vaa.prediction import predict_examples
 from vaa.vulnerability import vector_features
 
 from conftest import write_pairs

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from scipy.stats import norm
 
+from vaa.analysis.plots import plot_accuracy_curves
 from vaa.analysis.theorem import (
     CriterionFit,
     corollary_limits,
@@ -15,7 +16,6 @@ from vaa.analysis.theorem import (
     format_report,
     monte_carlo_accuracy,
     overlap_mass,
-    plot_accuracy_curves,
     predicted_accuracy,
 )
 

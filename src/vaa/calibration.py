@@ -250,7 +250,7 @@ def run_folder_of(checkpoint_path: str | Path) -> Path:
 
 
 def save_calibration(calibration: Calibration, run_dir: str | Path, report: dict[str, Any] | None = None) -> Path:
-    from .runs import write_json
+    from .files import write_json
 
     path = Path(run_dir) / CALIBRATION_FILE
     write_json(path, {"calibration": calibration.to_json(), **({"report": report} if report else {})})

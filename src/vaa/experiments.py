@@ -42,14 +42,13 @@ from typing import Any, Sequence
 import numpy as np
 from scipy.stats import binomtest, ttest_1samp
 
-from .analysis.plots import plot_losses
 from .calibration import cross_fit, expected_calibration_error, fit, log_loss
 from .config import RunConfig, apply_overrides, load_preset
+from .figures import plot_losses, save_figure
 from .jobs import Job, gpu_slots, job_for, run_jobs
-from .runs import write_json
+from .runs import loss_curve, write_json
 from .stage_one import train
 from .stage_two import train_vaa
-from .training import read_jsonl
 
 logger = logging.getLogger(__name__)
 
@@ -353,7 +352,6 @@ def table_markdown(summary: dict[str, Any]) -> str:
 
 def plot_table(summary: dict[str, Any], path: Path) -> Path:
     """Accuracy per variant with the seeds' spread, one panel per split."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     splits = [s for s in summary["splits"] if any(s in r for r in summary["rows"].values())]
@@ -373,24 +371,24 @@ def plot_table(summary: dict[str, Any], path: Path) -> Path:
         ax.set_ylim(lo - 1.0, hi + 1.0)
         ax.set_ylabel(f"{split} accuracy (%)")
         ax.set_title(f"{summary['title']} — {split} (bars: mean ± std; dots: seeds)")
-    FigureCanvasAgg(fig)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_stage_losses(output: Path, seed: int, variants: Sequence[str]) -> Path | None:
     """Fig. 5 for one seed: A's loss, then each stage-two variant's."""
-    a = read_jsonl(output / f"seed{seed}" / "a" / "loss.jsonl")
-    if not a:
+    a_dir = output / f"seed{seed}" / "a"
+    steps, losses = loss_curve(a_dir / "loss.jsonl")
+    if not len(steps):
         return None
-    curves = [("stage one (model A)", np.array([r["step"] for r in a]), np.array([r["loss"] for r in a]))]
+    curves = [("stage one (model A)", steps, losses)]
     for v in variants:
-        b = read_jsonl(output / f"seed{seed}" / v / "loss.jsonl")
-        if b:
-            curves.append((f"stage two: {LABELS.get(v, v)}", np.array([r["step"] for r in b]), np.array([r["loss"] for r in b])))
+        steps, losses = loss_curve(output / f"seed{seed}" / v / "loss.jsonl")
+        if len(steps):
+            curves.append((f"stage two: {LABELS.get(v, v)}", steps, losses))
+    every = RunConfig.load(a_dir / "config.json").log_every if (a_dir / "config.json").exists() else None
+    window = f"per {every} batches" if every else "per logged window"
     return plot_losses(curves, output / f"loss_seed{seed}.png", boundary=float(curves[0][1][-1]),
-                       title=f"Training loss per 20 batches, both stages (seed {seed})")
+                       title=f"Training loss {window}, both stages (seed {seed})")
 
 
 def reproduce(

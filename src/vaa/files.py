@@ -13,11 +13,12 @@ says what failed, where, and what to do about it.
 from __future__ import annotations
 
 import errno
+import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 TMP_SUFFIX = ".tmp"
 
@@ -158,3 +159,29 @@ def recover_folder(parent: str | Path) -> list[Path]:
             item.unlink()
         touched.append(item)
     return touched
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    """``obj`` as indented JSON, written atomically (numpy scalars as floats)."""
+    atomic_write_text(json.dumps(obj, indent=2, default=float) + "\n", path)
+
+
+def read_json(path: str | Path) -> Any:
+    """The JSON value stored in ``path``."""
+    return json.loads(Path(path).read_text())
+
+
+def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
+    """Records of a JSON-lines log. A last line cut short by a ``kill -9``
+    in the middle of an append (no final newline) is dropped, not an error."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    text = path.read_text()
+    lines = [line for line in text.splitlines() if line.strip()]
+    if lines and not text.endswith("\n"):
+        try:
+            json.loads(lines[-1])
+        except json.JSONDecodeError:
+            lines.pop()
+    return [json.loads(line) for line in lines]

@@ -38,7 +38,7 @@ from .device import check_precision, resolve_device
 from .metrics import classification_report
 from .models.base import PairModel
 from .runtime import Runtime
-from .training import Predictions, predict_examples
+from .prediction import Predictions, predict_examples
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -257,7 +257,7 @@ def run_validation_split(checkpoint: str | Path, label_map: LabelMap, limit: int
     ``--valid`` file, or the same seeded split of ``--train`` it held out)."""
     from .config import RunConfig
     from .data.pairs import DataError
-    from .stage_two import a_run_folder
+    from .runs import a_run_folder
 
     folder = a_run_folder(checkpoint)
     if folder is None:
@@ -310,7 +310,7 @@ def calibrate(
     Reports accuracy, log-loss and ECE before, after (in-sample: the stored
     rule on the pairs it was fitted on) and cross-fitted (a rule fitted on one
     half scores the other half): the honest estimate of what it gains."""
-    from .analysis.plots import plot_reliability
+    from .figures import plot_reliability
 
     loaded = load_model(checkpoint, raw=True, device=device)
     settings = DataConfig(format=format, columns=columns, labels=labels, limit=limit, on_error=on_error)

@@ -2,67 +2,25 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from pathlib import Path
-from typing import Any, Iterator, Sequence
-
-import numpy as np
-import torch
+from typing import Any, Sequence
 
 from .checkpoint import header, load_pair_model
 from .config import RunConfig, check_stage
 from .data.batching import Example
 from .data.example_cache import featurize_cached
-from .files import atomic_write
 from .data.sources import Splits, load_splits
 from .device import runtime_record
-from .metrics import classification_report
-from .model_card import CARD, write_run_card
+from .model_card import write_run_card
 from .models import build_model
-from .runs import RunError, finished_results, prepare_run, write_json
+from .runs import featurize_counted, final_scores, finished_results, open_run, report_data, write_json
 from .runtime import LOCAL, Runtime, runtime_for
 from .tensorboard_log import TensorBoardLog, require_tensorboard
-from .training import Trainer, TrainerSettings, predict_examples, set_seed
+from .training import Trainer, TrainerSettings
 
 logger = logging.getLogger(__name__)
-
-
-@contextlib.contextmanager
-def open_run(config: RunConfig, overwrite: bool, protected: Sequence[str | Path] = (),
-             runtime: Runtime = LOCAL) -> Iterator[tuple[Path, dict[str, Any] | None]]:
-    """Open the run folder (locked while the ``with`` block runs); yield the
-    saved results if the run is finished, else set threads and seeds for the
-    work ahead. ``protected``: folders the run must not overlap (model A's).
-    Under DDP only rank 0 opens the folder (and so holds the lock, and
-    records the runtime in config.json); a refusal is broadcast so every rank
-    stops with it, and the others wait for the folder."""
-    with contextlib.ExitStack() as stack:
-        error: Exception | None = None
-        if runtime.is_main:
-            try:
-                stack.enter_context(prepare_run(config, overwrite, protected,
-                                                runtime=runtime_record(runtime.device, runtime.precision, runtime.world_size)))
-            except Exception as exc:  # a refusal (RunError), an unwritable folder (OutputError), ...
-                error = exc
-        message = runtime.broadcast(str(error) if error is not None else None)
-        if error is not None:
-            raise error
-        if message is not None:
-            raise RunError(message)
-        run_dir = Path(config.output)
-        done = finished_results(run_dir)
-        if done is not None:
-            logger.info(f"{run_dir} is already finished; its results are in {run_dir / 'results.json'}")
-            if runtime.is_main and not (run_dir / CARD).exists():  # finished before model cards existed (or killed just before)
-                write_run_card(run_dir)
-            yield run_dir, done
-            return
-        if config.threads and config.threads > 0:
-            torch.set_num_threads(config.threads)
-        set_seed(config.seed)
-        yield run_dir, None
 
 
 def model_options(config: RunConfig) -> dict[str, Any]:
@@ -72,55 +30,6 @@ def model_options(config: RunConfig) -> dict[str, Any]:
     options = dataclasses.asdict(config.model)
     options.pop("family")
     return options
-
-
-def report_data(splits: Splits) -> None:
-    """Tell the user what was read: each file's kept and skipped rows."""
-    for line in splits.summary_lines():
-        logger.info(line)
-
-
-def featurize_counted(model: Any, pairs: Sequence[Any], label_map: Any, name: str, truncated: dict[str, Any],
-                      directory: Path | None = None, runtime: Runtime = LOCAL, read_only: Sequence[Path] = ()) -> list[Example]:
-    """Featurise one split (read back from ``directory``, or from a
-    ``read_only`` folder, when cached there), recording in ``truncated`` how
-    many pairs the model's length cap cut (ESIM's ``max_tokens``, the HF
-    ``max_length``)."""
-    examples = featurize_cached(model, pairs, label_map, directory, runtime, read_only)
-    cut = getattr(model, "last_truncated", None)
-    if cut is not None:
-        truncated[name] = {"pairs_truncated": int(cut[0]), "pairs": int(cut[1])}
-        if cut[0]:
-            logger.warning(f"{name}: {cut[0]} of {cut[1]} pairs truncated by the model's length cap")
-    return examples
-
-
-def final_scores(run_dir: Path, model: torch.nn.Module, examples: dict[str, Sequence[Example]], splits: Splits,
-                 batch_size: int, runtime: Runtime = LOCAL) -> dict[str, Any]:
-    """Scores of the best checkpoint on each labelled split; the predictions
-    go to ``predictions/<split>.npz`` (paired significance tests read them).
-    Under DDP scoring is sharded and gathered; rank 0 writes."""
-    scores = {}
-    model.to(runtime.device)
-    for name, part in examples.items():
-        preds = predict_examples(model, part, batch_size, runtime=runtime)
-        if runtime.is_main:
-            write_npz(run_dir / "predictions" / f"{name}.npz", predicted=preds.predicted, gold=preds.labels, probs=preds.probs)
-        if (preds.labels >= 0).any():
-            report = classification_report(preds.labels, preds.predicted, splits.label_map.names, probs=preds.probs)
-            scores[name] = report
-            source = getattr(splits, name).report.path
-            logger.info(f"{name} accuracy of the best checkpoint: {report['accuracy']:.4f} ({report['pairs']} pairs, {source})")
-    return scores
-
-
-def write_npz(path: Path, **arrays: np.ndarray) -> None:
-    """``np.savez_compressed`` written atomically (no half-written file)."""
-    def write(tmp: Path) -> None:
-        with tmp.open("wb") as f:
-            np.savez_compressed(f, **arrays)
-
-    atomic_write(path, write)
 
 
 def score_best(config: RunConfig, run_dir: Path, splits: Splits,

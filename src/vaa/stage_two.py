@@ -21,39 +21,27 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from .analysis.plots import plot_losses
 from .checkpoint import checkpoint_folder, header, load_pair_model
 from .config import RunConfig, check_stage
 from .data.batching import Example
 from .data.pairs import LabelMap
 from .data.sources import Splits, load_splits
 from .device import runtime_record, to_numpy
+from .figures import plot_losses
 from .features import calibrate_eps, pair_features
 from .framework import VAAModel, attachable, feature_needs, permutation_for, permute
 from .model_card import write_run_card
 from .models.base import PairModel
 from .inference import load_model
 from .run_folder import check_apart
-from .runs import RunError, finished_results, read_json, write_json
+from .runs import (RunError, a_run_folder, featurize_counted, final_scores, finished_results, loss_curve, open_run, read_json,
+                   report_data, steps_in_log, write_json)
 from .runtime import Runtime, runtime_for
-from .stage_one import featurize_counted, final_scores, open_run, report_data
 from .tensorboard_log import TensorBoardLog, require_tensorboard, v_statistics
-from .training import Trainer, TrainerSettings, read_jsonl, steps_in_log
+from .training import Trainer, TrainerSettings
 from .vulnerability import FeatureCache, state_fingerprint
 
 logger = logging.getLogger(__name__)
-
-
-def a_run_folder(model_a: str | Path) -> Path | None:
-    """The stage-one run folder of a run folder or of a checkpoint folder
-    inside one (``<run>/checkpoints/best``), if any."""
-    path = Path(model_a)
-    if path.is_file():
-        path = path.parent
-    for folder in (path, path.parent.parent):
-        if (folder / "config.json").exists() and (folder / "checkpoints").is_dir():
-            return folder
-    return None
 
 
 def a_folders(model_a: str | Path) -> list[Path]:
@@ -170,13 +158,13 @@ def plot_both_stages(a_dir: Path | None, run_dir: Path, label: str = "stage two"
     curves = []
     boundary = None
     if a_dir is not None:
-        a = read_jsonl(a_dir / "loss.jsonl")
-        if a:
-            curves.append(("stage one (model A)", np.array([r["step"] for r in a]), np.array([r["loss"] for r in a])))
-            boundary = float(curves[0][1][-1])
-    b = read_jsonl(run_dir / "loss.jsonl")
-    if b:
-        curves.append((label, np.array([r["step"] for r in b]), np.array([r["loss"] for r in b])))
+        steps, losses = loss_curve(a_dir / "loss.jsonl")
+        if len(steps):
+            curves.append(("stage one (model A)", steps, losses))
+            boundary = float(steps[-1])
+    steps, losses = loss_curve(run_dir / "loss.jsonl")
+    if len(steps):
+        curves.append((label, steps, losses))
     return plot_losses(curves, run_dir / "loss_both_stages.png", boundary) if curves else None
 
 

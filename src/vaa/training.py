@@ -30,8 +30,10 @@ from .checkpoint import CheckpointInfo, load_training_state, load_weights, rng_s
 from .adversarial import AdversarialLoss, adversarial_loss
 from .config import OptimConfig, RunConfig, TrainConfig
 from .data.batching import Batch, BatchIterator, Example, collate, split_batch
-from .device import autocast, grad_scaler, model_device, to_device, to_numpy
+from .device import autocast, grad_scaler, to_device
+from .files import atomic_write_text, read_jsonl  # noqa: F401  (read_jsonl: re-exported)
 from .guards import NonFiniteError, check_finite, is_finite
+from .prediction import predict_examples
 from .progress import bar as progress_bar
 from .runtime import LOCAL, Runtime
 
@@ -46,70 +48,6 @@ def set_seed(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-@dataclass
-class Predictions:
-    """Model outputs on a list of examples, in the examples' order."""
-
-    probs: np.ndarray  # [N, num_labels]
-    labels: np.ndarray  # [N], -1 where unknown
-    loss: float | None  # mean cross-entropy over labelled examples
-
-    @property
-    def predicted(self) -> np.ndarray:
-        return self.probs.argmax(1)
-
-    @property
-    def accuracy(self) -> float | None:
-        known = self.labels >= 0
-        return float((self.predicted[known] == self.labels[known]).mean()) if known.any() else None
-
-
-def predict_examples(model: nn.Module, examples: Sequence[Example], batch_size: int = 256, progress: bool = False, desc: str = "predict",
-                     runtime: Runtime = LOCAL) -> Predictions:
-    """Run ``model`` in eval mode over ``examples`` and restore their order.
-
-    Batches go to the model's device and run under the runtime's precision;
-    probabilities come back to the CPU once per batch. Under DDP each rank
-    scores every world-th batch of the single-process order and every rank
-    gets all of them back, so the result (accuracy, probabilities, loss) is
-    exactly a single process's. Non-finite logits raise ``NonFiniteError``."""
-    if not examples:
-        raise ValueError("no examples to predict")
-    was_training = model.training
-    model.eval()
-    device = model_device(model)
-    iterator = BatchIterator(examples, batch_size, shuffle=False)
-    shard = (runtime.rank, runtime.world_size)
-    # (batch number, indices, probs, loss sum, labelled, logits finite)
-    pieces: list[tuple[int, list[int], np.ndarray, float, int, bool]] = []
-    with torch.no_grad():
-        for k, batch in enumerate(progress_bar(iterator.epoch(shard=shard), progress and runtime.is_main,
-                                               total=iterator.shard_size(shard), desc=desc)):
-            batch = to_device(batch, device)
-            with autocast(device, runtime.precision):
-                logits = model(batch)
-            logits = logits.float()
-            labels = batch["label"]
-            known = labels >= 0
-            total, count = 0.0, 0
-            if known.any():
-                total = float(F.cross_entropy(logits[known], labels[known], reduction="sum"))
-                count = int(known.sum())
-            pieces.append((k * runtime.world_size + runtime.rank, batch["index"].tolist(), to_numpy(torch.softmax(logits, -1)), total, count,
-                           is_finite(logits)))
-    model.train(was_training)
-    gathered = sorted((p for part in runtime.all_gather(pieces) for p in part), key=lambda p: p[0])
-    probs: list[np.ndarray] = [None] * len(examples)  # type: ignore[list-item]
-    total, count = 0.0, 0
-    for _, indices, p, batch_total, batch_count, finite in gathered:  # summed in batch order, as one process would
-        check_finite(0.0 if finite else float("nan"), f"{desc} output (logits)", "the model's weights or inputs hold NaN or inf")
-        for row, i in zip(p, indices):
-            probs[i] = row
-        total += batch_total
-        count += batch_count
-    return Predictions(np.stack(probs), np.asarray([e["label"] for e in examples]), total / count if count else None)
 
 
 def make_optimizer(params: Sequence[tuple[str, nn.Parameter]], cfg: OptimConfig,
@@ -160,26 +98,8 @@ def _append_jsonl(path: Path, record: dict[str, Any]) -> None:
         f.write(json.dumps(record) + "\n")
 
 
-def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
-    """Records of a JSON-lines log. A last line cut short by a ``kill -9``
-    in the middle of an append (no final newline) is dropped, not an error."""
-    path = Path(path)
-    if not path.exists():
-        return []
-    text = path.read_text()
-    lines = [line for line in text.splitlines() if line.strip()]
-    if lines and not text.endswith("\n"):
-        try:
-            json.loads(lines[-1])
-        except json.JSONDecodeError:
-            lines.pop()
-    return [json.loads(line) for line in lines]
-
-
 def _keep_jsonl(path: Path, keep: Callable[[dict[str, Any]], bool]) -> None:
     """Drop records written after the checkpoint we resume from."""
-    from .files import atomic_write_text
-
     records = [r for r in read_jsonl(path) if keep(r)]
     atomic_write_text("".join(json.dumps(r) + "\n" for r in records), path)
 
@@ -515,10 +435,4 @@ class Trainer:
             self.board.close()
 
 
-def steps_in_log(path: str | Path) -> int:
-    """Largest global step recorded in a loss log (where stage two starts)."""
-    records = read_jsonl(path)
-    return max((r["step"] for r in records), default=0)
-
-
-__all__ = ["NonFiniteError", "Trainer", "TrainerSettings", "TrainState", "Predictions", "predict_examples", "set_seed", "read_jsonl", "steps_in_log"]
+__all__ = ["NonFiniteError", "Trainer", "TrainerSettings", "TrainState", "set_seed", "read_jsonl"]

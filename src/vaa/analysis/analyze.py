@@ -27,9 +27,9 @@ from ..models.base import PairModel
 from ..runs import write_json
 from ..vulnerability import Vulnerability, measure, sweep
 from .defaults import DEFAULT_EPS
-from .plots import plot_per_class, plot_roc, plot_sweep
+from .plots import plot_accuracy_curves, plot_per_class, plot_roc, plot_sweep
 from .roc import criterion_roc
-from .theorem import fit_criterion, format_report, plot_accuracy_curves
+from .theorem import fit_criterion, format_report
 
 logger = logging.getLogger(__name__)
 

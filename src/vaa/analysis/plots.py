@@ -1,26 +1,21 @@
-"""The paper's figures as PNG files that read without the code: titles, axis
-labels and legends everywhere. Figures are drawn on their own Agg canvas, so
-nothing here touches pyplot's global state or needs a screen."""
+"""The analysis figures (Fig. 2, Fig. 3a/3b, Theorem 1) as PNG files that read
+without the code: titles, axis labels and legends everywhere. Each is drawn on
+its own Figure and written by :func:`vaa.figures.save_figure` (the figures
+training and calibration draw themselves -- Fig. 5, the reliability diagram --
+live in :mod:`vaa.figures`, below the stages that write them)."""
 
 from __future__ import annotations
 
+from os import PathLike
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from ..figures import save_figure
 from .roc import ROCResult
-
-
-def _save(fig: Figure, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    FigureCanvasAgg(fig)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    return path
+from .theorem import CriterionFit, overlap_mass, predicted_accuracy
 
 
 def plot_per_class(values: np.ndarray, labels: np.ndarray, class_names: Sequence[str], criterion: str, path: str | Path,
@@ -46,7 +41,7 @@ def plot_per_class(values: np.ndarray, labels: np.ndarray, class_names: Sequence
         ax.set_yscale("log")
     ax.set_title(title or f"Vulnerability per class ({criterion}); black line: class mean")
     ax.legend(loc="upper right", fontsize=8, markerscale=3)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_roc(results: Sequence[ROCResult], path: str | Path, title: str = "") -> Path:
@@ -62,7 +57,7 @@ def plot_roc(results: Sequence[ROCResult], path: str | Path, title: str = "") ->
     ax.set_ylabel("true positive rate")
     ax.set_title(title or "ROC: label predicted from vulnerability alone")
     ax.legend(loc="lower right", fontsize=8)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_sweep(rows: Sequence[dict[str, Any]], path: str | Path, title: str = "", reference: dict[str, float] | None = None) -> Path:
@@ -95,47 +90,70 @@ def plot_sweep(rows: Sequence[dict[str, Any]], path: str | Path, title: str = ""
     axes[2].set_title("size of the vulnerability signal")
     if title:
         fig.suptitle(title)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
-def plot_losses(curves: Sequence[tuple[str, np.ndarray, np.ndarray]], path: str | Path, boundary: float | None = None, title: str = "") -> Path:
-    """Fig. 5: training loss per logged batch window across both stages.
-    ``curves`` are (label, steps, losses); ``boundary`` marks where stage two starts."""
-    fig = Figure(figsize=(8, 4.5))
-    ax = fig.add_subplot(1, 1, 1)
-    for label, steps, losses in curves:
-        ax.plot(steps, losses, linewidth=1, label=label)
-    if boundary is not None:
-        ax.axvline(boundary, linestyle="--", color="grey", label="stage two starts")
-    ax.set_xlabel("training batches (both stages)")
-    ax.set_ylabel("training loss (mean over the last logged batches)")
-    ax.set_title(title or "Training loss across stage one and stage two")
-    ax.legend(fontsize=8)
-    return _save(fig, path)
+def plot_accuracy_curves(
+    path: str | PathLike[str],
+    ns: Sequence[int] = (2, 3, 5, 10),
+    d_over_sigma: np.ndarray = np.linspace(0, 6, 121),
+    mark: CriterionFit | None = None,
+) -> None:
+    """Write a two-panel PNG of Theorem 1's accuracy curves to ``path``.
 
+    Left: P against d/sigma, one line per n, with each n's chance level 1/n
+    dashed in the same colour. Right: P against n = 1..20 for d/sigma in
+    (0.5, 1, 2, 4), showing the fall towards 2S as n grows. If ``mark`` is
+    given, its measured point (d/sigma, balanced_observed) and predicted point
+    (d/sigma, predicted) are drawn on both panels, so a reader sees at once how
+    far a real criterion sits from the idealised curve.
 
-def plot_reliability(bins: dict[str, Sequence[dict[str, float]]], path: str | Path, title: str = "") -> Path:
-    """Reliability diagram: accuracy against mean confidence per confidence
-    bin, one line per rule (e.g. before/after re-fitting); the diagonal is a
-    perfectly calibrated model, marker area the bin's share of pairs."""
-    fig = Figure(figsize=(5.5, 5))
-    ax = fig.add_subplot(1, 1, 1)
-    ax.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfect calibration")
-    for k, (name, rows) in enumerate(bins.items()):
-        if not rows:
-            continue
-        total = sum(r["pairs"] for r in rows)
-        conf = [r["confidence"] for r in rows]
-        acc = [r["accuracy"] for r in rows]
-        ax.plot(conf, acc, marker="o", color=f"C{k}", label=name)
-        ax.scatter(conf, acc, s=[600 * r["pairs"] / total for r in rows], color=f"C{k}", alpha=0.3)
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1)
-    ax.set_xlabel("mean confidence in bin (top class)")
-    ax.set_ylabel("accuracy in bin")
-    ax.set_title(title or "Reliability diagram")
-    ax.legend(loc="upper left", fontsize=8)
-    return _save(fig, path)
+    Drawn on its own Figure (no pyplot state, no display needed).
+    """
+    ratios = np.asarray(d_over_sigma, dtype=float)
+    fig = Figure(figsize=(11, 4.5))
+    ax_d, ax_n = fig.subplots(1, 2)
+
+    for i, n in enumerate(ns):
+        colour = f"C{i}"
+        ax_d.plot(ratios, predicted_accuracy(n, ratios, 1.0), color=colour, label=f"n = {n}")
+        ax_d.axhline(1.0 / n, color=colour, linestyle="--", linewidth=0.8,
+                     label=f"chance 1/{n}")
+    ax_d.set_xlabel("d / sigma (gap between class means / within-class std)")
+    ax_d.set_ylabel("expected accuracy P")
+    ax_d.set_title("Theorem 1: P against d / sigma")
+    ax_d.set_ylim(0.0, 1.02)
+
+    n_grid = np.arange(1, 21)
+    for i, ratio in enumerate((0.5, 1.0, 2.0, 4.0)):
+        colour = f"C{i}"
+        ax_n.plot(n_grid, predicted_accuracy(n_grid, ratio, 1.0), marker="o", markersize=3,
+                  color=colour, label=f"d/sigma = {ratio:g}")
+        ax_n.axhline(2.0 * float(overlap_mass(ratio, 1.0)), color=colour, linestyle=":",
+                     linewidth=0.8)
+    ax_n.plot(n_grid, 1.0 / n_grid, color="grey", linestyle="--", linewidth=0.8,
+              label="chance 1/n")
+    ax_n.set_xticks(n_grid[::2])
+    ax_n.set_xlabel("number of classes n")
+    ax_n.set_ylabel("expected accuracy P")
+    ax_n.set_title("Theorem 1: P against n (dotted: limit 2S)")
+    ax_n.set_ylim(0.0, 1.02)
+
+    if mark is not None and np.isfinite(mark.d_over_sigma):
+        x = mark.d_over_sigma
+        ax_d.plot([x], [mark.balanced_observed], marker="*", markersize=12, color="black",
+                  linestyle="none", label="measured (balanced)")
+        ax_d.plot([x], [mark.predicted], marker="x", markersize=10, color="red",
+                  linestyle="none", label="predicted")
+        ax_n.plot([mark.n_classes], [mark.balanced_observed], marker="*", markersize=12,
+                  color="black", linestyle="none",
+                  label=f"measured (d/sigma = {x:.2f})")
+        ax_n.plot([mark.n_classes], [mark.predicted], marker="x", markersize=10, color="red",
+                  linestyle="none", label="predicted")
+
+    ax_d.legend(fontsize=7, ncol=2, loc="lower right")
+    ax_n.legend(fontsize=7, loc="best")
+    save_figure(fig, path, dpi=100)
 
 
 def plot_robustness(report: dict[str, Any], path: str | Path) -> Path:
@@ -154,4 +172,4 @@ def plot_robustness(report: dict[str, Any], path: str | Path) -> Path:
         ax.set_ylabel("accuracy under attack (%)")
         ax.set_title(attack)
         ax.legend(fontsize=7)
-    return _save(fig, path)
+    return save_figure(fig, path)

@@ -25,7 +25,8 @@ This module provides the closed form, a Monte-Carlo check of it, and the bridge
 to real data: :func:`fit_criterion` estimates d and sigma from measured
 criterion values, computes the predicted P, and measures what a simple
 classifier on the same values actually achieves, so the theorem can be held
-against the data (:func:`format_report`, :func:`plot_accuracy_curves`).
+against the data (:func:`format_report`; the figure is
+:func:`vaa.analysis.plots.plot_accuracy_curves`).
 
 Everything here is a pure function of its arguments; no module-level state.
 """
@@ -33,8 +34,6 @@ Everything here is a pure function of its arguments; no module-level state.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from os import PathLike
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -47,7 +46,6 @@ __all__ = [
     "format_report",
     "monte_carlo_accuracy",
     "overlap_mass",
-    "plot_accuracy_curves",
     "predicted_accuracy",
 ]
 
@@ -415,74 +413,3 @@ def format_report(fit: CriterionFit, criterion: str) -> str:
         low_class = fit.classes[1 - fit.classes.index(fit.high_class)]
         lines.append(f"  rule: value > {fit.threshold:.6g} -> {fit.high_class}, else {low_class}")
     return "\n".join(lines)
-
-
-def plot_accuracy_curves(
-    path: str | PathLike[str],
-    ns: Sequence[int] = (2, 3, 5, 10),
-    d_over_sigma: np.ndarray = np.linspace(0, 6, 121),
-    mark: CriterionFit | None = None,
-) -> None:
-    """Write a two-panel PNG of Theorem 1's accuracy curves to ``path``.
-
-    Left: P against d/sigma, one line per n, with each n's chance level 1/n
-    dashed in the same colour. Right: P against n = 1..20 for d/sigma in
-    (0.5, 1, 2, 4), showing the fall towards 2S as n grows. If ``mark`` is
-    given, its measured point (d/sigma, balanced_observed) and predicted point
-    (d/sigma, predicted) are drawn on both panels, so a reader sees at once how
-    far a real criterion sits from the idealised curve.
-
-    Uses an explicit Agg canvas rather than pyplot, so no global backend or
-    figure state is touched and it works without a display.
-    """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    ratios = np.asarray(d_over_sigma, dtype=float)
-    fig = Figure(figsize=(11, 4.5))
-    FigureCanvasAgg(fig)
-    ax_d, ax_n = fig.subplots(1, 2)
-
-    for i, n in enumerate(ns):
-        colour = f"C{i}"
-        ax_d.plot(ratios, predicted_accuracy(n, ratios, 1.0), color=colour, label=f"n = {n}")
-        ax_d.axhline(1.0 / n, color=colour, linestyle="--", linewidth=0.8,
-                     label=f"chance 1/{n}")
-    ax_d.set_xlabel("d / sigma (gap between class means / within-class std)")
-    ax_d.set_ylabel("expected accuracy P")
-    ax_d.set_title("Theorem 1: P against d / sigma")
-    ax_d.set_ylim(0.0, 1.02)
-
-    n_grid = np.arange(1, 21)
-    for i, ratio in enumerate((0.5, 1.0, 2.0, 4.0)):
-        colour = f"C{i}"
-        ax_n.plot(n_grid, predicted_accuracy(n_grid, ratio, 1.0), marker="o", markersize=3,
-                  color=colour, label=f"d/sigma = {ratio:g}")
-        ax_n.axhline(2.0 * float(overlap_mass(ratio, 1.0)), color=colour, linestyle=":",
-                     linewidth=0.8)
-    ax_n.plot(n_grid, 1.0 / n_grid, color="grey", linestyle="--", linewidth=0.8,
-              label="chance 1/n")
-    ax_n.set_xticks(n_grid[::2])
-    ax_n.set_xlabel("number of classes n")
-    ax_n.set_ylabel("expected accuracy P")
-    ax_n.set_title("Theorem 1: P against n (dotted: limit 2S)")
-    ax_n.set_ylim(0.0, 1.02)
-
-    if mark is not None and np.isfinite(mark.d_over_sigma):
-        x = mark.d_over_sigma
-        ax_d.plot([x], [mark.balanced_observed], marker="*", markersize=12, color="black",
-                  linestyle="none", label="measured (balanced)")
-        ax_d.plot([x], [mark.predicted], marker="x", markersize=10, color="red",
-                  linestyle="none", label="predicted")
-        ax_n.plot([mark.n_classes], [mark.balanced_observed], marker="*", markersize=12,
-                  color="black", linestyle="none",
-                  label=f"measured (d/sigma = {x:.2f})")
-        ax_n.plot([mark.n_classes], [mark.predicted], marker="x", markersize=10, color="red",
-                  linestyle="none", label="predicted")
-
-    ax_d.legend(fontsize=7, ncol=2, loc="lower right")
-    ax_n.legend(fontsize=7, loc="best")
-    fig.tight_layout()
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, format="png", dpi=100)

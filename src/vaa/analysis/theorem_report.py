@@ -8,7 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .theorem import corollary_limits, fit_criterion, format_report, monte_carlo_accuracy, plot_accuracy_curves, predicted_accuracy
+from .plots import plot_accuracy_curves
+from .theorem import corollary_limits, fit_criterion, format_report, monte_carlo_accuracy, predicted_accuracy
 
 
 def closed_form_text(n: int, d: float, sigma: float, samples: int = 20000, seed: int = 0) -> str:
