@@ -34,7 +34,8 @@ import yaml
 from vaa.config import AttackConfig, DataConfig, OptimConfig, RunConfig, TrainConfig, VAAConfig
 from vaa.data.sources import read_file
 from vaa.features import pair_features
-from vaa.framework import VAAModel, feature_needs
+from vaa.features import feature_needs
+from vaa.models.vaa import VAAModel
 from vaa.inference import load_model
 from vaa.stage_two import attach_features, attach_vectors, stage_two_features
 from vaa.training import Trainer, TrainerSettings, predict_examples

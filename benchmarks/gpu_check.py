@@ -106,7 +106,7 @@ def throughput(model, examples, device: torch.device, precision: str, batch_size
                train_steps: int) -> dict[str, Any]:
     """Training and inference pairs/s of A, and inference pairs/s of VAA."""
     from vaa.config import AttackConfig, OptimConfig, VAAConfig
-    from vaa.framework import VAAModel
+    from vaa.models.vaa import VAAModel
     from vaa.runtime import Runtime
     from vaa.prediction import predict_examples
     from vaa.training import Trainer, TrainerSettings

@@ -22,7 +22,7 @@ from vaa.config import AttackConfig, OptimConfig, VAAConfig, apply_overrides
 from vaa.data.batching import collate
 from vaa.device import autocast, check_precision, resolve_device, to_device
 from vaa.features import pair_features
-from vaa.framework import VAAModel
+from vaa.models.vaa import VAAModel
 from vaa.models import build_model
 from vaa.models.esim import lstm_path
 from vaa.runs import RunConfig

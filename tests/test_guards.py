@@ -10,7 +10,7 @@ from torch import nn
 
 from conftest import TOY_LABELS, TOY_PAIRS
 from vaa.config import AttackConfig, OptimConfig, VAAConfig
-from vaa.framework import VAAModel
+from vaa.models.vaa import VAAModel
 from vaa.guards import NonFiniteError, check_finite
 from vaa.training import Trainer, TrainerSettings, read_jsonl
 from vaa.vulnerability import measure

@@ -14,7 +14,7 @@ from vaa.checkpoint import load_pair_model, save_model
 from vaa.config import AttackConfig, RunConfig, VAAConfig, apply_overrides
 from vaa.data.batching import collate
 from vaa.data.pairs import Pair
-from vaa.framework import VAAModel
+from vaa.models.vaa import VAAModel
 from vaa.models.hf import HFPairModel
 
 
@@ -202,7 +202,7 @@ def test_feature_options_cached_equal_on_the_fly_for_the_hf_family(tiny_bert, op
     must land on the right positions of the joint sequence."""
     import numpy as np
 
-    from vaa.framework import feature_needs
+    from vaa.features import feature_needs
     from vaa.stage_two import attach_features, stage_two_features
     from vaa.features import pair_features
 

@@ -16,7 +16,7 @@ from test_hf import tiny_bert_dir  # noqa: F401  (fixture: a tiny random BERT, n
 from vaa.checkpoint import header, save_checkpoint, save_model
 from vaa.config import AttackConfig, VAAConfig
 from vaa.files import OutputError
-from vaa.framework import VAAModel
+from vaa.models.vaa import VAAModel
 from vaa.models.hf import HFPairModel
 
 PAIRS = [("the cat is here", "where is the cat"), ("the dog is here", "where is the fish"), ("the cow is here", "where is the cow")]

@@ -10,7 +10,7 @@ import torch
 from conftest import TOY_LABELS, TOY_PAIRS, tiny_esim
 from vaa.config import AttackConfig, VAAConfig, apply_overrides
 from vaa.data.batching import collate
-from vaa.framework import VAAModel
+from vaa.models.vaa import VAAModel
 from vaa.inference import load_model
 from vaa.stage_one import train
 from vaa.stage_two import attach_vectors, train_vaa
@@ -85,7 +85,7 @@ def test_cached_vectors_give_the_same_logits_as_the_attack_on_the_fly(direction)
 
 
 def test_zero_control_feeds_zeros_and_never_runs_the_attack(monkeypatch):
-    import vaa.framework as fw
+    import vaa.models.vaa as fw
 
     model = VAAModel(tiny_esim(), VAAConfig(vulnerability="zeros"), AttackConfig()).eval()
     monkeypatch.setattr(fw, "forward_with_gradient", lambda *a: pytest.fail("attack ran"))

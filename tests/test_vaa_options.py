@@ -15,7 +15,8 @@ from conftest import TOY_LABELS, TOY_PAIRS, tiny_esim, toy_batch
 from vaa.config import AttackConfig, RunConfig, VAAConfig, apply_overrides
 from vaa.data.batching import collate
 from vaa.data.sources import load_splits
-from vaa.framework import VAAModel, attachable, feature_needs, permutation_for
+from vaa.features import attachable, feature_needs, permutation_for
+from vaa.models.vaa import VAAModel
 from vaa.stage_two import attach_features, stage_two_features
 from vaa.features import batch_features, calibrate_eps, pair_features
 from vaa.vulnerability import FeatureCache, state_fingerprint
@@ -149,7 +150,7 @@ def test_saliency_is_relative_per_sentence_and_starts_as_a(toy_model):
 
 
 def test_v1_only_control_reads_v1_and_never_attacks(monkeypatch):
-    import vaa.framework as fw
+    import vaa.models.vaa as fw
 
     model = VAAModel(tiny_esim(), VAAConfig(vulnerability="v1-only"), AttackConfig()).eval()
     assert model.projection.in_features == model.a.hidden_size

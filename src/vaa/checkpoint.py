@@ -375,7 +375,7 @@ def load_checkpoint(path: str | Path) -> LoadedCheckpoint:
     module: nn.Module = base
     if meta["kind"] == "vaa":
         from .config import AttackConfig, VAAConfig
-        from .framework import VAAModel
+        from .models.vaa import VAAModel
 
         try:
             module = VAAModel(base, VAAConfig(**meta["vaa"]), AttackConfig(**meta["attack"]))
@@ -457,7 +457,7 @@ def convert_file(old: str | Path, new: str | Path) -> Path:
     module: nn.Module = base
     if payload["kind"] == "vaa":
         from .config import AttackConfig, VAAConfig
-        from .framework import VAAModel
+        from .models.vaa import VAAModel
 
         module = VAAModel(base, VAAConfig(**payload["vaa"]), AttackConfig(**payload["attack"]))
     module.load_state_dict(payload["state_dict"])

@@ -41,7 +41,7 @@ PRESETS_PACKAGE = "vaa.configs"  # the presets are package data: an installed va
 log = logging.getLogger(__name__)
 
 # Allowed values of the enumerated settings. The modules that act on them
-# (attack, framework, models, training) import these instead of keeping lists.
+# (attack, models, training) import these instead of keeping lists.
 FAMILIES = ("esim", "hf")
 POOLINGS = ("cls", "mean")
 OPTIMIZERS = ("adam", "adamw")

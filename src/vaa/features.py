@@ -9,6 +9,8 @@ what stage two's feature options feed to W, all from the attack code of
   that makes A predict that class; per-word gradient saliency.
 - ``scalar_columns``: the non-linear scalars stage two can append to V3.
 - ``calibrate_eps``: the eps at which the attack flips a target share of pairs.
+- ``feature_needs``/``attachable``/``permute``: which features stage two's
+  options need, and how they reach the VAA model (``vaa.models.vaa``).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import numpy as np
 import torch
 
 from .attack import BasePass, forward_embedded, forward_with_gradient, gradient_norms, perturb, perturbation, retarget, token_saliency
-from .config import AttackConfig
+from .config import AttackConfig, VAAConfig
 from .data.batching import BatchIterator, Example
 from .device import model_device, to_device
 from .models.base import PairModel
@@ -222,3 +224,68 @@ def calibrate_eps(
         else:
             lo = mid
     return {"eps": float(hi), "flip_rate": float(hi_rate), "target": float(target_rate), "pairs": count}
+
+
+# -- what stage two's V is built from (the VAA model and stage two's cache share these) --
+
+SENTENCE_GROUPS = 2  # every family's attack groups: the two sentences
+
+
+def scalar_names(value: str | Sequence[str]) -> list[str]:
+    """``vaa.scalars`` as a list: "F2,log_flip_eps" (or a list, from Python/YAML)."""
+    items = value.replace(",", " ").split() if isinstance(value, str) else list(value)
+    return [str(x) for x in items]
+
+
+def scalar_width(names: list[str], num_labels: int) -> int:
+    """Columns the scalars add to V3 (per class or per sentence for some)."""
+    width = 0
+    for name in names:
+        if name not in SCALARS:
+            raise ValueError(f"unknown vulnerability scalar {name!r} ({' | '.join(SCALARS)})")
+        width += {"1": 1, "g": SENTENCE_GROUPS, "n": num_labels}[SCALARS[name]]
+    return width
+
+
+def feature_needs(vaa: VAAConfig) -> list[str]:
+    """What ``batch_features`` must compute beyond V1/V2 for these options
+    (empty for the paper's setting: then nothing but V1/V2 is computed)."""
+    if vaa.vulnerability in ("zeros", "v1-only"):
+        return []
+    want = scalar_needs(scalar_names(vaa.scalars))
+    if vaa.saliency:
+        want.append("saliency")
+    if scalar_names(vaa.scalars) or vaa.diff_scale != "none":
+        want.append("scalars")  # F1, F2, distance, flip, step norm come with every batch_features pass
+    return want
+
+
+def permutation_for(size: int, seed: int) -> np.ndarray:
+    """The permuted control's fixed, label-agnostic permutation of ``size`` pairs."""
+    return np.random.default_rng([seed, 12]).permutation(size)
+
+
+def attachable(raw: dict[str, Any], vaa: VAAConfig) -> dict[str, Any]:
+    """From ``batch_features``/``pair_features`` output to what V is built
+    from: v1, v2, and per option step_norm, scalars [N, k], saliency<t>."""
+    out: dict[str, Any] = {"v1": raw["v1"], "v2": raw["v2"]}
+    if vaa.diff_scale == "step":
+        out["step_norm"] = raw["step_norm"]
+    names = scalar_names(vaa.scalars)
+    if names and vaa.vulnerability != "v1-only":
+        out["scalars"] = scalar_columns(raw, names)
+    if vaa.saliency:
+        out.update({k: v for k, v in raw.items() if k.startswith("saliency")})
+    return out
+
+
+def permute(feats: dict[str, Any], perm: Any) -> dict[str, Any]:
+    """The permuted control: V1 stays the pair's own; the vulnerability part
+    (V1 - V2, step norm, scalars) comes from pair ``perm[i]``."""
+    out = dict(feats)
+    v1, v2 = feats["v1"], feats["v2"]
+    out["v2"] = v1 + (v2 - v1)[perm]
+    for key in ("step_norm", "scalars"):
+        if key in feats:
+            out[key] = feats[key][perm]
+    return out

@@ -28,10 +28,10 @@ from .data.pairs import LabelMap
 from .data.sources import Splits, load_splits
 from .device import runtime_record, to_numpy
 from .figures import plot_losses
-from .features import calibrate_eps, pair_features
-from .framework import VAAModel, attachable, feature_needs, permutation_for, permute
+from .features import attachable, calibrate_eps, feature_needs, pair_features, permutation_for, permute
 from .model_card import write_run_card
 from .models.base import PairModel
+from .models.vaa import VAAModel
 from .inference import load_model
 from .run_folder import check_apart
 from .runs import (RunError, a_run_folder, featurize_counted, final_scores, finished_results, loss_curve, open_run, read_json,

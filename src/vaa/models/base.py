@@ -104,6 +104,12 @@ class PairModel(nn.Module, ABC):
 
     head: nn.Module
 
+    def input_embeddings(self) -> nn.Module | None:
+        """The word-embedding lookup (an ``nn.Embedding``), whose width the
+        VAA model checks against ``embedding_dim``; ``self.embedding`` by
+        default, None where a family has no single lookup (nothing checked)."""
+        return getattr(self, "embedding", None)
+
     # -- persistence ------------------------------------------------------
     @abstractmethod
     def spec(self) -> dict[str, Any]:

@@ -217,6 +217,9 @@ class HFPairModel(PairModel):
         pooled = getattr(out, "pooler_output", None)
         return pooled if pooled is not None else out.last_hidden_state[:, 0]
 
+    def input_embeddings(self) -> nn.Module | None:
+        return self.encoder.get_input_embeddings()
+
     def new_head(self, in_features: int) -> nn.Module:
         head = nn.Sequential(nn.Dropout(self.dropout_p), nn.Linear(in_features, self.num_labels))
         nn.init.normal_(head[1].weight, std=0.02)

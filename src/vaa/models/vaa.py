@@ -31,56 +31,51 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from typing import Any, Sequence
+from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
-from .attack import forward_embedded, forward_with_gradient, perturbation
-from .config import (B_INPUTS, DIFF_SCALES, INJECTIONS, NORMALIZATIONS, V3_ORDERS, VULNERABILITY_SOURCES,  # noqa: F401  (re-exported)
-                     AttackConfig, VAAConfig)
-from .data.batching import Batch
-from .device import full_precision
-from .guards import check_finite
-from .models.base import Embedded, PairModel
-from .features import SCALARS, TINY, batch_features, scalar_columns, scalar_needs
-
-SENTENCE_GROUPS = 2  # every family's attack groups: the two sentences
+from ..attack import forward_embedded, forward_with_gradient, perturbation
+from ..config import AttackConfig, VAAConfig
+from ..data.batching import Batch
+from ..device import full_precision
+from ..features import TINY, attachable, batch_features, feature_needs, permutation_for, permute, scalar_names, scalar_width
+from ..guards import check_finite
+from .base import Embedded, PairModel
 
 
-def scalar_names(value: str | Sequence[str]) -> list[str]:
-    """``vaa.scalars`` as a list: "F2,log_flip_eps" (or a list, from Python/YAML)."""
-    items = value.replace(",", " ").split() if isinstance(value, str) else list(value)
-    return [str(x) for x in items]
+class DimensionError(ValueError):
+    """Two sizes that must agree do not (a model whose declared sizes and
+    layers disagree): reported when the VAA model is built, not as a shape
+    error deep inside the first forward pass."""
 
 
-def scalar_width(names: list[str], num_labels: int) -> int:
-    """Columns the scalars add to V3 (per class or per sentence for some)."""
-    width = 0
-    for name in names:
-        if name not in SCALARS:
-            raise ValueError(f"unknown vulnerability scalar {name!r} ({' | '.join(SCALARS)})")
-        width += {"1": 1, "g": SENTENCE_GROUPS, "n": num_labels}[SCALARS[name]]
-    return width
+def check_dimensions_match(first: int, second: int, first_name: str, second_name: str) -> None:
+    """Raise ``DimensionError`` in one line naming both sizes unless they match."""
+    if first != second:
+        raise DimensionError(f"{first_name} must match {second_name}, but got {first} and {second} instead")
 
 
-def feature_needs(vaa: VAAConfig) -> list[str]:
-    """What ``batch_features`` must compute beyond V1/V2 for these options
-    (empty for the paper's setting: then nothing but V1/V2 is computed)."""
-    if vaa.vulnerability in ("zeros", "v1-only"):
-        return []
-    want = scalar_needs(scalar_names(vaa.scalars))
-    if vaa.saliency:
-        want.append("saliency")
-    if scalar_names(vaa.scalars) or vaa.diff_scale != "none":
-        want.append("scalars")  # F1, F2, distance, flip, step norm come with every batch_features pass
-    return want
+def _input_width(head: nn.Module) -> int | None:
+    """Input size of a final layer (its first Linear), if it has one."""
+    first = next((m for m in head.modules() if isinstance(m, nn.Linear)), None)
+    return None if first is None else first.in_features
 
 
-def permutation_for(size: int, seed: int) -> np.ndarray:
-    """The permuted control's fixed, label-agnostic permutation of ``size`` pairs."""
-    return np.random.default_rng([seed, 12]).permutation(size)
+def check_dimensions(model_a: PairModel) -> None:
+    """The sizes V is built from, against the layers they come from: A's
+    final layer reads vectors of ``hidden_size`` (V1, V2 and the classifier
+    injection's input), and A's word embeddings have ``embedding_dim`` (V
+    takes a word embedding's place, or is added to one)."""
+    head_in = _input_width(model_a.head)
+    if head_in is not None:
+        check_dimensions_match(int(model_a.hidden_size), head_in, "model A's hidden size (hidden_size)",
+                               "the input size of its final layer")
+    embeddings = model_a.input_embeddings()
+    if embeddings is not None:
+        check_dimensions_match(int(model_a.embedding_dim), int(embeddings.embedding_dim),
+                               "model A's embedding size (embedding_dim)", "the width of its word embeddings")
 
 
 def _extend_head(old: nn.Module, new: nn.Module, old_in: int) -> None:
@@ -107,13 +102,15 @@ class VAAModel(nn.Module):
         vaa, attack = dataclasses.replace(vaa), dataclasses.replace(attack)  # re-checked: the rules live in config.py
         self.vaa_config = vaa
         self.attack_config = attack
-        self.a = model_a
-        self.a.requires_grad_(False)
-        self.a.eval()
-        self.b = copy.deepcopy(model_a)
-        self.b.requires_grad_(True)
+        check_dimensions(model_a)
+        # registered as "a" and "b": the tensor-name prefixes of every VAA checkpoint (a./b.)
+        self.add_module("a", model_a)
+        self.model_a.requires_grad_(False)
+        self.model_a.eval()
+        self.add_module("b", copy.deepcopy(model_a))
+        self.model_b.requires_grad_(True)
         if getattr(model_a, "freeze_embeddings", False):
-            self.b.embedding.requires_grad_(False)  # type: ignore[union-attr]
+            self.model_b.embedding.requires_grad_(False)  # type: ignore[union-attr]
         dataclasses.replace(vaa)  # every rule, combinations included, is checked in config.py
         h, l = model_a.hidden_size, model_a.embedding_dim
         v1_only = vaa.vulnerability == "v1-only"
@@ -128,13 +125,23 @@ class VAAModel(nn.Module):
         self.saliency_weight = nn.Parameter(torch.zeros(l)) if vaa.saliency and not v1_only and vaa.vulnerability != "zeros" else None
         self.b_head: nn.Module | None = None
         if vaa.injection == "classifier":
-            self.b_head = self.b.new_head(h + l)
-            _extend_head(self.b.head, self.b_head, h)
+            self.b_head = self.model_b.new_head(h + l)
+            _extend_head(self.model_b.head, self.b_head, h)
+
+    @property
+    def model_a(self) -> PairModel:
+        """Model A: frozen, in eval mode; V1 and V2 come from it."""
+        return self._modules["a"]  # type: ignore[return-value]
+
+    @property
+    def model_b(self) -> PairModel:
+        """Model B: A's structure, started from A's weights, trained with V."""
+        return self._modules["b"]  # type: ignore[return-value]
 
     def train(self, mode: bool = True) -> "VAAModel":
         """Train B and W; A always stays in eval mode."""
         super().train(mode)
-        self.a.eval()
+        self.model_a.eval()
         return self
 
     def new_parameters(self) -> list[str]:
@@ -156,14 +163,14 @@ class VAAModel(nn.Module):
             return batch["v1"], batch["v2"], None
         if self.vaa_config.vulnerability == "v1-only" and not need_adversarial:  # no attack at all
             with torch.no_grad():
-                emb = self.a.embed(batch)
-            _, hidden = forward_embedded(self.a, emb)
+                emb = self.model_a.embed(batch)
+            _, hidden = forward_embedded(self.model_a, emb)
             return hidden, hidden, None
         with full_precision(batch["label"].device):  # the attack is fp32 under any autocast (vaa.attack)
-            base = forward_with_gradient(self.a, batch)
+            base = forward_with_gradient(self.model_a, batch)
             steps = perturbation(base, self.attack_config)
             emb_adv = base.emb.with_values([v + s for v, s in zip(base.emb.values, steps)])
-            _, hidden_adv = forward_embedded(self.a, emb_adv)
+            _, hidden_adv = forward_embedded(self.model_a, emb_adv)
             hint = f"attack.eps={self.attack_config.eps:g} is too large for these embeddings"
             for step in steps:
                 check_finite(step, "attack step", hint)
@@ -182,7 +189,7 @@ class VAAModel(nn.Module):
             out = {"v1": v1, "v2": v2}
             out.update({k: batch[k] for k in batch if k in ("step_norm", "scalars") or k.startswith("saliency")})
         else:
-            raw = batch_features(self.a, batch, self.attack_config, [w for w in want if w != "scalars"])
+            raw = batch_features(self.model_a, batch, self.attack_config, [w for w in want if w != "scalars"])
             out = {k: torch.as_tensor(v, device=batch["label"].device) for k, v in attachable(raw, self.vaa_config).items()}
             steps = None
         if self.vaa_config.vulnerability == "permuted" and not cached:  # cached pairs were permuted over their whole split
@@ -237,7 +244,7 @@ class VAAModel(nn.Module):
                 vector = self.vulnerability_vector(feats)
         if vector is None:  # the zeros control needs nothing from A
             vector = torch.zeros(batch["label"].shape[0], self.projection.out_features, device=self.projection.weight.device)
-        emb = self.b.embed(batch)
+        emb = self.model_b.embed(batch)
         if adversarial_input and steps is not None:  # the authors' ESIM: B reads E~
             emb = emb.with_values([v + s for v, s in zip(emb.values, steps)])
         if self.saliency_weight is not None:
@@ -258,15 +265,15 @@ class VAAModel(nn.Module):
     def forward_embedded(self, emb: Embedded, vector: torch.Tensor) -> torch.Tensor:
         injection = self.vaa_config.injection
         if injection == "token":
-            emb = self.b.prepend(emb, vector)
+            emb = self.model_b.prepend(emb, vector)
         elif injection == "add":
             masks = emb.group_masks()
             emb = emb.with_values([e + vector.unsqueeze(1) * m.unsqueeze(-1).to(e.dtype) for e, m in zip(emb.values, masks)])
-        hidden = self.b.encode(emb)
+        hidden = self.model_b.encode(emb)
         if injection == "classifier":
             assert self.b_head is not None
             return self.b_head(torch.cat([hidden, vector], dim=-1))
-        return self.b.classify(hidden)
+        return self.model_b.classify(hidden)
 
     def shape_fields(self) -> dict[str, list[tuple[str, int]]]:
         """Axes of W and of the classifier head that follow the metadata (see
@@ -275,32 +282,4 @@ class VAAModel(nn.Module):
                 "b_head.1.weight": [("label count", 0)], "b_head.1.bias": [("label count", 0)]}
 
     def describe(self) -> dict[str, Any]:
-        import dataclasses
-
         return {"vaa": dataclasses.asdict(self.vaa_config), "attack": dataclasses.asdict(self.attack_config)}
-
-
-def attachable(raw: dict[str, Any], vaa: VAAConfig) -> dict[str, Any]:
-    """From ``batch_features``/``pair_features`` output to what V is built
-    from: v1, v2, and per option step_norm, scalars [N, k], saliency<t>."""
-    out: dict[str, Any] = {"v1": raw["v1"], "v2": raw["v2"]}
-    if vaa.diff_scale == "step":
-        out["step_norm"] = raw["step_norm"]
-    names = scalar_names(vaa.scalars)
-    if names and vaa.vulnerability != "v1-only":
-        out["scalars"] = scalar_columns(raw, names)
-    if vaa.saliency:
-        out.update({k: v for k, v in raw.items() if k.startswith("saliency")})
-    return out
-
-
-def permute(feats: dict[str, Any], perm: Any) -> dict[str, Any]:
-    """The permuted control: V1 stays the pair's own; the vulnerability part
-    (V1 - V2, step norm, scalars) comes from pair ``perm[i]``."""
-    out = dict(feats)
-    v1, v2 = feats["v1"], feats["v2"]
-    out["v2"] = v1 + (v2 - v1)[perm]
-    for key in ("step_norm", "scalars"):
-        if key in feats:
-            out[key] = feats[key][perm]
-    return out
