@@ -24,7 +24,6 @@ from vaa.data.pairs import LabelMap, Pair  # noqa: E402
 from vaa.models.base import Embedded, PairModel  # noqa: E402
 
 FIXTURES = Path(__file__).parent / "fixtures"
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 class ToyModel(PairModel):

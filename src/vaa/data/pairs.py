@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from .names import NameIndex
+
 
 class DataError(ValueError):
     """Bad input data. The message always names the file and, where there is
@@ -41,7 +43,7 @@ class Pair:
     id: str
 
 
-class LabelMap:
+class LabelMap(NameIndex):
     """A fixed bijection between label names and class indices.
 
     It is stored with every checkpoint and checked whenever data meets a model,
@@ -53,29 +55,22 @@ class LabelMap:
         names = [str(n) for n in names]
         if not names:
             raise ValueError("a label map needs at least one label")
-        if len(set(names)) != len(names):
-            raise ValueError(f"duplicate label names in {names}")
-        self.names: list[str] = names
-        self._index = {n: i for i, n in enumerate(names)}
+        super().__init__(names, f"duplicate label names in {names}")
 
-    def __len__(self) -> int:
-        return len(self.names)
-
-    def __contains__(self, name: object) -> bool:
-        return name in self._index
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, LabelMap) and other.names == self.names
+    @property
+    def names(self) -> list[str]:
+        """Label names in class-index order."""
+        return self._names
 
     def __repr__(self) -> str:
         return f"LabelMap({self.names!r})"
 
     def index(self, name: str) -> int:
         """Class index of ``name``; ``KeyError`` names the known labels."""
-        try:
-            return self._index[name]
-        except KeyError:
-            raise KeyError(f"unknown label {name!r}; known labels: {self.names}") from None
+        position = self.position(name)
+        if position is None:
+            raise KeyError(f"unknown label {name!r}; known labels: {self.names}")
+        return position
 
     def name(self, index: int) -> str:
         return self.names[index]
@@ -91,10 +86,6 @@ class LabelMap:
         Path(path).write_text(json.dumps(self.to_json(), indent=2) + "\n")
 
     @classmethod
-    def load(cls, path: str | Path) -> "LabelMap":
-        return cls.from_json(json.loads(Path(path).read_text()))
-
-    @classmethod
     def from_labels(cls, labels: Iterable[str | None], preferred: Sequence[str] | None = None) -> "LabelMap":
         """Build a map from the labels seen in a training file.
 
@@ -105,12 +96,6 @@ class LabelMap:
         names = [p for p in (preferred or []) if p in seen]
         names += sorted(seen - set(names))
         return cls(names)
-
-    def check_compatible(self, other: "LabelMap", what: str = "data") -> None:
-        """Raise if ``other`` uses a label this map does not know."""
-        unknown = [n for n in other.names if n not in self]
-        if unknown:
-            raise DataError(f"{what} has labels {unknown} that the model does not know (model labels: {self.names})")
 
 
 @dataclass

@@ -14,6 +14,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from .names import NameIndex
+
 PAD = "<pad>"
 UNK = "<unk>"
 
@@ -38,38 +40,33 @@ def tokenize(text: str, lowercase: bool = True) -> list[str]:
     return _TOKEN.findall(text)
 
 
-class Vocab:
+class Vocab(NameIndex):
     """Word <-> index. Index 0 is padding, index 1 the unknown word."""
 
     def __init__(self, words: Sequence[str]):
         words = list(words)
         if words[:2] != [PAD, UNK]:
             raise ValueError(f"a vocabulary must start with {PAD!r}, {UNK!r}")
-        if len(set(words)) != len(words):
-            raise ValueError("duplicate words in vocabulary")
-        self.words = words
-        self._index = {w: i for i, w in enumerate(words)}
+        super().__init__(words, "duplicate words in vocabulary")
 
     pad_index = 0
     unk_index = 1
 
-    def __len__(self) -> int:
-        return len(self.words)
-
-    def __contains__(self, word: object) -> bool:
-        return word in self._index
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Vocab) and other.words == self.words
+    @property
+    def words(self) -> list[str]:
+        """Words in token-id order."""
+        return self._names
 
     def index(self, word: str) -> int:
-        return self._index.get(word, self.unk_index)
+        """Token id of ``word``; the unknown word's id when it is not in the vocabulary."""
+        position = self.position(word)
+        return self.unk_index if position is None else position
 
     def encode(self, tokens: Iterable[str]) -> list[int]:
         return [self.index(t) for t in tokens]
 
     @classmethod
-    def build(cls, token_lists: Iterable[Sequence[str]], min_count: int = 1, max_size: int | None = None) -> "Vocab":
+    def build(cls, token_lists: Iterable[Sequence[str]], min_count: int = 1) -> "Vocab":
         """Vocabulary from the training split: words seen at least ``min_count``
         times, most frequent first (ties alphabetical, so the result does not
         depend on row order)."""
@@ -77,8 +74,6 @@ class Vocab:
         for tokens in token_lists:
             counts.update(tokens)
         ranked = sorted((w for w, c in counts.items() if c >= min_count and w not in (PAD, UNK)), key=lambda w: (-counts[w], w))
-        if max_size is not None:
-            ranked = ranked[: max(0, max_size - 2)]
         return cls([PAD, UNK, *ranked])
 
     def save(self, path: str | Path) -> None:
