@@ -15,29 +15,24 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
-from scipy.stats import rankdata
+from sklearn.metrics import roc_auc_score, roc_curve
 
 
 def auc_score(scores: np.ndarray, positive: np.ndarray) -> float:
-    """Area under the ROC curve via the rank-sum (Mann-Whitney U) statistic;
-    tied scores count one half. ``positive`` is boolean."""
+    """Area under the ROC curve (scikit-learn's; tied scores count one half).
+    ``positive`` is boolean."""
     scores = np.asarray(scores, dtype=np.float64)
     positive = np.asarray(positive, dtype=bool)
-    n_pos, n_neg = int(positive.sum()), int((~positive).sum())
-    if n_pos == 0 or n_neg == 0:
+    if positive.all() or not positive.any():
         raise ValueError("AUC needs both positive and negative examples")
-    ranks = rankdata(scores)
-    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+    return float(roc_auc_score(positive, scores))
 
 
 def roc_points(scores: np.ndarray, positive: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(false-positive rate, true-positive rate) at every distinct threshold."""
-    order = np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")
-    s, y = np.asarray(scores)[order], np.asarray(positive, dtype=bool)[order]
-    last_of_tie = np.r_[np.diff(s) != 0, True]
-    tp = np.cumsum(y)[last_of_tie]
-    fp = np.cumsum(~y)[last_of_tie]
-    return np.r_[0.0, fp / max(1, fp[-1])], np.r_[0.0, tp / max(1, tp[-1])]
+    """(false-positive rate, true-positive rate) at every distinct threshold,
+    starting from (0, 0) (scikit-learn's ``roc_curve``, no point dropped)."""
+    fpr, tpr, _ = roc_curve(np.asarray(positive, dtype=bool), np.asarray(scores, dtype=np.float64), drop_intermediate=False)
+    return fpr, tpr
 
 
 @dataclass

@@ -239,6 +239,23 @@ class CriterionFit:
         return 1.0 / len(self.classes)
 
 
+def _cut_counts(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every cut between consecutive distinct values, ascending (plus -inf and
+    +inf: everything on one side), with how many values of ``a`` and of ``b``
+    fall below it. The counts come from scikit-learn's ``roc_curve`` (b as
+    the positives, no threshold dropped): at threshold values[j] it counts
+    the values at or above it, i.e. those above cut j."""
+    from sklearn.metrics import roc_curve
+
+    n_a, n_b = len(a), len(b)
+    fpr, tpr, thresholds = roc_curve(np.r_[np.zeros(n_a, bool), np.ones(n_b, bool)], np.r_[a, b], drop_intermediate=False)
+    values = thresholds[1:][::-1]  # the distinct values, ascending (thresholds[0] is +inf: nothing above)
+    above_a = np.rint(fpr[::-1] * n_a).astype(np.int64)  # exact counts back from the rates
+    above_b = np.rint(tpr[::-1] * n_b).astype(np.int64)
+    cuts = np.concatenate([[-np.inf], (values[:-1] + values[1:]) / 2.0, [np.inf]])
+    return n_a - above_a, n_b - above_b, cuts
+
+
 def _best_threshold(
     groups: list[np.ndarray],
 ) -> tuple[float, float, float, int]:
@@ -250,14 +267,8 @@ def _best_threshold(
     Returns (threshold, balanced accuracy, plain accuracy, index of the group
     predicted for values above the threshold).
     """
-    a, b = (np.sort(g) for g in groups)
-    n_a, n_b = len(a), len(b)
-    values = np.unique(np.concatenate([a, b]))
-    # Cut j (0..len(values)) puts values[:j] on the low side. Count, per group,
-    # how many of its values are <= values[j-1], i.e. on the low side.
-    low_a = np.concatenate([[0], np.searchsorted(a, values, side="right")])
-    low_b = np.concatenate([[0], np.searchsorted(b, values, side="right")])
-    cuts = np.concatenate([[-np.inf], (values[:-1] + values[1:]) / 2.0, [np.inf]])
+    low_a, low_b, cuts = _cut_counts(groups[0], groups[1])
+    n_a, n_b = len(groups[0]), len(groups[1])
 
     best: tuple[float, float, float, int] | None = None
     # Direction 0: group a low, group b high. Direction 1: the reverse.
