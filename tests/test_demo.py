@@ -1,4 +1,4 @@
-"""Tests for the SYNTHETIC demo dataset (vaa.data.demo)."""
+"""Tests for the SYNTHETIC demo dataset (vaa.demo)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from collections import Counter
 
 import pytest
 
-from vaa.data.demo import (
+from vaa.demo import (
     DEMO_FORMAT,
     DEMO_LABELS,
     EDIT_KINDS,
@@ -57,7 +57,7 @@ def test_deterministic_per_seed() -> None:
 
 
 def test_independent_of_hash_seed() -> None:
-    code = "import json; from vaa.data.demo import make_demo_pairs; print(json.dumps([[p.a, p.b, p.label] for p in make_demo_pairs(50, 3)]))"
+    code = "import json; from vaa.demo import make_demo_pairs; print(json.dumps([[p.a, p.b, p.label] for p in make_demo_pairs(50, 3)]))"
     env = dict(os.environ, PYTHONHASHSEED="12345")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
     assert json.loads(out) == [[p.a, p.b, p.label] for p in make_demo_pairs(50, 3)]

@@ -3,6 +3,7 @@ an installed (non-editable) vaa finds them by name."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -57,3 +58,18 @@ def test_an_installed_vaa_finds_its_presets_by_name(wheel, tmp_path):
     listed, injection = done.stdout.splitlines()
     assert listed.split() == sorted(p.stem for p in PRESETS.glob("*.yaml"))
     assert injection == load_preset("demo-vaa").vaa.injection  # `extends:` chains resolve inside the installed package
+
+
+def test_an_installed_vaa_generates_the_demo_set_from_its_packaged_word_lists(wheel, tmp_path):
+    assert "vaa/demo/words.json" in set(zipfile.ZipFile(wheel).namelist())
+    site = tmp_path / "site"
+    zipfile.ZipFile(wheel).extractall(site)
+    script = ("import json, vaa, vaa.demo as d; from pathlib import Path; "
+              "assert Path(d.__file__).is_relative_to(Path(r'%s')), d.__file__; "
+              "print(json.dumps([[p.a, p.b, p.label] for p in d.make_demo_pairs(40, 5)]))") % site
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(site)},
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    from vaa.demo import make_demo_pairs
+
+    assert done.stdout.strip() == json.dumps([[p.a, p.b, p.label] for p in make_demo_pairs(40, 5)])

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..config import DataConfig
-from .demo import DEMO_LABELS, demo_splits
+from ..demo import DEMO_LABELS, demo_splits
 from .pairs import DataError, LabelMap, PairDataset, ReadReport
 from .readers import ColumnSpec, preferred_labels, read_pairs
 from .split import train_valid_split
