@@ -8,6 +8,11 @@ One function (:func:`_collect`) then turns records into :class:`Pair` objects,
 so validation, error messages, ``on_error="skip"`` accounting, ``limit`` and
 ``require_labels`` behave identically for every format.
 
+Every format is one entry of ``READERS`` (at the end of this module): how to
+read it, whether it takes ``--columns``, its label order, and how to recognise
+it for ``--format auto``. Adding a format is adding one ``register_format``
+call; ``FORMATS`` (the ``--format`` choices) is made from the registry.
+
 Errors are :class:`DataError` naming the file and the 1-based line (the header,
 where there is one, is line 1), so a user can open the file at that line.
 """
@@ -25,7 +30,6 @@ from typing import Any, Callable, Iterator, Mapping
 
 from .pairs import DataError, Pair, PairDataset, ReadReport
 
-FORMATS = ("auto", "nli-jsonl", "nli-tsv", "qqp-wang", "qqp-glue", "generic", "hf")
 NLI_LABELS = ("entailment", "neutral", "contradiction")
 QQP_LABELS = ("not_duplicate", "duplicate")
 ON_ERROR = ("raise", "skip")
@@ -154,11 +158,8 @@ def preferred_labels(format: str) -> tuple[str, ...] | None:
     format, e.g. ``dataset.report.format``), so that SNLI and MultiNLI share
     one map and QQP index 1 is always "duplicate"; ``None`` when the format
     has no fixed label set."""
-    if format in ("nli-jsonl", "nli-tsv"):
-        return NLI_LABELS
-    if format in ("qqp-wang", "qqp-glue"):
-        return QQP_LABELS
-    return None
+    reader = READERS.get(format)
+    return None if reader is None else reader.labels
 
 
 def detect_format(path: str | Path) -> str:
@@ -167,25 +168,13 @@ def detect_format(path: str | Path) -> str:
     Only the official layouts are recognised; anything else must be read as
     ``generic`` with explicit columns, because guessing which columns are the
     sentences would silently train on the wrong text."""
-    if _looks_like_hf(path):
+    if _looks_like_hf(path):  # a dataset folder or hub id: no first line to look at
         return "hf"
     suffix = _suffix(path)
     first = _first_line(path)
-    if suffix == ".jsonl":
-        try:
-            record = json.loads(first)
-        except json.JSONDecodeError:
-            record = None
-        if isinstance(record, dict) and "gold_label" in record:
-            return "nli-jsonl"
-    elif suffix in (".txt", ".tsv"):
-        fields = [f.strip() for f in first.split("\t")]
-        if "gold_label" in fields and "sentence1" in fields:
-            return "nli-tsv"
-        if "is_duplicate" in fields or fields == _GLUE_TEST_HEADER:
-            return "qqp-glue"
-        if len(fields) == 4 and fields[0] in _QQP_LABEL_MAP:
-            return "qqp-wang"
+    for reader in READERS.values():
+        if reader.detect is not None and reader.detect(suffix, first):
+            return reader.name
     raise DataError(f"could not detect the file format; {_GENERIC_HINT}", path)
 
 
@@ -205,14 +194,14 @@ def read_pairs(
     labels and counts them in ``dataset.report.skipped`` instead of raising.
     ``limit`` stops after that many kept pairs. ``require_labels`` makes an
     unlabelled row an error (use it for training files)."""
-    if format not in FORMATS:
+    if format != "auto" and format not in READERS:
         raise ValueError(f"unknown format {format!r}; choose one of {', '.join(FORMATS)}")
     if on_error not in ON_ERROR:
         raise ValueError(f"on_error must be one of {ON_ERROR}, not {on_error!r}")
     if limit is not None and limit < 1:
         raise ValueError(f"limit must be at least 1, not {limit}")
     fmt = _resolve_format(path, format, columns)
-    source = _hf_source(path, columns) if fmt == "hf" else _text_source(path, fmt, columns)
+    source = READERS[fmt].source(path, columns)
     report = ReadReport(path=str(path), format=fmt)
     pairs = _collect(source, path, report, on_error, limit, require_labels)
     return PairDataset(pairs, report)
@@ -225,10 +214,12 @@ def _resolve_format(path: str | Path, format: str, columns: ColumnSpec | None) -
         if columns is None:
             return detect_format(path)
         return "hf" if _looks_like_hf(path) else "generic"
-    if columns is not None and format not in ("generic", "hf"):
-        raise ValueError(f"columns apply only to the generic and hf formats, not {format!r}")
-    if format == "generic" and columns is None:
-        raise DataError(f"the generic format needs the column names; {_GENERIC_HINT}", path)
+    reader = READERS[format]
+    if columns is not None and not reader.takes_columns:
+        with_columns = " and ".join(r.name for r in READERS.values() if r.takes_columns)
+        raise ValueError(f"columns apply only to the {with_columns} formats, not {format!r}")
+    if reader.needs_columns and columns is None:
+        raise DataError(f"the {format} format needs the column names; {_GENERIC_HINT}", path)
     return format
 
 
@@ -366,20 +357,30 @@ def _check_header(names: list[str], schema: _Schema, path: str | Path, line: int
 # Text files
 
 
-def _text_source(path: str | Path, fmt: str, columns: ColumnSpec | None) -> _Source:
-    """Records and schema for a text file in one of the text formats."""
+def _nli_jsonl_source(path: str | Path, columns: ColumnSpec | None) -> _Source:
+    return _Source(_NLI_SCHEMA, _jsonl_records(_numbered_lines(_read_text(path))), Path(path).name)
+
+
+def _nli_tsv_source(path: str | Path, columns: ColumnSpec | None) -> _Source:
+    lines = _numbered_lines(_read_text(path))
+    return _header_source(path, _tsv_table(path, lines), lambda names: _NLI_SCHEMA, Path(path).name)
+
+
+def _qqp_wang_source(path: str | Path, columns: ColumnSpec | None) -> _Source:
+    return _Source(_WANG_SCHEMA, _fixed_tsv_records(_numbered_lines(_read_text(path)), _WANG_FIELDS), Path(path).name)
+
+
+def _qqp_glue_source(path: str | Path, columns: ColumnSpec | None) -> _Source:
+    lines = _numbered_lines(_read_text(path))
+    return _header_source(path, _tsv_table(path, lines), _glue_schema, Path(path).name)
+
+
+def _generic_source(path: str | Path, columns: ColumnSpec | None) -> _Source:
+    """A .tsv/.txt/.csv/.jsonl file (optionally .gz) with the user's column names."""
+    assert columns is not None
     text = _read_text(path)
     lines = _numbered_lines(text)
     prefix = Path(path).name
-    if fmt == "nli-jsonl":
-        return _Source(_NLI_SCHEMA, _jsonl_records(lines), prefix)
-    if fmt == "qqp-wang":
-        return _Source(_WANG_SCHEMA, _fixed_tsv_records(lines, _WANG_FIELDS), prefix)
-    if fmt == "nli-tsv":
-        return _header_source(path, _tsv_table(path, lines), lambda names: _NLI_SCHEMA, prefix)
-    if fmt == "qqp-glue":
-        return _header_source(path, _tsv_table(path, lines), _glue_schema, prefix)
-    assert columns is not None and fmt == "generic"
     schema = _Schema(columns)
     suffix = _suffix(path)
     if suffix == ".jsonl":
@@ -389,6 +390,36 @@ def _text_source(path: str | Path, fmt: str, columns: ColumnSpec | None) -> _Sou
     if suffix in (".tsv", ".txt"):
         return _header_source(path, _tsv_table(path, lines), lambda names: schema, prefix)
     raise DataError(f"the generic format reads .tsv, .txt, .csv or .jsonl files (optionally .gz), not {suffix or 'no extension'!r}", path)
+
+
+def _tsv_fields(suffix: str, first: str) -> list[str] | None:
+    """The first line's tab-separated fields, for a .tsv/.txt file."""
+    return [f.strip() for f in first.split("\t")] if suffix in (".txt", ".tsv") else None
+
+
+def _is_nli_jsonl(suffix: str, first: str) -> bool:
+    if suffix != ".jsonl":
+        return False
+    try:
+        record = json.loads(first)
+    except json.JSONDecodeError:
+        return False
+    return isinstance(record, dict) and "gold_label" in record
+
+
+def _is_nli_tsv(suffix: str, first: str) -> bool:
+    fields = _tsv_fields(suffix, first)
+    return fields is not None and "gold_label" in fields and "sentence1" in fields
+
+
+def _is_qqp_wang(suffix: str, first: str) -> bool:
+    fields = _tsv_fields(suffix, first)
+    return fields is not None and len(fields) == 4 and fields[0] in _QQP_LABEL_MAP
+
+
+def _is_qqp_glue(suffix: str, first: str) -> bool:
+    fields = _tsv_fields(suffix, first)
+    return fields is not None and ("is_duplicate" in fields or fields == _GLUE_TEST_HEADER)
 
 
 def _glue_schema(header: list[str]) -> _Schema:
@@ -664,3 +695,45 @@ def _hf_label_map(feature: Any) -> dict[str, str | None] | None:
     mapping: dict[str, str | None] = {str(i): n for i, n in enumerate(names)}
     mapping["-1"] = None
     return mapping
+
+
+# --------------------------------------------------------------------------
+# The registry: one entry per format
+
+
+@dataclass(frozen=True)
+class ReaderFormat:
+    """One file format: ``source`` reads ``(path, columns)`` into records
+    and a schema; ``labels`` is its fixed label order (None: labels as found);
+    ``detect(suffix, first line)`` recognises it for ``--format auto`` (None:
+    never guessed); ``takes_columns``/``needs_columns``: whether ``--columns``
+    applies / is required."""
+
+    name: str
+    source: Callable[[str | Path, ColumnSpec | None], _Source]
+    labels: tuple[str, ...] | None = None
+    detect: Callable[[str, str], bool] | None = None
+    takes_columns: bool = False
+    needs_columns: bool = False
+
+
+READERS: dict[str, ReaderFormat] = {}
+
+
+def register_format(reader: ReaderFormat) -> ReaderFormat:
+    """Add a format (its name becomes a ``--format`` choice). Formats are
+    tried for ``--format auto`` in the order they were registered."""
+    if reader.name == "auto" or reader.name in READERS:
+        raise ValueError(f"format {reader.name!r} is already taken")
+    READERS[reader.name] = reader
+    return reader
+
+
+register_format(ReaderFormat("nli-jsonl", _nli_jsonl_source, NLI_LABELS, _is_nli_jsonl))
+register_format(ReaderFormat("nli-tsv", _nli_tsv_source, NLI_LABELS, _is_nli_tsv))
+register_format(ReaderFormat("qqp-wang", _qqp_wang_source, QQP_LABELS, _is_qqp_wang))
+register_format(ReaderFormat("qqp-glue", _qqp_glue_source, QQP_LABELS, _is_qqp_glue))
+register_format(ReaderFormat("generic", _generic_source, takes_columns=True, needs_columns=True))
+register_format(ReaderFormat("hf", _hf_source, takes_columns=True))  # recognised by its path (detect_format)
+
+FORMATS = ("auto", *READERS)  # the --format choices
