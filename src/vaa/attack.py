@@ -47,7 +47,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -194,7 +194,7 @@ def random_direction(like: torch.Tensor, mask: torch.Tensor, index: torch.Tensor
         positions = mask[row].nonzero().squeeze(1)
         rng = np.random.default_rng([seed, pair, group])
         shape = (positions.numel(), like.shape[-1])
-        draw = rng.standard_normal(shape) if norm == "l2" else rng.choice([-1.0, 1.0], size=shape)
+        draw = RANDOM_DRAWS[norm](rng, shape)
         out[row, positions] = torch.from_numpy(draw).to(device=like.device, dtype=like.dtype)
     return out
 
@@ -207,9 +207,7 @@ def perturbation(base: BasePass, cfg: AttackConfig) -> list[torch.Tensor]:
         base = retarget(base, cfg.target)
     if cfg.steps > 1:
         return pgd_perturbation(base, cfg)
-    if cfg.direction == "random-matched":
-        return matched_random_perturbation(base, cfg)
-    return _single_step(base, cfg, base.grads)
+    return DIRECTIONS_STEP[cfg.direction](base, cfg)
 
 
 def _single_step(base: BasePass, cfg: AttackConfig, grads: list[torch.Tensor], size: float = 1.0) -> list[torch.Tensor]:
@@ -335,3 +333,17 @@ def attack(model: PairModel, batch: Batch, cfg: AttackConfig) -> tuple[BasePass,
     emb_adv = perturb(base, cfg)
     logits_adv, hidden_adv = forward_embedded(model, emb_adv)
     return base, emb_adv, logits_adv, hidden_adv
+
+
+# The attack's choices as tables (their names are config.DIRECTIONS and config.NORMS;
+# tests/test_attack_registry.py keeps the two in step): how a one-step attack of
+# each direction is made, and how the random controls draw a direction under each norm.
+DIRECTIONS_STEP: dict[str, Callable[[BasePass, AttackConfig], list[torch.Tensor]]] = {
+    "fgsm": lambda base, cfg: _single_step(base, cfg, base.grads),
+    "random": lambda base, cfg: _single_step(base, cfg, base.grads),  # _single_step draws random_direction
+    "random-matched": matched_random_perturbation,
+}
+RANDOM_DRAWS: dict[str, Callable[[np.random.Generator, tuple[int, int]], np.ndarray]] = {
+    "l2": lambda rng, shape: rng.standard_normal(shape),  # Gaussian: uniform over directions
+    "linf": lambda rng, shape: rng.choice([-1.0, 1.0], size=shape),  # random signs: a corner of the cube
+}
