@@ -28,8 +28,8 @@ from ..runs import write_json
 from ..vulnerability import Vulnerability, measure, sweep
 from .defaults import DEFAULT_EPS
 from .plots import plot_accuracy_curves, plot_per_class, plot_roc, plot_sweep
-from .roc import criterion_roc
-from .theorem import fit_criterion, format_report
+from .roc import ROCResult, criterion_roc
+from .theorem import CriterionFit, fit_criterion, format_report
 
 logger = logging.getLogger(__name__)
 
@@ -105,33 +105,24 @@ def analyze_examples(
     attack: AttackConfig = AttackConfig(), eps_list: Sequence[float] = DEFAULT_EPS, norms: Sequence[str] = ("l2", "linf"),
     run_sweep: bool = True, batch_size: int = 128, progress: bool = True, ids: Sequence[str] | None = None, title: str = "",
 ) -> dict[str, Any]:
-    """All analyses for featurised, labelled examples (see module docstring)."""
-    import pandas as pd
-
+    """All analyses for featurised, labelled examples (see module docstring):
+    per-pair table, Fig. 2, Fig. 3a with its no-attack references, Theorem 1,
+    the summary, the Fig. 3b sweep, and the report."""
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
+    prefix = f"{title}: " if title else ""
+    setting = f"{attack.norm}, eps {attack.eps:g}{' (relative)' if attack.relative else ''}"
     start = time.perf_counter()
     main = measure(model, examples, attack, batch_size, progress=progress)
     seconds = time.perf_counter() - start
     logger.info(f"vulnerability of {len(examples)} pairs in {seconds:.1f} s ({len(examples) / seconds:.1f} pairs/s)")
-
-    pd.DataFrame({
-        "id": list(ids) if ids is not None else range(len(examples)), "gold": [class_names[k] for k in labels],
-        "predicted": [class_names[k] for k in main.predicted], "F1": main.f1, "F2": main.f2,
-        "distance": main.distance, "flipped": main.flipped, "v1_norm": main.v1_norm,
-    }).to_csv(out / "per_pair.csv", index=False)
-
-    setting = f"{attack.norm}, eps {attack.eps:g}{' (relative)' if attack.relative else ''}"
-    stats = {}
-    for name, values in (("F1", main.f1), ("F2", main.f2), ("distance", main.distance)):
-        stats[name] = class_statistics(values, labels, class_names)
-        label = "||V1 - V2||" if name == "distance" else name
-        plot_per_class(values, labels, class_names, label, out / f"per_class_{name}.png",
-                       title=f"{title + ': ' if title else ''}{label} per gold class ({setting})")
-    rocs, reference, fits, probability_auc = [], {}, {}, {}
+    write_per_pair(out / "per_pair.csv", main, labels, class_names, ids)
+    stats = per_class_figures(main, labels, class_names, out, prefix, setting)
+    rocs: list[ROCResult] = []
+    reference: dict[str, float] = {}
+    probability_auc: dict[str, float] = {}
     if _separable(labels):
-        rocs = [criterion_roc(main.criterion(c), labels, class_names, c) for c in CRITERIA]
-        plot_roc(rocs, out / "roc.png", title=f"{title + ': ' if title else ''}label from vulnerability alone ({setting})")
+        rocs = roc_figure(main, labels, class_names, out / "roc.png", f"{prefix}label from vulnerability alone ({setting})")
         for r in rocs:
             logger.info(f"AUC of {r.criterion} ({setting}): {r.auc:.4f} (oriented {r.auc_oriented:.4f})")
         reference = no_attack_reference(main, labels, class_names)
@@ -141,39 +132,94 @@ def analyze_examples(
     else:
         logger.warning("only one class in the data: no ROC/AUC and no Theorem 1 fit (per-class plots still written)")
     try:
-        fits = {c: fit_criterion(main.criterion(c), labels, list(class_names)) for c in CRITERIA}
+        fits = theorem_fits(main, labels, class_names, out)
     except ValueError as exc:  # fewer than two classes with two pairs each
         logger.warning(f"no Theorem 1 fit: {exc}")
-    if fits:
-        (out / "theorem.txt").write_text("\n\n".join(format_report(f, c) for c, f in fits.items()) + "\n")
-        plot_accuracy_curves(out / "theorem.png", mark=fits["F2"])  # the paper's criterion; theorem.txt has all
+        fits = {}
+    result = summary(main, labels, attack, seconds, rocs, reference, probability_auc, stats, fits)
+    if run_sweep:
+        result.update(sweep_figure(model, examples, attack, eps_list, norms, labels, class_names, out, reference,
+                                   batch_size, progress, f"{prefix}criterion x norm x eps"))
+    write_json(out / "analysis.json", result)
+    (out / "report.md").write_text(report_markdown(result, class_names, title))
+    return result
 
-    accuracy = float((main.predicted == labels).mean())
-    result: dict[str, Any] = {
-        "pairs": len(examples), "accuracy_of_A": accuracy, "log_loss_of_A": log_loss(main.probs, labels),
+
+def write_per_pair(path: Path, main: Vulnerability, labels: np.ndarray, class_names: Sequence[str],
+                   ids: Sequence[str] | None) -> None:
+    """per_pair.csv: each pair's gold and predicted class, F1, F2, ||V1 - V2||, flip and ||V1||."""
+    import pandas as pd
+
+    pd.DataFrame({
+        "id": list(ids) if ids is not None else range(len(labels)), "gold": [class_names[k] for k in labels],
+        "predicted": [class_names[k] for k in main.predicted], "F1": main.f1, "F2": main.f2,
+        "distance": main.distance, "flipped": main.flipped, "v1_norm": main.v1_norm,
+    }).to_csv(path, index=False)
+
+
+def per_class_figures(main: Vulnerability, labels: np.ndarray, class_names: Sequence[str], out: Path,
+                      prefix: str, setting: str) -> dict[str, dict[str, dict[str, float]]]:
+    """Fig. 2 for each criterion (per_class_<criterion>.png) and the
+    per-class statistics behind it."""
+    stats = {}
+    for name in CRITERIA:
+        values = main.criterion(name)
+        stats[name] = class_statistics(values, labels, class_names)
+        label = "||V1 - V2||" if name == "distance" else name
+        plot_per_class(values, labels, class_names, label, out / f"per_class_{name}.png", title=f"{prefix}{label} per gold class ({setting})")
+    return stats
+
+
+def roc_figure(main: Vulnerability, labels: np.ndarray, class_names: Sequence[str], path: Path, title: str) -> list[ROCResult]:
+    """Fig. 3a: the ROC of each criterion alone."""
+    rocs = [criterion_roc(main.criterion(c), labels, class_names, c) for c in CRITERIA]
+    plot_roc(rocs, path, title=title)
+    return rocs
+
+
+def theorem_fits(main: Vulnerability, labels: np.ndarray, class_names: Sequence[str], out: Path) -> dict[str, CriterionFit]:
+    """Theorem 1 fitted to each criterion (theorem.txt) and drawn for F2, the
+    paper's criterion (theorem.png). ValueError when the data cannot be fitted."""
+    fits = {c: fit_criterion(main.criterion(c), labels, list(class_names)) for c in CRITERIA}
+    (out / "theorem.txt").write_text("\n\n".join(format_report(f, c) for c, f in fits.items()) + "\n")
+    plot_accuracy_curves(out / "theorem.png", mark=fits["F2"])  # the paper's criterion; theorem.txt has all
+    return fits
+
+
+def summary(main: Vulnerability, labels: np.ndarray, attack: AttackConfig, seconds: float, rocs: Sequence[ROCResult],
+            reference: dict[str, float], probability_auc: dict[str, float], stats: dict[str, Any],
+            fits: dict[str, CriterionFit]) -> dict[str, Any]:
+    """What analysis.json records about the main attack setting."""
+    pairs = len(labels)
+    return {
+        "pairs": pairs, "accuracy_of_A": float((main.predicted == labels).mean()), "log_loss_of_A": log_loss(main.probs, labels),
         "ece_of_A": expected_calibration_error(main.probs, labels), "attack": dataclasses.asdict(attack),
-        "pairs_per_s": len(examples) / seconds, "seconds": seconds,
+        "pairs_per_s": pairs / seconds, "seconds": seconds,
         "flip_rate": float(main.flipped.mean()), "mean_distance": float(main.distance.mean()),
         "roc": [r.to_json() for r in rocs], "no_attack_auc_oriented": reference, "a_probability_auc": probability_auc,
         "per_class": stats,
         "theorem": {c: dataclasses.asdict(f) for c, f in fits.items()},
     }
-    if run_sweep:
-        settings = [dataclasses.replace(attack, norm=n, eps=float(e), direction="fgsm") for n in norms for e in eps_list]
-        # the control: a random direction of the same norm at the main setting
-        settings.append(dataclasses.replace(attack, direction="random"))
-        start = time.perf_counter()
-        results = sweep(model, examples, settings, batch_size, progress=progress)
-        rows = sweep_rows(results, settings, labels, class_names)
-        result["sweep_seconds"] = time.perf_counter() - start
-        result["sweep"] = rows
-        pd.DataFrame(rows).to_csv(out / "sweep.csv", index=False)
-        (out / "sweep.md").write_text(sweep_markdown(rows) + "\n")
-        plot_sweep([r for r in rows if r["direction"] == "fgsm"], out / "sweep.png", reference=reference,
-                   title=f"{title + ': ' if title else ''}criterion x norm x eps")
-    write_json(out / "analysis.json", result)
-    (out / "report.md").write_text(report_markdown(result, class_names, title))
-    return result
+
+
+def sweep_figure(model: PairModel, examples: Sequence[Any], attack: AttackConfig, eps_list: Sequence[float],
+                 norms: Sequence[str], labels: np.ndarray, class_names: Sequence[str], out: Path, reference: dict[str, float],
+                 batch_size: int, progress: bool, title: str) -> dict[str, Any]:
+    """Fig. 3b: every norm x eps with FGSM, plus the random-direction control
+    at the main setting (sweep.csv, sweep.md, sweep.png); returns the
+    ``sweep`` rows and ``sweep_seconds`` for analysis.json."""
+    import pandas as pd
+
+    settings = [dataclasses.replace(attack, norm=n, eps=float(e), direction="fgsm") for n in norms for e in eps_list]
+    settings.append(dataclasses.replace(attack, direction="random"))  # the control: a random direction of the same norm
+    start = time.perf_counter()
+    results = sweep(model, examples, settings, batch_size, progress=progress)
+    rows = sweep_rows(results, settings, labels, class_names)
+    seconds = time.perf_counter() - start
+    pd.DataFrame(rows).to_csv(out / "sweep.csv", index=False)
+    (out / "sweep.md").write_text(sweep_markdown(rows) + "\n")
+    plot_sweep([r for r in rows if r["direction"] == "fgsm"], out / "sweep.png", reference=reference, title=title)
+    return {"sweep_seconds": seconds, "sweep": rows}
 
 
 def report_markdown(result: dict[str, Any], class_names: Sequence[str], title: str = "") -> str:
