@@ -307,28 +307,8 @@ def fit_criterion(
     classes. Note the observed figure is measured on the same data the rule was
     fitted to, so it is slightly optimistic for small samples.
     """
-    vals = np.asarray(values, dtype=float).ravel()
-    labs_raw = np.asarray(labels).ravel()
-    if vals.shape != labs_raw.shape:
-        raise ValueError(
-            f"values and labels must have the same length, got {vals.size} and {labs_raw.size}"
-        )
-    if not np.all(np.isfinite(vals)):
-        raise ValueError("criterion values must be finite")
-    integral = np.issubdtype(labs_raw.dtype, np.integer) or (
-        np.issubdtype(labs_raw.dtype, np.floating)
-        and bool(np.all(np.isfinite(labs_raw)))
-        and bool(np.all(labs_raw == np.round(labs_raw)))
-    )
-    if labs_raw.dtype == bool or not integral:
-        raise ValueError("labels must be integer indices into class_names")
-    labs = labs_raw.astype(np.int64)
+    vals, labs = _checked_inputs(values, labels, class_names)
     names = list(class_names)
-    if labs.size and (labs.min() < 0 or labs.max() >= len(names)):
-        raise ValueError(
-            f"labels must lie in [0, {len(names)}), got range [{labs.min()}, {labs.max()}]"
-        )
-
     present = [k for k in range(len(names)) if np.any(labs == k)]
     if len(present) < 2:
         raise ValueError(f"need at least 2 classes with samples, got {len(present)}")
@@ -337,40 +317,17 @@ def fit_criterion(
     if small:
         raise ValueError(f"every class needs at least 2 samples; too few for {small}")
 
-    n = len(present)
-    counts = [int(len(g)) for g in groups]
-    means = np.array([g.mean() for g in groups])
-    variances = np.array([g.var(ddof=1) for g in groups])
-    stds = np.sqrt(variances)
-    sigma = float(np.sqrt(np.sum((np.array(counts) - 1) * variances) / (sum(counts) - n)))
-    sorted_means = np.sort(means)
-    d = float(np.mean(np.diff(sorted_means)))
-
-    if sigma > 0:
-        d_over_sigma = d / sigma
-        predicted = float(predicted_accuracy(n, d, sigma))
-    elif d > 0:  # every class constant, classes distinct: perfectly separable
-        d_over_sigma, predicted = float("inf"), 1.0
-    else:  # every value identical: nothing to separate
-        d_over_sigma, predicted = 0.0, 1.0 / n
-
+    counts, means, stds, d, sigma = _estimate_d_sigma(groups)
+    d_over_sigma, predicted = _prediction(len(present), d, sigma)
     threshold: float | None = None
     high_class: str | None = None
-    if n == 2:
+    if len(present) == 2:
         threshold, balanced, plain, high = _best_threshold(groups)
         high_class = names[present[high]]
         rule = "best threshold"
     else:
         rule = "nearest mean"
-        recalls = []
-        correct = 0
-        for k, g in enumerate(groups):
-            nearest = np.argmin(np.abs(g[:, None] - means[None, :]), axis=1)
-            hits = int(np.sum(nearest == k))
-            recalls.append(hits / len(g))
-            correct += hits
-        balanced = float(np.mean(recalls))
-        plain = correct / sum(counts)
+        balanced, plain = _nearest_mean_accuracy(groups, means)
 
     return CriterionFit(
         classes=[names[k] for k in present],
@@ -387,6 +344,66 @@ def fit_criterion(
         threshold=threshold,
         high_class=high_class,
     )
+
+
+def _checked_inputs(values: np.ndarray, labels: np.ndarray, class_names: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Values as finite floats and labels as integer indices into
+    ``class_names``, or ValueError saying what is wrong."""
+    vals = np.asarray(values, dtype=float).ravel()
+    labs_raw = np.asarray(labels).ravel()
+    if vals.shape != labs_raw.shape:
+        raise ValueError(
+            f"values and labels must have the same length, got {vals.size} and {labs_raw.size}"
+        )
+    if not np.all(np.isfinite(vals)):
+        raise ValueError("criterion values must be finite")
+    integral = np.issubdtype(labs_raw.dtype, np.integer) or (
+        np.issubdtype(labs_raw.dtype, np.floating)
+        and bool(np.all(np.isfinite(labs_raw)))
+        and bool(np.all(labs_raw == np.round(labs_raw)))
+    )
+    if labs_raw.dtype == bool or not integral:
+        raise ValueError("labels must be integer indices into class_names")
+    labs = labs_raw.astype(np.int64)
+    if labs.size and (labs.min() < 0 or labs.max() >= len(class_names)):
+        raise ValueError(
+            f"labels must lie in [0, {len(class_names)}), got range [{labs.min()}, {labs.max()}]"
+        )
+    return vals, labs
+
+
+def _estimate_d_sigma(groups: list[np.ndarray]) -> tuple[list[int], np.ndarray, np.ndarray, float, float]:
+    """(counts, means, stds, d, sigma): d is the mean gap between consecutive
+    sorted class means, sigma the pooled within-class std (ddof = 1 per class)."""
+    n = len(groups)
+    counts = [int(len(g)) for g in groups]
+    means = np.array([g.mean() for g in groups])
+    variances = np.array([g.var(ddof=1) for g in groups])
+    stds = np.sqrt(variances)
+    sigma = float(np.sqrt(np.sum((np.array(counts) - 1) * variances) / (sum(counts) - n)))
+    d = float(np.mean(np.diff(np.sort(means))))
+    return counts, means, stds, d, sigma
+
+
+def _prediction(n: int, d: float, sigma: float) -> tuple[float, float]:
+    """(d / sigma, the theorem's P), with the degenerate cases spelled out."""
+    if sigma > 0:
+        return d / sigma, float(predicted_accuracy(n, d, sigma))
+    if d > 0:  # every class constant, classes distinct: perfectly separable
+        return float("inf"), 1.0
+    return 0.0, 1.0 / n  # every value identical: nothing to separate
+
+
+def _nearest_mean_accuracy(groups: list[np.ndarray], means: np.ndarray) -> tuple[float, float]:
+    """(balanced, plain) accuracy of assigning each value to the nearest class mean."""
+    recalls = []
+    correct = 0
+    for k, g in enumerate(groups):
+        nearest = np.argmin(np.abs(g[:, None] - means[None, :]), axis=1)
+        hits = int(np.sum(nearest == k))
+        recalls.append(hits / len(g))
+        correct += hits
+    return float(np.mean(recalls)), correct / sum(len(g) for g in groups)
 
 
 # ---------------------------------------------------------------------------
