@@ -207,6 +207,24 @@ def summarize(output: str | Path, seeds: Sequence[int], variants: Sequence[str],
     zero-training baseline: A (and +VAA) with the decision rule re-fitted on
     validation. ``baselines``: rows for the adversarially trained A's."""
     output = Path(output)
+    splits, missing = _scored_splits(output, seeds)
+    outputs, not_saved = _saved_outputs(output, seeds, ["baseline", *(baseline_folder(b) for b in baselines), *variants], splits)
+    notes = _add_recalibrated(outputs, splits, seeds) if recalibrate else []
+    rows, correct = _accuracy_rows(outputs)
+    _add_tests_against_baseline(rows, correct, splits)
+    return {"title": title, "seeds": list(seeds), "variants": list(variants), "baselines": list(baselines), "splits": splits, "rows": rows,
+            "vaa_vs_controls": _vaa_vs_controls(rows, correct, splits),
+            "recalibrated_vaa_vs_recalibrated_a": _recalibrated_vaa_vs_recalibrated_a(correct, splits),
+            "missing": missing + not_saved, "notes": notes, "bootstrap_resamples": BOOTSTRAP_RESAMPLES}
+
+
+# outputs[name][split] = one (predicted, gold, probs) per seed
+Outputs = dict[str, dict[str, list[tuple]]]
+
+
+def _scored_splits(output: Path, seeds: Sequence[int]) -> tuple[list[str], list[str]]:
+    """The splits with saved, labelled predictions of A for every seed (an
+    unlabelled test file is not scored), and A's missing validation files."""
     missing: list[str] = []
     splits: list[str] = []
     for split in ("valid", "test"):
@@ -215,12 +233,17 @@ def summarize(output: str | Path, seeds: Sequence[int], variants: Sequence[str],
             if split == "valid":
                 missing += [f"seed{k}/a/predictions/valid.npz" for k, b in zip(seeds, base) if b is None]
             continue
-        if (base[0][1] >= 0).any():  # unlabelled pairs (a test file without labels) are not scored
+        if (base[0][1] >= 0).any():
             splits.append(split)
+    return splits, missing
 
-    # outputs[name][split] = one (predicted, gold, probs) per seed
-    outputs: dict[str, dict[str, list[tuple]]] = {}
-    for name in ["baseline", *(baseline_folder(b) for b in baselines), *variants]:
+
+def _saved_outputs(output: Path, seeds: Sequence[int], names: Sequence[str], splits: Sequence[str]) -> tuple[Outputs, list[str]]:
+    """Each row's saved predictions per split (all seeds, or the row is left
+    out of that split), and the files that were missing."""
+    outputs: Outputs = {}
+    missing: list[str] = []
+    for name in names:
         folder = "a" if name == "baseline" else name
         for split in splits:
             loaded = [_load_outputs(output / f"seed{k}" / folder, split) for k in seeds]
@@ -228,18 +251,28 @@ def summarize(output: str | Path, seeds: Sequence[int], variants: Sequence[str],
                 missing += [f"seed{k}/{folder}/predictions/{split}.npz" for k, x in zip(seeds, loaded) if x is None]
                 continue
             outputs.setdefault(name, {})[split] = loaded
-    notes: list[str] = []
-    if recalibrate:
-        for name in [n for n in ("baseline", "vaa") if n in outputs and "valid" in outputs[n]]:
-            for split in splits:
-                if split not in outputs[name]:
-                    continue
-                recal = [_recalibrated(v, t, split, k) for v, t, k in zip(outputs[name]["valid"], outputs[name][split], seeds)]
-                if any(r is None for r in recal):
-                    notes.append(f"no recalibrated row for {name} on {split}: a run saved no probabilities")
-                    continue
-                outputs.setdefault(f"{name}_recal", {})[split] = recal
+    return outputs, missing
 
+
+def _add_recalibrated(outputs: Outputs, splits: Sequence[str], seeds: Sequence[int]) -> list[str]:
+    """Add the zero-training rows (A and +VAA with the decision rule re-fitted
+    on validation); returns notes on the rows that could not be made."""
+    notes: list[str] = []
+    for name in [n for n in ("baseline", "vaa") if n in outputs and "valid" in outputs[n]]:
+        for split in splits:
+            if split not in outputs[name]:
+                continue
+            recal = [_recalibrated(v, t, split, k) for v, t, k in zip(outputs[name]["valid"], outputs[name][split], seeds)]
+            if any(r is None for r in recal):
+                notes.append(f"no recalibrated row for {name} on {split}: a run saved no probabilities")
+                continue
+            outputs.setdefault(f"{name}_recal", {})[split] = recal
+    return notes
+
+
+def _accuracy_rows(outputs: Outputs) -> tuple[dict[str, Any], dict[str, dict[str, np.ndarray]]]:
+    """Per row and split: accuracy per seed, mean ± std, log-loss and ECE;
+    and the [seeds, pairs] correctness matrices the paired tests read."""
     rows: dict[str, Any] = {}
     correct: dict[str, dict[str, np.ndarray]] = {}
     for name, per_split in outputs.items():
@@ -255,14 +288,22 @@ def summarize(output: str | Path, seeds: Sequence[int], variants: Sequence[str],
                 row[split]["log_loss"] = float(np.mean([log_loss(pr, g) for _, g, pr in per_seed]))
                 row[split]["ece"] = float(np.mean([expected_calibration_error(pr, g) for _, g, pr in per_seed]))
         rows[name] = row
+    return rows, correct
+
+
+def _add_tests_against_baseline(rows: dict[str, Any], correct: dict[str, dict[str, np.ndarray]], splits: Sequence[str]) -> None:
+    """Each row's difference from A and its paired tests, on the same pairs."""
     for name in rows:
         if name == "baseline":
             continue
         for split in splits:
             if split in correct.get(name, {}) and split in correct.get("baseline", {}):
                 rows[name][split].update(_paired(correct["baseline"][split], correct[name][split], "delta_vs_baseline"))
-    # the questions the controls answer: does +VAA beat the same stage two without
-    # the attack's signal, and A whose decision rule was re-fitted on validation?
+
+
+def _vaa_vs_controls(rows: dict[str, Any], correct: dict[str, dict[str, np.ndarray]], splits: Sequence[str]) -> dict[str, Any]:
+    """The questions the controls answer: does +VAA beat the same stage two
+    without the attack's signal, and A whose decision rule was re-fitted on validation?"""
     versus: dict[str, Any] = {}
     for name in [n for n in rows if n not in ("baseline", "vaa", "vaa_recal")]:
         if "vaa" not in correct or name not in correct:
@@ -270,14 +311,17 @@ def summarize(output: str | Path, seeds: Sequence[int], variants: Sequence[str],
         for split in splits:
             if split in correct["vaa"] and split in correct[name]:
                 versus.setdefault(name, {})[split] = _paired(correct[name][split], correct["vaa"][split], "delta")
+    return versus
+
+
+def _recalibrated_vaa_vs_recalibrated_a(correct: dict[str, dict[str, np.ndarray]], splits: Sequence[str]) -> dict[str, Any]:
+    """Like for like: +VAA and A, both with re-fitted decision rules."""
     like_for_like: dict[str, Any] = {}
     if "vaa_recal" in correct and "baseline_recal" in correct:
         for split in splits:
             if split in correct["vaa_recal"] and split in correct["baseline_recal"]:
                 like_for_like[split] = _paired(correct["baseline_recal"][split], correct["vaa_recal"][split], "delta")
-    return {"title": title, "seeds": list(seeds), "variants": list(variants), "baselines": list(baselines), "splits": splits, "rows": rows,
-            "vaa_vs_controls": versus, "recalibrated_vaa_vs_recalibrated_a": like_for_like, "missing": missing, "notes": notes,
-            "bootstrap_resamples": BOOTSTRAP_RESAMPLES}
+    return like_for_like
 
 
 def _paired(base: np.ndarray, other: np.ndarray, delta_key: str) -> dict[str, Any]:
