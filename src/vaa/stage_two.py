@@ -168,6 +168,68 @@ def plot_both_stages(a_dir: Path | None, run_dir: Path, label: str = "stage two"
     return plot_losses(curves, run_dir / "loss_both_stages.png", boundary) if curves else None
 
 
+def featurize_splits(run_dir: Path, model_a: PairModel, label_map: LabelMap, a_dir: Path | None, splits: Splits,
+                     runtime: Runtime) -> dict[str, list[Example]]:
+    """Every split featurised by A's featuriser (data.json records what was
+    read and truncated). The examples A's run cached (stage one wrote train
+    and valid there) are read from A's folder, never written there; what is
+    missing is featurised and cached in this run's features/."""
+    parts = {"train": splits.train, "valid": splits.valid}
+    if splits.test is not None:
+        parts["test"] = splits.test
+    truncated: dict[str, Any] = {}
+    features = run_dir / "features"
+    elsewhere = [a_dir / "features"] if a_dir is not None else []
+    examples = {name: featurize_counted(model_a, d.pairs, label_map, name, truncated, features, runtime, elsewhere)
+                for name, d in parts.items()}
+    if runtime.is_main:
+        write_json(run_dir / "data.json", {**splits.reports(), "truncated": truncated})
+    return examples
+
+
+def attach_cached_features(config: RunConfig, run_dir: Path, model_a: PairModel, examples: dict[str, list[Example]],
+                           want: Sequence[str], info: dict[str, Any], runtime: Runtime) -> dict[str, Any] | None:
+    """V1/V2 (and the feature options' features) of every split from the
+    cache, computed on a miss, attached to the examples in place; the cache
+    hits and the size of the signal go to ``info``. Returns the training
+    split's features (the standardisation statistics read them)."""
+    cache = FeatureCache(Path(config.vaa.cache_dir) if config.vaa.cache_dir else run_dir / "vcache")
+    fingerprint = state_fingerprint(model_a)
+    info["cache"] = {}
+    train_features = None
+    for name in examples:
+        raw, hit = cache.features(model_a, examples[name], config.attack, want, fingerprint,
+                                  batch_size=config.optim.eval_batch_size, progress=config.progress, runtime=runtime)
+        features = stage_two_features(raw, config, name)
+        if name == "train":
+            train_features = features
+        examples[name] = attach_features(examples[name], features)
+        v1, v2 = raw["v1"], raw["v2"]
+        stats = signal_statistics(v1, v2)
+        info["cache"][name] = hit
+        info[f"signal_{name}"] = stats
+        how = "cache hit" if hit["hit"] else f"computed in {hit['seconds']:.1f} s"
+        logger.info(f"V1/V2 for {len(v1)} {name} pairs: {how}; "
+                    f"||V1-V2|| mean {stats['mean']:.4g}, median {stats['median']:.4g} ({stats['mean_relative_to_V1']:.2%} of ||V1||)")
+    return train_features
+
+
+def standardize(model: VAAModel, config: RunConfig, train_examples: Sequence[Example], want: Sequence[str],
+                train_features: dict[str, Any] | None) -> dict[str, int]:
+    """``normalize: standardize``: store the training pairs' V3 mean and std
+    in the model (computed once from every training pair when nothing is
+    cached); returns what the statistics cover."""
+    if train_features is None:  # no cache: the statistics still come from every training pair, once
+        raw = pair_features(model.model_a, train_examples, config.attack, [w for w in want if w != "scalars"] or ["scalars"],
+                            config.optim.eval_batch_size, config.progress)
+        train_features = stage_two_features({k: (torch.from_numpy(v) if v.dtype != object else list(v)) for k, v in raw.items()}, config, "train")
+    with torch.no_grad():
+        device = model.projection.weight.device
+        x = model.v3_inputs({k: v.to(device) for k, v in train_features.items() if isinstance(v, torch.Tensor)})
+    model.set_standardization(x.mean(0), x.std(0))
+    return {"features": int(x.shape[1]), "pairs": int(x.shape[0])}
+
+
 def train_vaa(config: RunConfig, overwrite: bool = False) -> dict[str, Any]:
     """Train model B (with W) from the frozen model A in ``config.vaa.model_a``."""
     if config.train.adversarial_training != "none":
@@ -201,18 +263,7 @@ def _train_vaa(config: RunConfig, run_dir: Path, model_a: PairModel, label_map: 
     if runtime.is_main:
         label_map.save(run_dir / "label_map.json")
 
-    parts = {"train": splits.train, "valid": splits.valid}
-    if splits.test is not None:
-        parts["test"] = splits.test
-    # A's featuriser: the examples A's run cached (stage one wrote train and valid there) are read
-    # from A's folder, never written there; what is missing is featurised and cached in this run's features/
-    truncated: dict[str, Any] = {}
-    features = run_dir / "features"
-    elsewhere = [a_dir / "features"] if a_dir is not None else []
-    examples = {name: featurize_counted(model_a, d.pairs, label_map, name, truncated, features, runtime, elsewhere)
-                for name, d in parts.items()}
-    if runtime.is_main:
-        write_json(run_dir / "data.json", {**splits.reports(), "truncated": truncated})
+    examples = featurize_splits(run_dir, model_a, label_map, a_dir, splits, runtime)
     info: dict[str, Any] = {"model_a": payload_a["path"]}
     config = calibrated_attack(config, run_dir, model_a, examples["train"], runtime)
     if config.vaa.calibrate_flip_rate:
@@ -222,36 +273,12 @@ def _train_vaa(config: RunConfig, run_dir: Path, model_a: PairModel, label_map: 
     model = VAAModel(model_a, config.vaa, config.attack)
     train_features: dict[str, Any] | None = None
     if cached:
-        cache = FeatureCache(Path(config.vaa.cache_dir) if config.vaa.cache_dir else run_dir / "vcache")
-        fingerprint = state_fingerprint(model_a)
-        info["cache"] = {}
-        for name in examples:
-            raw, hit = cache.features(model_a, examples[name], config.attack, want, fingerprint,
-                                      batch_size=config.optim.eval_batch_size, progress=config.progress, runtime=runtime)
-            features = stage_two_features(raw, config, name)
-            if name == "train":
-                train_features = features
-            examples[name] = attach_features(examples[name], features)
-            v1, v2 = raw["v1"], raw["v2"]
-            stats = signal_statistics(v1, v2)
-            info["cache"][name] = hit
-            info[f"signal_{name}"] = stats
-            how = "cache hit" if hit["hit"] else f"computed in {hit['seconds']:.1f} s"
-            logger.info(f"V1/V2 for {len(v1)} {name} pairs: {how}; "
-                f"||V1-V2|| mean {stats['mean']:.4g}, median {stats['median']:.4g} ({stats['mean_relative_to_V1']:.2%} of ||V1||)")
+        train_features = attach_cached_features(config, run_dir, model_a, examples, want, info, runtime)
     else:
         logger.info("V1/V2 computed on the fly in every batch (no cache)" if config.vaa.vulnerability != "zeros" else
             "control: V replaced by zeros")
     if config.vaa.normalize == "standardize":
-        if train_features is None:  # no cache: the statistics still come from every training pair, once
-            raw = pair_features(model_a, examples["train"], config.attack, [w for w in want if w != "scalars"] or ["scalars"],
-                                config.optim.eval_batch_size, config.progress)
-            train_features = stage_two_features({k: (torch.from_numpy(v) if v.dtype != object else list(v)) for k, v in raw.items()}, config, "train")
-        with torch.no_grad():
-            device = model.projection.weight.device
-            x = model.v3_inputs({k: v.to(device) for k, v in train_features.items() if isinstance(v, torch.Tensor)})
-        model.set_standardization(x.mean(0), x.std(0))
-        info["standardization"] = {"features": int(x.shape[1]), "pairs": int(x.shape[0])}
+        info["standardization"] = standardize(model, config, examples["train"], want, train_features)
 
     settings = TrainerSettings.for_run(
         config, run_dir, lambda: header(model_a, label_map, kind="vaa", **model.describe(), model_a_checkpoint=payload_a["path"]),
