@@ -11,7 +11,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 
 # lowest first; keep in step with docs/architecture.md
 LAYERS: list[tuple[str, list[str]]] = [
-    ("basics", ["vaa.files", "vaa.guards", "vaa.progress", "vaa.figures", "vaa.run_folder"]),
+    ("basics", ["vaa.files", "vaa.guards", "vaa.progress", "vaa.log_setup", "vaa.figures", "vaa.run_folder"]),
     ("data: pairs and formats", ["vaa.data", "vaa.data.pairs", "vaa.data.names", "vaa.data.text", "vaa.data.batching",
                                  "vaa.data.readers", "vaa.data.split", "vaa.data.embeddings", "vaa.demo"]),
     ("configuration, devices, scores", ["vaa.config", "vaa.configs", "vaa.device", "vaa.runtime", "vaa.calibration",

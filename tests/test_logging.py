@@ -57,7 +57,7 @@ def test_messages_are_logged_at_their_level_by_their_module(tiny_config, caplog)
         train(tiny_config)
     records = {(r.name, r.levelname, r.getMessage().split(":")[0]) for r in caplog.records}
     assert ("vaa.training", "INFO", "[stage1] epoch 1") in records  # the epoch summary
-    assert any(name == "vaa.stage_one" and level == "INFO" and "valid.tsv (generic)" in text for name, level, text in records)
+    assert any(name == "vaa.runs" and level == "INFO" and "valid.tsv (generic)" in text for name, level, text in records)
     assert all(r.levelno == logging.INFO for r in caplog.records)  # a clean run warns about nothing
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="vaa"):
