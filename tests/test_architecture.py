@@ -22,7 +22,7 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("the VAA model", ["vaa.models.vaa"]),
     ("checkpoints and prediction", ["vaa.checkpoint", "vaa.prediction"]),
     ("training", ["vaa.training"]),
-    ("run folders", ["vaa.runs"]),
+    ("run folders", ["vaa.runs", "vaa.tensorboard_log"]),
     ("stages and inference", ["vaa.stage_one", "vaa.stage_two", "vaa.inference", "vaa.pretrained", "vaa.jobs"]),
     ("analysis and experiments", ["vaa.analysis", "vaa.analysis.analyze", "vaa.analysis.defaults", "vaa.analysis.plots",
                                   "vaa.analysis.probe", "vaa.analysis.roc", "vaa.analysis.theorem",

@@ -14,13 +14,11 @@ def test_every_configurable_direction_and_norm_has_its_entry():
 
 
 def test_a_direction_is_made_by_its_table_entry(monkeypatch):
-    from conftest import TOY_LABELS, TOY_PAIRS
-    from test_attack import tiny_esim
+    from conftest import tiny_esim, toy_batch
     from vaa.config import AttackConfig
-    from vaa.data.batching import collate
 
     model = tiny_esim()
-    base = attack.forward_with_gradient(model, collate(model.featurize_all(TOY_PAIRS, TOY_LABELS)))
+    base = attack.forward_with_gradient(model, toy_batch(model))
     marker = [object()]
     monkeypatch.setitem(attack.DIRECTIONS_STEP, "random", lambda b, cfg: marker)
     assert attack.perturbation(base, AttackConfig(direction="random")) is marker

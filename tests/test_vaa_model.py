@@ -6,8 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import TOY_LABELS, TOY_PAIRS
-from test_attack import tiny_esim
+from conftest import TOY_LABELS, TOY_PAIRS, tiny_esim
 from vaa.config import AttackConfig, VAAConfig
 from vaa.data.batching import collate
 from vaa.models.vaa import DimensionError, VAAModel
