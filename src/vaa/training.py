@@ -33,7 +33,7 @@ from .data.batching import Batch, BatchIterator, Example, collate, split_batch
 from .device import autocast, grad_scaler, to_device
 from .files import atomic_write_text, read_jsonl  # noqa: F401  (read_jsonl: re-exported)
 from .guards import NonFiniteError, check_finite, is_finite
-from .prediction import predict_examples
+from .prediction import Predictions, predict_examples  # noqa: F401  (Predictions: re-exported; the loop lives in prediction.py)
 from .progress import bar as progress_bar
 from .runtime import LOCAL, Runtime
 
