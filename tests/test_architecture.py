@@ -18,7 +18,7 @@ LAYERS: list[tuple[str, list[str]]] = [
                                         "vaa.metrics", "vaa.model_card"]),
     ("data loading", ["vaa.data.sources", "vaa.data.example_cache"]),
     ("models", ["vaa.models", "vaa.models.base", "vaa.models.esim", "vaa.models.hf", "vaa.models.unrolled_lstm"]),
-    ("attack and vulnerability", ["vaa.attack", "vaa.vulnerability", "vaa.features"]),
+    ("attack and vulnerability", ["vaa.attack", "vaa.vulnerability", "vaa.features", "vaa.adversarial"]),
     ("the VAA model", ["vaa.models.vaa"]),
     ("checkpoints and prediction", ["vaa.checkpoint", "vaa.prediction"]),
     ("training", ["vaa.training"]),
@@ -26,7 +26,7 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("stages and inference", ["vaa.stage_one", "vaa.stage_two", "vaa.inference", "vaa.pretrained", "vaa.jobs"]),
     ("analysis and experiments", ["vaa.analysis", "vaa.analysis.analyze", "vaa.analysis.defaults", "vaa.analysis.plots",
                                   "vaa.analysis.probe", "vaa.analysis.roc", "vaa.analysis.theorem",
-                                  "vaa.analysis.theorem_report", "vaa.experiments"]),
+                                  "vaa.analysis.theorem_report", "vaa.experiments", "vaa.robustness"]),
     ("command line", ["vaa.cli", "vaa.__main__", "vaa"]),
 ]
 

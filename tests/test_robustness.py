@@ -13,7 +13,7 @@ from conftest import TOY_LABELS, TOY_PAIRS
 
 from vaa.cli import main
 from vaa.config import AttackConfig, VAAConfig
-from vaa.framework import VAAModel
+from vaa.models.vaa import VAAModel
 from vaa.inference import load_model
 from vaa.robustness import AttackSetting, attack_grid, robust_accuracy, robustness
 

@@ -50,7 +50,8 @@ from .attack import embedded_pass, forward_embedded, forward_with_gradient, pert
 from .config import NORMS, AttackConfig
 from .data.batching import Batch, BatchIterator, Example
 from .device import full_precision, to_device
-from .framework import VAAModel, feature_needs
+from .features import feature_needs
+from .models.vaa import VAAModel
 from .models.base import Embedded, PairModel
 from .progress import bar as progress_bar
 
@@ -122,9 +123,9 @@ class EndToEnd(nn.Module):
         self.seen: list[tuple[list[torch.Tensor], list[torch.Tensor]]] | None = None  # (A's input, B's input) per call, for tests
 
     def embed(self, batch: Batch) -> Embedded:
-        emb_a = self.vaa.a.embed(batch)
+        emb_a = self.vaa.model_a.embed(batch)
         self.clean_a = [v.detach() for v in emb_a.values]
-        self.emb_b = self.vaa.b.embed(batch)
+        self.emb_b = self.vaa.model_b.embed(batch)
         self.index = batch["index"] if "index" in batch else None
         return emb_a
 
@@ -138,14 +139,14 @@ class EndToEnd(nn.Module):
         if cfg.vulnerability == "zeros" and not adversarial_input:
             vector = torch.zeros(emb.values[0].shape[0], vaa.projection.out_features, device=vaa.projection.weight.device)
         elif cfg.vulnerability == "v1-only" and not adversarial_input:
-            v1 = vaa.a.encode(emb) if grad else forward_embedded(vaa.a, emb)[1]
+            v1 = vaa.model_a.encode(emb) if grad else forward_embedded(vaa.model_a, emb)[1]
             vector = vaa.vulnerability_vector({"v1": v1, "v2": v1})
         else:
-            base = embedded_pass(vaa.a, emb.with_values([v.detach() for v in emb.values]), index=self.index)
+            base = embedded_pass(vaa.model_a, emb.with_values([v.detach() for v in emb.values]), index=self.index)
             steps = [s.detach() for s in perturbation(base, vaa.attack_config)]
             moved = emb.with_values([v + s for v, s in zip(emb.values, steps)])
-            v1 = vaa.a.encode(emb) if grad else base.hidden
-            v2 = vaa.a.encode(moved) if grad else forward_embedded(vaa.a, moved)[1]
+            v1 = vaa.model_a.encode(emb) if grad else base.hidden
+            v2 = vaa.model_a.encode(moved) if grad else forward_embedded(vaa.model_a, moved)[1]
             vector = vaa.vulnerability_vector({"v1": v1, "v2": v2})
         emb_b = self.emb_b.with_values([v + d for v, d in zip(self.emb_b.values, delta)])
         if adversarial_input and steps is not None:  # the authors' ESIM: B reads E~ (its own step, on top of delta)
