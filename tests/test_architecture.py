@@ -14,7 +14,7 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("basics", ["vaa.files", "vaa.guards", "vaa.progress", "vaa.log_setup", "vaa.figures", "vaa.run_folder"]),
     ("data: pairs and formats", ["vaa.data", "vaa.data.pairs", "vaa.data.names", "vaa.data.text", "vaa.data.batching",
                                  "vaa.data.readers", "vaa.data.split", "vaa.data.embeddings", "vaa.demo"]),
-    ("configuration, devices, scores", ["vaa.config", "vaa.configs", "vaa.device", "vaa.runtime", "vaa.calibration",
+    ("configuration, devices, scores", ["vaa.config", "vaa.config_flags", "vaa.configs", "vaa.device", "vaa.runtime", "vaa.calibration",
                                         "vaa.metrics", "vaa.model_card"]),
     ("data loading", ["vaa.data.sources", "vaa.data.example_cache"]),
     ("models", ["vaa.models", "vaa.models.base", "vaa.models.esim", "vaa.models.hf", "vaa.models.unrolled_lstm"]),
