@@ -1,12 +1,13 @@
 # Two entry points for a fresh machine (see README):
 #   make demo   create/reuse .venv, install, run the main job on the built-in demo data
 #   make test   create/reuse .venv, install, run the test suite
+#   make lint   ruff's lint rules and formatting check (CI runs it before the tests)
 VENV ?= .venv
 PYTHON ?= python3
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.vaa-installed
 
-.PHONY: demo test install clean-runs
+.PHONY: demo test lint install clean-runs
 
 install: $(STAMP)
 
@@ -25,6 +26,11 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest
+
+# ruff (configured in pyproject.toml): the linter, and the formatter's check
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff format --check src tests benchmarks
 
 clean-runs:
 	rm -rf runs

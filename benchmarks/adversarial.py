@@ -29,8 +29,8 @@ import sys
 from pathlib import Path
 
 import torch
-from cost import train_epoch
 
+from cost import train_epoch
 from vaa.config import TrainConfig, apply_overrides, load_preset
 from vaa.data.sources import load_splits
 from vaa.log_setup import configure_logging
@@ -41,8 +41,9 @@ from vaa.stage_one import model_options
 METHODS = ("none", "fgm", "pgd")
 
 
-def training_cost(preset: str, data: str | None, pairs: int, batches: int, batch_size: int | None, rounds: int,
-                  adversarial: dict) -> dict:
+def training_cost(
+    preset: str, data: str | None, pairs: int, batches: int, batch_size: int | None, rounds: int, adversarial: dict
+) -> dict:
     """Seconds of ``batches`` training steps with each method (best of
     ``rounds``, interleaved), and their ratios to plain training."""
     config = load_preset(preset)
@@ -59,11 +60,20 @@ def training_cost(preset: str, data: str | None, pairs: int, batches: int, batch
             torch.manual_seed(0)
             seconds[method].append(train_epoch(copy.deepcopy(fresh), examples, size, settings[method], max_batches=batches))
     best = {m: min(v) for m, v in seconds.items()}
-    return {"preset": preset, "data": data or "built-in demo set", "family": config.model.family, "pairs": len(examples),
-            "batch_size": size, "batches": min(batches, -(-len(examples) // size)), "rounds": rounds,
-            "adversarial_settings": {m: (vars(s) if s else None) for m, s in settings.items()},
-            "seconds_best_of_rounds": best, "seconds_all_rounds": seconds,
-            "fgm_over_none": best["fgm"] / best["none"], "pgd_over_none": best["pgd"] / best["none"]}
+    return {
+        "preset": preset,
+        "data": data or "built-in demo set",
+        "family": config.model.family,
+        "pairs": len(examples),
+        "batch_size": size,
+        "batches": min(batches, -(-len(examples) // size)),
+        "rounds": rounds,
+        "adversarial_settings": {m: (vars(s) if s else None) for m, s in settings.items()},
+        "seconds_best_of_rounds": best,
+        "seconds_all_rounds": seconds,
+        "fgm_over_none": best["fgm"] / best["none"],
+        "pgd_over_none": best["pgd"] / best["none"],
+    }
 
 
 def main() -> None:
@@ -83,7 +93,9 @@ def main() -> None:
     rob.add_argument("--robust-data", help="labelled file to attack (e.g. the dev file)")
     rob.add_argument("--limit", type=int, help="attack only the first N pairs")
     rob.add_argument("--eps", type=float, nargs=3, default=[0.5, 1.0, 2.0], help="three L2 eps (default 0.5 1 2)")
-    rob.add_argument("--linf-eps", type=float, nargs=3, default=[0.01, 0.02, 0.05], help="three L-inf eps (default 0.01 0.02 0.05)")
+    rob.add_argument(
+        "--linf-eps", type=float, nargs=3, default=[0.01, 0.02, 0.05], help="three L-inf eps (default 0.01 0.02 0.05)"
+    )
     rob.add_argument("--pgd-steps", type=int, default=10)
     rob.add_argument("--format", default="auto")
     rob.add_argument("--columns")
@@ -100,15 +112,26 @@ def main() -> None:
     figures: dict = {"threads": args.threads, "torch": torch.__version__}
     if args.preset:
         adversarial = {"adversarial_eps": args.adv_eps, "adversarial_norm": args.adv_norm, "adversarial_steps": args.adv_steps}
-        figures["training_cost"] = training_cost(args.preset, args.data, args.pairs, args.batches, args.batch_size, args.rounds,
-                                                 adversarial)
+        figures["training_cost"] = training_cost(
+            args.preset, args.data, args.pairs, args.batches, args.batch_size, args.rounds, adversarial
+        )
         c = figures["training_cost"]
-        print(f"training step cost ({c['batches']} batches of {c['batch_size']}, best of {c['rounds']}): "
-              f"none {c['seconds_best_of_rounds']['none']:.2f} s, FGM x{c['fgm_over_none']:.2f}, PGD-{args.adv_steps} x{c['pgd_over_none']:.2f}")
+        print(
+            f"training step cost ({c['batches']} batches of {c['batch_size']}, best of {c['rounds']}): "
+            f"none {c['seconds_best_of_rounds']['none']:.2f} s, FGM x{c['fgm_over_none']:.2f}, PGD-{args.adv_steps} x{c['pgd_over_none']:.2f}"
+        )
     if args.runs:
         grid = attack_grid([0.0, *args.eps], [0.0, *args.linf_eps], steps=args.pgd_steps)
-        report = robustness(args.runs, args.robust_data, grid, limit=args.limit, format=args.format, columns=args.columns,
-                            device=args.device, progress=sys.stderr.isatty())
+        report = robustness(
+            args.runs,
+            args.robust_data,
+            grid,
+            limit=args.limit,
+            format=args.format,
+            columns=args.columns,
+            device=args.device,
+            progress=sys.stderr.isatty(),
+        )
         figures["robustness"] = report
         print(table_markdown(report))
     print(json.dumps({k: v for k, v in figures.items() if k != "robustness"}, indent=2))

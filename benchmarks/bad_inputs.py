@@ -17,8 +17,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-SNLI_HEADER = ("gold_label\tsentence1_binary_parse\tsentence2_binary_parse\tsentence1_parse\tsentence2_parse\t"
-               "sentence1\tsentence2\tcaptionID\tpairID\tlabel1\tlabel2\tlabel3\tlabel4\tlabel5")
+SNLI_HEADER = (
+    "gold_label\tsentence1_binary_parse\tsentence2_binary_parse\tsentence1_parse\tsentence2_parse\t"
+    "sentence1\tsentence2\tcaptionID\tpairID\tlabel1\tlabel2\tlabel3\tlabel4\tlabel5"
+)
 WORDS = "cat dog bird fish horse cow sheep goat lion tiger".split()
 GENERIC = ["--format", "generic", "--columns", "a=a,b=b,label=y"]
 
@@ -29,10 +31,16 @@ def vaa(*args: str) -> tuple[int, str]:
     code = "import sys; from vaa.cli import main; sys.exit(main(sys.argv[1:]))"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env)
-    err = [l for l in done.stderr.splitlines() if l.strip() and not l.startswith(("INFO", "\r"))]
-    out = [l for l in done.stdout.splitlines() if l.strip()]
-    for candidates in ([l for l in err if "error" in l], [l for l in err if "WARNING" in l],
-                       [l for l in err + out if "skipped" in l or "kept of" in l], err, out, [""]):
+    err = [line for line in done.stderr.splitlines() if line.strip() and not line.startswith(("INFO", "\r"))]
+    out = [line for line in done.stdout.splitlines() if line.strip()]
+    for candidates in (
+        [line for line in err if "error" in line],
+        [line for line in err if "WARNING" in line],
+        [line for line in err + out if "skipped" in line or "kept of" in line],
+        err,
+        out,
+        [""],
+    ):
         if candidates:
             return done.returncode, candidates[-1]
     return done.returncode, ""
@@ -54,8 +62,21 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="vaa-bad-"))
     train = pairs_file(tmp / "train.tsv", 40, 0)
     run = tmp / "a"
-    code, _ = vaa("train", "--train", str(train), *GENERIC, "--hidden", "4", "--epochs", "1", "--batch-size", "8",
-                  "--output", str(run), "--no-progress")
+    code, _ = vaa(
+        "train",
+        "--train",
+        str(train),
+        *GENERIC,
+        "--hidden",
+        "4",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "8",
+        "--output",
+        str(run),
+        "--no-progress",
+    )
     assert code == 0, "could not train the tiny model A"
     malformed = pairs_file(tmp / "bad.tsv", 26, 1, ["the cat is here\twhere is the cat\t1\textra field"])
     snli = tmp / "snli.txt"
@@ -84,8 +105,24 @@ def main() -> None:
     out = tmp / "out"
 
     cases = [
-        ("`--set optim.lr=1e-3` (README)", ["train", "--train", str(train), *GENERIC, "--hidden", "4", "--epochs", "1",
-                                            "--set", "optim.lr=1e-3", "--output", str(tmp / "lr"), "--no-progress"]),
+        (
+            "`--set optim.lr=1e-3` (README)",
+            [
+                "train",
+                "--train",
+                str(train),
+                *GENERIC,
+                "--hidden",
+                "4",
+                "--epochs",
+                "1",
+                "--set",
+                "optim.lr=1e-3",
+                "--output",
+                str(tmp / "lr"),
+                "--no-progress",
+            ],
+        ),
         ("`--set optim.batch_size=abc`", ["train", "--set", "optim.batch_size=abc", "--output", str(out)]),
         ("`--batch-size 0`", ["train", "--batch-size", "0", "--output", str(out)]),
         ("`--epochs 0`", ["train", "--epochs", "0", "--output", str(out)]),
@@ -96,22 +133,68 @@ def main() -> None:
         ("preset with `batch_size: 0`", ["train", "--preset", str(preset), "--output", str(out)]),
         ("`train-vaa --eps inf`", ["train-vaa", "--model-a", str(run), "--eps", "inf", "--output", str(out)]),
         ("`vulnerability --eps nan`", ["vulnerability", str(run), "--pair", "a cat", "a dog", "--eps", "nan"]),
-        ("`vulnerability --eps 1e38`", ["vulnerability", str(run), str(train), *GENERIC, "--eps", "1e38", "--output",
-                                        str(tmp / "v.csv"), "--no-progress"]),
+        (
+            "`vulnerability --eps 1e38`",
+            ["vulnerability", str(run), str(train), *GENERIC, "--eps", "1e38", "--output", str(tmp / "v.csv"), "--no-progress"],
+        ),
         ("`vulnerability --batch-size 0`", ["vulnerability", str(run), "--pair", "a cat", "a dog", "--batch-size", "0"]),
-        ("`predict --pair \"\" \"a dog\"`", ["predict", str(run), "--pair", "", "a dog"]),
-        ("train without `--valid`, one malformed row, `--on-error skip`",
-         ["train", "--train", str(malformed), *GENERIC, "--on-error", "skip", "--hidden", "4", "--epochs", "1",
-          "--output", str(tmp / "skip"), "--no-progress"]),
+        ('`predict --pair "" "a dog"`', ["predict", str(run), "--pair", "", "a dog"]),
+        (
+            "train without `--valid`, one malformed row, `--on-error skip`",
+            [
+                "train",
+                "--train",
+                str(malformed),
+                *GENERIC,
+                "--on-error",
+                "skip",
+                "--hidden",
+                "4",
+                "--epochs",
+                "1",
+                "--output",
+                str(tmp / "skip"),
+                "--no-progress",
+            ],
+        ),
         ("the same, raise mode", ["train", "--train", str(malformed), *GENERIC, "--output", str(out), "--no-progress"]),
         ("`evaluate` on it, `--on-error skip`", ["evaluate", str(run), str(malformed), *GENERIC, "--on-error", "skip"]),
-        ("`predict` on it, `--on-error skip`", ["predict", str(run), str(malformed), *GENERIC, "--on-error", "skip",
-                                                "--output", str(tmp / "p.csv")]),
-        ("`vulnerability` on it, `--on-error skip`", ["vulnerability", str(run), str(malformed), *GENERIC, "--on-error", "skip",
-                                                      "--output", str(tmp / "v2.csv"), "--no-progress"]),
+        (
+            "`predict` on it, `--on-error skip`",
+            ["predict", str(run), str(malformed), *GENERIC, "--on-error", "skip", "--output", str(tmp / "p.csv")],
+        ),
+        (
+            "`vulnerability` on it, `--on-error skip`",
+            [
+                "vulnerability",
+                str(run),
+                str(malformed),
+                *GENERIC,
+                "--on-error",
+                "skip",
+                "--output",
+                str(tmp / "v2.csv"),
+                "--no-progress",
+            ],
+        ),
         ("SNLI `.txt`, tab inside a sentence", ["evaluate", str(run), str(snli)]),
-        ("the same, `--on-error skip` (`train`)", ["train", "--train", str(snli), "--on-error", "skip", "--hidden", "4",
-                                                   "--epochs", "1", "--output", str(tmp / "snli-run"), "--no-progress"]),
+        (
+            "the same, `--on-error skip` (`train`)",
+            [
+                "train",
+                "--train",
+                str(snli),
+                "--on-error",
+                "skip",
+                "--hidden",
+                "4",
+                "--epochs",
+                "1",
+                "--output",
+                str(tmp / "snli-run"),
+                "--no-progress",
+            ],
+        ),
         ("CSV with an unbalanced quote", ["predict", str(run), str(csv_file), "--columns", "a=a,b=b,label=y"]),
         ("corrupt `.gz`", ["predict", str(run), str(gz), *GENERIC]),
         ("random bytes as a `.tsv`", ["predict", str(run), str(noise)]),

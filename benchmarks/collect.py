@@ -17,7 +17,10 @@ def _load(path: Path) -> dict | None:
 
 
 def stage_one_table(out: Path) -> str:
-    lines = ["| data | seed | valid acc. | best epoch / epochs | train pairs/s | s/epoch | peak RSS (MB) |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| data | seed | valid acc. | best epoch / epochs | train pairs/s | s/epoch | peak RSS (MB) |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for folder in sorted(p for p in out.iterdir() if p.is_dir() and p.name != "logs"):
         for seed_dir in sorted(folder.glob("seed*")):
             r = _load(seed_dir / "a" / "results.json")
@@ -29,8 +32,10 @@ def stage_one_table(out: Path) -> str:
             rss = max((e.get("peak_rss_mb") or 0 for e in h), default=0)
             bench = _load(seed_dir / "a" / "benchmark.json")
             rss = rss or (bench or {}).get("peak_rss_mb") or 0
-            lines.append(f"| {folder.name} | {r['seed']} | {100 * r['scores']['valid']['accuracy']:.2f} | {r['best_epoch']} / {r['epochs']} | "
-                         f"{pps:.1f} | {sec:.0f} | {f'{rss:.0f}' if rss else '—'} |")
+            lines.append(
+                f"| {folder.name} | {r['seed']} | {100 * r['scores']['valid']['accuracy']:.2f} | {r['best_epoch']} / {r['epochs']} | "
+                f"{pps:.1f} | {sec:.0f} | {f'{rss:.0f}' if rss else '—'} |"
+            )
     return "\n".join(lines)
 
 
@@ -39,10 +44,15 @@ def analysis_summary(out: Path) -> str:
     for path in sorted(out.glob("*/analysis/analysis.json")):
         a = json.loads(path.read_text())
         roc = {r["criterion"]: r for r in a["roc"]}
-        aucs = "; ".join(f"{c} {r['auc']:.4f} (oriented {r['auc_oriented']:.4f}, no-attack reference "
-                         f"{a['no_attack_auc_oriented'].get(c, float('nan')):.4f})" for c, r in roc.items())
-        parts.append(f"- {path.parent.parent.name}: {a['pairs']} pairs, A accuracy {a['accuracy_of_A']:.4f}; AUC {aucs}; "
-                     f"flipped {a['flip_rate']:.2%}; mean ||V1-V2|| {a['mean_distance']:.4g}; {a['pairs_per_s']:.1f} pairs/s")
+        aucs = "; ".join(
+            f"{c} {r['auc']:.4f} (oriented {r['auc_oriented']:.4f}, no-attack reference "
+            f"{a['no_attack_auc_oriented'].get(c, float('nan')):.4f})"
+            for c, r in roc.items()
+        )
+        parts.append(
+            f"- {path.parent.parent.name}: {a['pairs']} pairs, A accuracy {a['accuracy_of_A']:.4f}; AUC {aucs}; "
+            f"flipped {a['flip_rate']:.2%}; mean ||V1-V2|| {a['mean_distance']:.4g}; {a['pairs_per_s']:.1f} pairs/s"
+        )
     return "\n".join(parts)
 
 

@@ -33,24 +33,26 @@ import yaml
 
 from vaa.config import AttackConfig, DataConfig, OptimConfig, RunConfig, TrainConfig, VAAConfig
 from vaa.data.sources import read_file
-from vaa.features import pair_features
-from vaa.features import feature_needs
-from vaa.models.vaa import VAAModel
+from vaa.features import feature_needs, pair_features
 from vaa.inference import load_model
+from vaa.log_setup import configure_logging
+from vaa.models.vaa import VAAModel
 from vaa.stage_two import attach_features, attach_vectors, stage_two_features
 from vaa.training import Trainer, TrainerSettings, predict_examples
 from vaa.vulnerability import vector_features
 
 
-def train_epoch(model: torch.nn.Module, examples, batch_size: int, adversarial: TrainConfig | None = None,
-                max_batches: int | None = None) -> float:
+def train_epoch(
+    model: torch.nn.Module, examples, batch_size: int, adversarial: TrainConfig | None = None, max_batches: int | None = None
+) -> float:
     """Seconds for one training epoch (or its first ``max_batches``) of the
     library's own step, ``Trainer.train_step``: forward, loss (with
     ``adversarial``: plus the adversarial loss), backward, clip, Adam (lr 4e-4,
     clip 10). Nothing is written: no validation, no checkpoint."""
     with tempfile.TemporaryDirectory() as tmp:
-        settings = TrainerSettings(OptimConfig(batch_size=batch_size, scheduler="none"), tmp, lambda: {}, progress=False,
-                                   adversarial=adversarial)
+        settings = TrainerSettings(
+            OptimConfig(batch_size=batch_size, scheduler="none"), tmp, lambda: {}, progress=False, adversarial=adversarial
+        )
         trainer = Trainer(model, examples, examples[:1], settings)
         batches = trainer.batches.global_batches(0)[:max_batches]
         model.train()
@@ -68,7 +70,7 @@ def option_set(text: str, injection: str, attack: AttackConfig) -> tuple[VAAConf
         key, _, raw = item.partition("=")
         value = yaml.safe_load(raw)
         if key.startswith("attack."):
-            attack_values[key[len("attack."):]] = value
+            attack_values[key[len("attack.") :]] = value
         else:
             vaa_values[key] = value
     return VAAConfig(**vaa_values), dataclasses.replace(attack, **attack_values)
@@ -91,8 +93,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--injection", default="token")
     parser.add_argument("--json", help="also write the figures here")
-    parser.add_argument("--options", nargs="*", default=[], help="stage-two option sets to time, e.g. 'scalars=F2;normalize=layernorm'")
+    parser.add_argument(
+        "--options", nargs="*", default=[], help="stage-two option sets to time, e.g. 'scalars=F2;normalize=layernorm'"
+    )
     args = parser.parse_args()
+    configure_logging("INFO")  # the library logs (files read, epochs) only when configured
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
 
@@ -101,8 +106,9 @@ def main() -> None:
     pairs = read_file(args.data, DataConfig(limit=args.pairs), require_labels=True).pairs
     examples = loaded.featurize(pairs)
     attack = AttackConfig()
-    times: dict[str, list[float]] = {k: [] for k in ("stage1_epoch", "stage2_epoch_cached", "stage2_epoch_on_the_fly",
-                                                       "cache_build", "infer_a", "infer_vaa")}
+    times: dict[str, list[float]] = {
+        k: [] for k in ("stage1_epoch", "stage2_epoch_cached", "stage2_epoch_on_the_fly", "cache_build", "infer_a", "infer_vaa")
+    }
     for _ in range(args.rounds):
         times["stage1_epoch"].append(train_epoch(copy.deepcopy(a), examples, args.batch_size))
         start = time.perf_counter()
@@ -113,14 +119,17 @@ def main() -> None:
         vaa = VAAModel(copy.deepcopy(a), VAAConfig(injection=args.injection, cache=False), attack)
         times["stage2_epoch_on_the_fly"].append(train_epoch(vaa, examples, args.batch_size))
         times["infer_a"].append(timed(lambda: predict_examples(a, examples, args.eval_batch_size)))
-        times["infer_vaa"].append(timed(lambda: predict_examples(vaa, examples, args.eval_batch_size)))
+        times["infer_vaa"].append(timed(lambda: predict_examples(vaa, examples, args.eval_batch_size)))  # noqa: B023 - called at once
         for text in args.options:
             vaa_cfg, attack_cfg = option_set(text, args.injection, attack)
             start = time.perf_counter()
             want = [w for w in feature_needs(vaa_cfg) if w != "scalars"]
             raw = pair_features(a, examples, attack_cfg, want, batch_size=args.eval_batch_size)
-            raw = {k: (torch.from_numpy(v) if v.dtype != object else [torch.from_numpy(x.astype("float32")) for x in v])
-                   for k, v in raw.items() if not k.startswith("length")}
+            raw = {
+                k: (torch.from_numpy(v) if v.dtype != object else [torch.from_numpy(x.astype("float32")) for x in v])
+                for k, v in raw.items()
+                if not k.startswith("length")
+            }
             feats = stage_two_features(raw, dataclasses.replace(RunConfig(), vaa=vaa_cfg), "train")
             times.setdefault(f"build[{text}]", []).append(time.perf_counter() - start)
             vaa = VAAModel(copy.deepcopy(a), vaa_cfg, attack_cfg)
@@ -132,18 +141,28 @@ def main() -> None:
     best = {k: min(v) for k, v in times.items()}
     n = len(examples)
     figures = {
-        "pairs": n, "batch_size": args.batch_size, "threads": args.threads, "rounds": args.rounds, "model_a": args.model_a,
-        "family": a.family, "injection": args.injection, "seconds_best_of_rounds": best,
+        "pairs": n,
+        "batch_size": args.batch_size,
+        "threads": args.threads,
+        "rounds": args.rounds,
+        "model_a": args.model_a,
+        "family": a.family,
+        "injection": args.injection,
+        "seconds_best_of_rounds": best,
         "stage2_cached_over_stage1": best["stage2_epoch_cached"] / best["stage1_epoch"],
         "stage2_on_the_fly_over_stage1": best["stage2_epoch_on_the_fly"] / best["stage1_epoch"],
         "cache_build_over_stage1_epoch": best["cache_build"] / best["stage1_epoch"],
         "inference_vaa_over_a": best["infer_vaa"] / best["infer_a"],
-        "ms_per_pair_inference_a": 1000 * best["infer_a"] / n, "ms_per_pair_inference_vaa": 1000 * best["infer_vaa"] / n,
-        "stage1_pairs_per_s": n / best["stage1_epoch"], "vulnerability_pairs_per_s": n / best["cache_build"],
+        "ms_per_pair_inference_a": 1000 * best["infer_a"] / n,
+        "ms_per_pair_inference_vaa": 1000 * best["infer_vaa"] / n,
+        "stage1_pairs_per_s": n / best["stage1_epoch"],
+        "vulnerability_pairs_per_s": n / best["cache_build"],
     }
     for text in args.options:
-        figures[f"options[{text}]"] = {"stage2_cached_over_stage1": best[f"stage2[{text}]"] / best["stage1_epoch"],
-                                       "feature_build_over_stage1_epoch": best[f"build[{text}]"] / best["stage1_epoch"]}
+        figures[f"options[{text}]"] = {
+            "stage2_cached_over_stage1": best[f"stage2[{text}]"] / best["stage1_epoch"],
+            "feature_build_over_stage1_epoch": best[f"build[{text}]"] / best["stage1_epoch"],
+        }
     print(json.dumps(figures, indent=2))
     if args.json:
         with open(args.json, "w") as f:

@@ -22,6 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from vaa.log_setup import configure_logging
+
 REPO = Path(__file__).resolve().parents[1]
 QQP = REPO.parent / "shared" / "data" / "qqp"
 
@@ -35,13 +37,42 @@ def other_processes() -> list[str]:
 
 def run(nproc: int, args: argparse.Namespace, folder: Path) -> dict:
     output = folder / f"nproc{nproc}"
-    vaa = ["train", "--preset", "qqp-esim", "--train", str(QQP / "train_sample.tsv"), "--valid", str(QQP / "dev.tsv"),
-           "--limit", str(args.pairs), "--epochs", "1", "--threads", "1", "--device", "cpu", "--seed", str(args.seed),
-           "--output", str(output), "--no-progress"]
+    vaa = [
+        "train",
+        "--preset",
+        "qqp-esim",
+        "--train",
+        str(QQP / "train_sample.tsv"),
+        "--valid",
+        str(QQP / "dev.tsv"),
+        "--limit",
+        str(args.pairs),
+        "--epochs",
+        "1",
+        "--threads",
+        "1",
+        "--device",
+        "cpu",
+        "--seed",
+        str(args.seed),
+        "--output",
+        str(output),
+        "--no-progress",
+    ]
     if nproc == 1:
         command = [sys.executable, "-m", "vaa", *vaa]
     else:
-        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc), "-m", "vaa", *vaa]
+        command = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            str(nproc),
+            "-m",
+            "vaa",
+            *vaa,
+        ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO / "src")}
     start = time.perf_counter()
     proc = subprocess.run(command, env=env, capture_output=True, text=True, cwd=REPO)
@@ -49,8 +80,14 @@ def run(nproc: int, args: argparse.Namespace, folder: Path) -> dict:
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(command)} failed:\n{proc.stderr[-3000:]}")
     epoch = [json.loads(line) for line in (output / "metrics.jsonl").read_text().splitlines()][0]
-    return {"nproc": nproc, "command": " ".join(command), "train_pairs_per_s": epoch["train_pairs_per_s"],
-            "epoch_seconds": epoch["epoch_seconds"], "valid_accuracy": epoch["valid_accuracy"], "wall_seconds": round(wall, 1)}
+    return {
+        "nproc": nproc,
+        "command": " ".join(command),
+        "train_pairs_per_s": epoch["train_pairs_per_s"],
+        "epoch_seconds": epoch["epoch_seconds"],
+        "valid_accuracy": epoch["valid_accuracy"],
+        "wall_seconds": round(wall, 1),
+    }
 
 
 def main() -> None:
@@ -60,8 +97,15 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", help="write the figures as JSON here")
     args = parser.parse_args()
-    report = {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "cpu_count": os.cpu_count(), "load_average_at_start": os.getloadavg(),
-              "other_python_processes_at_start": other_processes(), "pairs": args.pairs, "seed": args.seed}
+    configure_logging("INFO")  # the library logs (files read, epochs) only when configured
+    report = {
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "cpu_count": os.cpu_count(),
+        "load_average_at_start": os.getloadavg(),
+        "other_python_processes_at_start": other_processes(),
+        "pairs": args.pairs,
+        "seed": args.seed,
+    }
     with tempfile.TemporaryDirectory() as tmp:
         runs = [run(1, args, Path(tmp)), run(args.nproc, args, Path(tmp))]
     report["runs"] = runs

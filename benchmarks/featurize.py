@@ -31,6 +31,7 @@ from vaa.config import DataConfig
 from vaa.data.batching import BatchIterator
 from vaa.data.example_cache import featurize_cached
 from vaa.data.sources import read_file
+from vaa.log_setup import configure_logging
 
 SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "snli" / "snli_1.0_train_sample.jsonl"
 
@@ -42,6 +43,7 @@ def main() -> None:
     parser.add_argument("--families", nargs="+", default=["esim", "hf"], choices=["esim", "hf"])
     parser.add_argument("--out", help="write the figures as JSON here")
     args = parser.parse_args()
+    configure_logging("INFO")  # the library logs (files read, epochs) only when configured
 
     start = time.perf_counter()
     dataset = read_file(args.data, DataConfig())
@@ -51,8 +53,15 @@ def main() -> None:
     from vaa.data.pairs import LabelMap
 
     label_map = LabelMap(sorted({p.label for p in sample}))
-    result = {"pairs": len(pairs), "sample": args.data, "sample_pairs": len(sample), "read_sample_seconds": round(read_seconds, 2),
-              "cpu_count": os.cpu_count(), "load_average": os.getloadavg(), "families": {}}
+    result = {
+        "pairs": len(pairs),
+        "sample": args.data,
+        "sample_pairs": len(sample),
+        "read_sample_seconds": round(read_seconds, 2),
+        "cpu_count": os.cpu_count(),
+        "load_average": os.getloadavg(),
+        "families": {},
+    }
     for family in args.families:
         timings = {}
         cpu_start = time.process_time()
@@ -82,7 +91,9 @@ def main() -> None:
             examples = featurize_cached(model, pairs, label_map, cache)  # what a resume, stage two, a DDP rank pay
             timings["cached_read_seconds"] = round(time.perf_counter() - start, 2)
             timings["cached_read_cpu_seconds"] = round(time.process_time() - cpu_start, 2)
-        timings["first_time_total_seconds"] = round(timings["build_seconds"] + timings["featurize_and_write_seconds"] + timings["bucketing_seconds"], 2)
+        timings["first_time_total_seconds"] = round(
+            timings["build_seconds"] + timings["featurize_and_write_seconds"] + timings["bucketing_seconds"], 2
+        )
         timings["first_time_pairs_per_s"] = round(len(pairs) / timings["first_time_total_seconds"], 0)
         result["families"][family] = timings
         print(family, json.dumps(timings), flush=True)

@@ -28,10 +28,13 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
+
+from vaa.log_setup import configure_logging
 
 REPO = Path(__file__).resolve().parents[1]
 QQP = REPO.parent / "shared" / "data" / "qqp" / "train_sample.tsv"
@@ -56,11 +59,20 @@ def device_tests(device: str) -> dict[str, Any]:
     """tests/test_device.py on ``device`` in a subprocess."""
     env = {**os.environ, "VAA_TEST_DEVICE": device, "PYTHONPATH": str(REPO / "src")}
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(REPO / "tests" / "test_device.py")],
-                          env=env, capture_output=True, text=True, cwd=REPO)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(REPO / "tests" / "test_device.py")],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
     tail = proc.stdout.strip().splitlines()[-1:] if proc.stdout.strip() else []
-    return {"exit_code": proc.returncode, "summary": tail[0] if tail else "", "seconds": round(time.perf_counter() - start, 1),
-            "output_tail": proc.stdout[-2000:] if proc.returncode else ""}
+    return {
+        "exit_code": proc.returncode,
+        "summary": tail[0] if tail else "",
+        "seconds": round(time.perf_counter() - start, 1),
+        "output_tail": proc.stdout[-2000:] if proc.returncode else "",
+    }
 
 
 def build(family: str, pairs, label_map, model_path: str | None):
@@ -84,44 +96,60 @@ def equality(model, examples, device: torch.device, batch_size: int) -> dict[str
     part = examples[: min(len(examples), 4 * batch_size)]
     v1c, v2c = vector_features(cpu_model, part, AttackConfig(), batch_size)
     v1d, v2d = vector_features(dev_model, part, AttackConfig(), batch_size)
-    out: dict[str, Any] = {"pairs": len(part), "v1_max_abs": float((v1c - v1d).abs().max()), "v2_max_abs": float((v2c - v2d).abs().max()),
-                           "v1_minus_v2_max_abs": float(((v1c - v2c) - (v1d - v2d)).abs().max())}
+    out: dict[str, Any] = {
+        "pairs": len(part),
+        "v1_max_abs": float((v1c - v1d).abs().max()),
+        "v2_max_abs": float((v2c - v2d).abs().max()),
+        "v1_minus_v2_max_abs": float(((v1c - v2c) - (v1d - v2d)).abs().max()),
+    }
     weights = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name, m, dev in (("cpu", copy.deepcopy(model).cpu(), torch.device("cpu")), ("device", copy.deepcopy(model), device)):
             m.eval()  # no dropout: the two steps must see the same function
-            trainer = Trainer(m, part, part, TrainerSettings(OptimConfig(batch_size=batch_size), Path(tmp) / name, lambda: {},
-                                                             progress=False, runtime=Runtime(dev)))
+            trainer = Trainer(
+                m,
+                part,
+                part,
+                TrainerSettings(
+                    OptimConfig(batch_size=batch_size), Path(tmp) / name, lambda: {}, progress=False, runtime=Runtime(dev)
+                ),
+            )
             m.eval()
             # one optimiser step of the library's own training step (forward, loss, backward, clip, Adam)
             trainer.train_step(list(range(min(batch_size, len(part)))))
             weights[name] = {k: v.detach().cpu() for k, v in m.state_dict().items()}
     out["step_max_abs"] = max(float((weights["cpu"][k] - weights["device"][k]).abs().max()) for k in weights["cpu"])
-    out["within_tolerance"] = (max(out["v1_max_abs"], out["v2_max_abs"]) <= TOLERANCE["v1v2_abs"]
-                               and out["step_max_abs"] <= TOLERANCE["step_abs"])
+    out["within_tolerance"] = (
+        max(out["v1_max_abs"], out["v2_max_abs"]) <= TOLERANCE["v1v2_abs"] and out["step_max_abs"] <= TOLERANCE["step_abs"]
+    )
     return out
 
 
-def throughput(model, examples, device: torch.device, precision: str, batch_size: int, eval_batch_size: int,
-               train_steps: int) -> dict[str, Any]:
+def throughput(
+    model, examples, device: torch.device, precision: str, batch_size: int, eval_batch_size: int, train_steps: int
+) -> dict[str, Any]:
     """Training and inference pairs/s of A, and inference pairs/s of VAA."""
     from vaa.config import AttackConfig, OptimConfig, VAAConfig
     from vaa.models.vaa import VAAModel
-    from vaa.runtime import Runtime
     from vaa.prediction import predict_examples
+    from vaa.runtime import Runtime
     from vaa.training import Trainer, TrainerSettings
 
     runtime = Runtime(device, precision)
     out: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
         a = copy.deepcopy(model).to(device)
-        trainer = Trainer(a, examples, examples[:batch_size], TrainerSettings(OptimConfig(batch_size=batch_size), tmp, lambda: {},
-                                                                         progress=False, runtime=runtime))
+        trainer = Trainer(
+            a,
+            examples,
+            examples[:batch_size],
+            TrainerSettings(OptimConfig(batch_size=batch_size), tmp, lambda: {}, progress=False, runtime=runtime),
+        )
         batches = trainer.batches.global_batches(0)
         warm = min(2, len(batches) - 1)
         for indices in batches[:warm]:
             trainer.train_step(indices)
-        steps = batches[warm: warm + train_steps]
+        steps = batches[warm : warm + train_steps]
         seconds = timed(device, lambda: [trainer.train_step(ix) for ix in steps])
         out["train_pairs_per_s"] = round(sum(map(len, steps)) / seconds, 1)
         out["train_steps_timed"] = len(steps)
@@ -150,6 +178,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     parser.add_argument("--out", default="benchmarks/out/gpu_check.json")
     args = parser.parse_args()
+    configure_logging("INFO")  # the library logs (files read, epochs) only when configured
     if args.threads:
         torch.set_num_threads(args.threads)
 
@@ -158,12 +187,22 @@ def main() -> None:
     from vaa.device import resolve_device, runtime_record
 
     device = resolve_device(args.device)
-    report: dict[str, Any] = {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "machine": platform.node(),
-                              "runtime": runtime_record(device, "fp32"), "cpu_count": os.cpu_count(), "data": args.data,
-                              "pairs": args.pairs, "tolerance": TOLERANCE}
+    report: dict[str, Any] = {
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "machine": platform.node(),
+        "runtime": runtime_record(device, "fp32"),
+        "cpu_count": os.cpu_count(),
+        "data": args.data,
+        "pairs": args.pairs,
+        "tolerance": TOLERANCE,
+    }
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
-        report["gpu"] = {"name": props.name, "memory_gib": round(props.total_memory / 2**30, 1), "count": torch.cuda.device_count()}
+        report["gpu"] = {
+            "name": props.name,
+            "memory_gib": round(props.total_memory / 2**30, 1),
+            "count": torch.cuda.device_count(),
+        }
     if not args.skip_tests:
         report["device_tests"] = device_tests(str(device))
         print("device tests:", report["device_tests"]["summary"], flush=True)
@@ -176,8 +215,11 @@ def main() -> None:
         model = build(family, dataset.pairs, label_map, args.model)
         examples = model.featurize_all(dataset.pairs, label_map)
         batch_size, eval_batch_size = (64, 256) if family == "esim" else (32, 128)
-        entry: dict[str, Any] = {"batch_size": batch_size, "eval_batch_size": eval_batch_size,
-                                 "equality_with_cpu": equality(model, examples, device, batch_size)}
+        entry: dict[str, Any] = {
+            "batch_size": batch_size,
+            "eval_batch_size": eval_batch_size,
+            "equality_with_cpu": equality(model, examples, device, batch_size),
+        }
         print(family, "equality:", json.dumps(entry["equality_with_cpu"]), flush=True)
         for precision in args.precisions:
             try:

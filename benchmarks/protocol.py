@@ -18,6 +18,7 @@ STAGE_TWO = {"optim": {"max_epochs": 3, "patience": 2}, "progress": False}
 def with_threads(overrides: dict, threads: int) -> dict:
     return {**overrides, "threads": threads}
 
+
 # MiniLM (BERT family) costs ~10 training pairs/s on one CPU core, so its
 # protocol is cut further: the first 4,000 pairs of the training sample and of
 # the dev file (both random orders already; dev's first 4,000 are 2,000 per

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from protocol import DATASETS, OUT, STAGE_ONE, with_threads
 from vaa.experiments import stage_one_config
+from vaa.log_setup import configure_logging
 from vaa.stage_one import train
 
 
@@ -30,21 +31,30 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default=OUT)
     args = parser.parse_args()
+    configure_logging("INFO")  # the library logs (files read, epochs) only when configured
 
-    config = stage_one_config(f"{args.dataset}-esim", args.seed, Path(args.out) / args.dataset, with_threads(STAGE_ONE, args.threads))
+    config = stage_one_config(
+        f"{args.dataset}-esim", args.seed, Path(args.out) / args.dataset, with_threads(STAGE_ONE, args.threads)
+    )
     start = time.perf_counter()
     results = train(config)
     wall = time.perf_counter() - start
     history = results["history"]
     summary = {
-        "dataset": args.dataset, "seed": args.seed, "threads": args.threads,
-        "valid_accuracy": results["scores"]["valid"]["accuracy"], "best_epoch": results["best_epoch"],
-        "epochs": results["epochs"], "stop_reason": results["stop_reason"],
+        "dataset": args.dataset,
+        "seed": args.seed,
+        "threads": args.threads,
+        "valid_accuracy": results["scores"]["valid"]["accuracy"],
+        "best_epoch": results["best_epoch"],
+        "epochs": results["epochs"],
+        "stop_reason": results["stop_reason"],
         "train_pairs_per_s": round(sum(h["train_pairs_per_s"] for h in history) / len(history), 1),
         "epoch_seconds": round(sum(h["epoch_seconds"] for h in history) / len(history), 1),
         # the process's peak resident memory, as recorded at each epoch's end (survives resuming)
-        "peak_rss_mb": max((h.get("peak_rss_mb") or 0 for h in history), default=None) or round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        "wall_seconds_this_call": round(wall, 1), "run": results["run"],
+        "peak_rss_mb": max((h.get("peak_rss_mb") or 0 for h in history), default=None)
+        or round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "wall_seconds_this_call": round(wall, 1),
+        "run": results["run"],
     }
     Path(results["run"], "benchmark.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(json.dumps(summary, indent=2))

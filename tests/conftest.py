@@ -7,8 +7,9 @@ from __future__ import annotations
 import os
 import random
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import pytest
 import torch
@@ -60,8 +61,11 @@ class ToyModel(PairModel):
     def prepend(self, emb, vector):
         v = vector.unsqueeze(1)
         one = torch.ones_like(emb.masks[0][:, :1])
-        return Embedded([torch.cat([v, e], 1) for e in emb.values], [torch.cat([one, m], 1) for m in emb.masks],
-                        [(t, torch.cat([torch.zeros_like(one), g], 1)) for t, g in emb.groups])
+        return Embedded(
+            [torch.cat([v, e], 1) for e in emb.values],
+            [torch.cat([one, m], 1) for m in emb.masks],
+            [(t, torch.cat([torch.zeros_like(one), g], 1)) for t, g in emb.groups],
+        )
 
     def new_head(self, in_features: int) -> nn.Module:
         return nn.Sequential(nn.Linear(in_features, self.num_labels))
@@ -147,12 +151,17 @@ def make_tiny_config(tmp_path):
     """A two-epoch ESIM run on the toy task, in ``tmp_path``."""
     train_file = write_pairs(tmp_path / "train.tsv", 48, 0)
     valid_file = write_pairs(tmp_path / "valid.tsv", 16, 1)
-    return apply_overrides(RunConfig(), {
-        "data": {"train": str(train_file), "valid": str(valid_file), "format": "generic", "columns": "a=a,b=b,label=y"},
-        "model": {"hidden": 8},
-        "optim": {"batch_size": 8, "max_epochs": 2, "eval_batch_size": 16},
-        "output": str(tmp_path / "run"), "progress": False, "log_every": 2,
-    })
+    return apply_overrides(
+        RunConfig(),
+        {
+            "data": {"train": str(train_file), "valid": str(valid_file), "format": "generic", "columns": "a=a,b=b,label=y"},
+            "model": {"hidden": 8},
+            "optim": {"batch_size": 8, "max_epochs": 2, "eval_batch_size": 16},
+            "output": str(tmp_path / "run"),
+            "progress": False,
+            "log_every": 2,
+        },
+    )
 
 
 @pytest.fixture(scope="session")
@@ -165,7 +174,14 @@ def tiny_runs(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("tiny-runs")
     config = make_tiny_config(tmp)
     vaa.train(config)
-    b = apply_overrides(config, {"vaa": {"model_a": config.output}, "optim": {"max_epochs": 1},
-                                 "output": str(tmp / "b"), "data": {"train": None, "valid": None}})
+    b = apply_overrides(
+        config,
+        {
+            "vaa": {"model_a": config.output},
+            "optim": {"max_epochs": 1},
+            "output": str(tmp / "b"),
+            "data": {"train": None, "valid": None},
+        },
+    )
     vaa.train_vaa(b)
     return tmp, config.output, b.output

@@ -29,7 +29,8 @@ def _audit(event: str, args: tuple) -> None:
     if event == "open":
         path, mode, flags = args
         writing = (isinstance(mode, str) and any(c in mode for c in "wax+")) or (
-            mode is None and isinstance(flags, int) and flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT))
+            mode is None and isinstance(flags, int) and flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT)
+        )
         if writing and str(path).startswith(WATCHED):
             WRITES.append(f"open {path}")
     elif event in ("os.mkdir", "os.rename", "os.remove", "shutil.rmtree"):
@@ -47,10 +48,10 @@ def main() -> None:
     from vaa.checkpoint import load_pair_model
     from vaa.config import RunConfig
     from vaa.data.sources import load_splits
+    from vaa.prediction import predict_examples
     from vaa.runtime import runtime_for
     from vaa.stage_one import train
     from vaa.stage_two import train_vaa
-    from vaa.prediction import predict_examples
     from vaa.training import Trainer
     from vaa.vulnerability import FeatureCache
 
@@ -66,8 +67,13 @@ def main() -> None:
     lap("imports")
     a_config = RunConfig.load(WORKDIR / "a.json")
     a = train(a_config)
-    report["a"] = {"epochs": a["epochs"], "best_epoch": a["best_epoch"], "lrs": [h["lr"] for h in a["history"]],
-                   "accuracies": [h["valid_accuracy"] for h in a["history"]], "losses": [h["train_loss"] for h in a["history"]]}
+    report["a"] = {
+        "epochs": a["epochs"],
+        "best_epoch": a["best_epoch"],
+        "lrs": [h["lr"] for h in a["history"]],
+        "accuracies": [h["valid_accuracy"] for h in a["history"]],
+        "losses": [h["train_loss"] for h in a["history"]],
+    }
     lap("stage one")
     b = train_vaa(RunConfig.load(WORKDIR / "b.json"))
     report["b"] = {"epochs": b["epochs"], "cache_hit": b["info"]["cache"]["train"]["hit"]}
@@ -90,7 +96,11 @@ def main() -> None:
         pass
     Trainer.fit = original
     r = train(resume_config)
-    report["resume"] = {"epochs": r["epochs"], "best_epoch": r["best_epoch"], "accuracies": [h["valid_accuracy"] for h in r["history"]]}
+    report["resume"] = {
+        "epochs": r["epochs"],
+        "best_epoch": r["best_epoch"],
+        "accuracies": [h["valid_accuracy"] for h in r["history"]],
+    }
 
     lap("interrupted and resumed")
     # the parallel cache and sharded evaluation, on A's best checkpoint
@@ -98,7 +108,9 @@ def main() -> None:
     model, label_map, _ = load_pair_model(WORKDIR / "ddp" / "a")
     splits = load_splits(a_config.data)
     examples = model.featurize_all(splits.valid.pairs, label_map)
-    v1, v2, info = FeatureCache(WORKDIR / "ddp" / "cache").get_or_compute(model, examples, RunConfig().attack, batch_size=5, runtime=runtime)
+    v1, v2, info = FeatureCache(WORKDIR / "ddp" / "cache").get_or_compute(
+        model, examples, RunConfig().attack, batch_size=5, runtime=runtime
+    )
     preds = predict_examples(model, examples, batch_size=5, runtime=runtime)
     report["cache"] = {"hit": info["hit"], "v1_sum": float(v1.double().sum()), "v2_sum": float(v2.double().sum())}
     report["eval"] = {"accuracy": preds.accuracy, "loss": preds.loss, "probs": np.round(preds.probs, 12).tolist()}

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import TOY_LABELS, TOY_PAIRS
 
+from conftest import TOY_LABELS, TOY_PAIRS
 from vaa.adversarial import AdversarialLoss
 from vaa.cli import main
 from vaa.config import OptimConfig, RunConfig, TrainConfig, apply_overrides
@@ -26,8 +26,9 @@ def _examples(model):
 
 
 def _trainer(model, tmp_path, adversarial=None, **optim):
-    settings = TrainerSettings(OptimConfig(batch_size=len(TOY_PAIRS), scheduler="none", **optim), tmp_path, dict,
-                               progress=False, adversarial=adversarial)
+    settings = TrainerSettings(
+        OptimConfig(batch_size=len(TOY_PAIRS), scheduler="none", **optim), tmp_path, dict, progress=False, adversarial=adversarial
+    )
     examples = _examples(model)
     return Trainer(model, examples, examples, settings), examples
 
@@ -51,7 +52,9 @@ def _manual_total(model, batch, eps, weight):
     delta = _manual_l2_delta(model, batch, eps)
     emb = model.embed(batch)
     clean = F.cross_entropy(model.classify(model.encode(emb)), batch["label"])
-    adv = F.cross_entropy(model.classify(model.encode(emb.with_values([v + d for v, d in zip(emb.values, delta)]))), batch["label"])
+    adv = F.cross_entropy(
+        model.classify(model.encode(emb.with_values([v + d for v, d in zip(emb.values, delta)]))), batch["label"]
+    )
     return clean + weight * adv, clean
 
 
@@ -109,13 +112,20 @@ def test_no_perturbation_stays_in_the_embedding_matrix(toy_model, tmp_path, meth
 @pytest.mark.parametrize("norm", ["l2", "linf"])
 def test_pgd_training_perturbation_stays_in_the_eps_ball(toy_model, norm):
     eps = 0.3
-    adversary = AdversarialLoss(TrainConfig(adversarial_training="pgd", adversarial_norm=norm, adversarial_eps=eps,
-                                            adversarial_steps=4, adversarial_step_ratio=2.5))
+    adversary = AdversarialLoss(
+        TrainConfig(
+            adversarial_training="pgd",
+            adversarial_norm=norm,
+            adversarial_eps=eps,
+            adversarial_steps=4,
+            adversarial_step_ratio=2.5,
+        )
+    )
     batch = collate(_examples(toy_model))
     logits, emb, hidden = adversary.forward(toy_model, batch)
     F.cross_entropy(logits, batch["label"]).backward()
     delta = adversary.perturbation(toy_model, batch, emb, logits, hidden)
-    for d, (t, mask) in zip(delta, emb.groups):
+    for d, (_, mask) in zip(delta, emb.groups):
         assert (d[~mask] == 0).all()  # padding untouched
         if norm == "l2":
             norms = (d * mask.unsqueeze(-1)).flatten(1).norm(dim=1)
@@ -168,8 +178,10 @@ def test_none_trains_exactly_as_plain_cross_entropy(tiny_config, tmp_path):
 def test_stage_one_with_fgm_and_pgd_trains_and_records_the_setting(tiny_config):
     plain = train(tiny_config)
     for method in ("fgm", "pgd"):
-        config = apply_overrides(tiny_config, {"train": {"adversarial_training": method, "adversarial_eps": 0.5},
-                                               "output": tiny_config.output + "-" + method})
+        config = apply_overrides(
+            tiny_config,
+            {"train": {"adversarial_training": method, "adversarial_eps": 0.5}, "output": tiny_config.output + "-" + method},
+        )
         results = train(config)
         assert RunConfig.load(f"{config.output}/config.json").train.adversarial_training == method
         # the logged training loss includes the adversarial term: larger than the clean run's in the first batches
@@ -183,19 +195,27 @@ def test_stage_one_with_fgm_and_pgd_trains_and_records_the_setting(tiny_config):
 def test_hf_family_trains_adversarially(tmp_path):
     transformers = pytest.importorskip("transformers")
     from test_hf import make_tokenizer
-
     from vaa.models.hf import HFPairModel
 
     folder = tmp_path / "bert"
     words = sorted({w for p in TOY_PAIRS for w in (p.a + " " + p.b).split()})
     make_tokenizer(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]).save_pretrained(folder)
-    config = transformers.BertConfig(vocab_size=len(words) + 5, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                                     intermediate_size=32, max_position_embeddings=64, hidden_dropout_prob=0.0,
-                                     attention_probs_dropout_prob=0.0)
+    config = transformers.BertConfig(
+        vocab_size=len(words) + 5,
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=64,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+    )
     torch.manual_seed(0)
     transformers.BertModel(config).save_pretrained(folder)
     model = HFPairModel.build(TOY_PAIRS, TOY_LABELS, path=str(folder), max_length=16)
-    trainer, _ = _trainer(model, tmp_path / "run", TrainConfig(adversarial_training="pgd", adversarial_eps=0.1, adversarial_steps=2))
+    trainer, _ = _trainer(
+        model, tmp_path / "run", TrainConfig(adversarial_training="pgd", adversarial_eps=0.1, adversarial_steps=2)
+    )
     for group in trainer.optimizer.param_groups:
         group["lr"] = 0.0
     words_matrix = model.encoder.get_input_embeddings().weight
@@ -212,8 +232,22 @@ def test_bad_values_and_stage_two_use_are_one_line_errors(tiny_config, tmp_path,
     assert main(["train", "--adversarial-training", "pgd", "--adv-steps", "1", "--output", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err.strip()
     assert "train.adversarial_steps" in err and len(err.splitlines()) == 1
-    assert main(["train-vaa", "--preset", "esim-vaa", "--model-a", str(tmp_path / "none"), "--set", "train.adversarial_training=fgm",
-                 "--output", str(tmp_path / "b")]) == 2
+    assert (
+        main(
+            [
+                "train-vaa",
+                "--preset",
+                "esim-vaa",
+                "--model-a",
+                str(tmp_path / "none"),
+                "--set",
+                "train.adversarial_training=fgm",
+                "--output",
+                str(tmp_path / "b"),
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err.strip()
     assert "stage-one option" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "x").exists() and not (tmp_path / "b").exists()

@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from sklearn.metrics import roc_auc_score, roc_curve, auc as sk_auc
+from sklearn.metrics import auc as sk_auc
+from sklearn.metrics import roc_auc_score, roc_curve
 
 import vaa.vulnerability as vuln
 from conftest import TOY_LABELS, TOY_PAIRS, tiny_esim
@@ -84,9 +85,15 @@ def _attacked_one_by_one(model, examples, cfg):
         base, _, logits_adv, hidden_adv = attack(model, collate([example]), cfg)
         phi, log_psi = torch.softmax(base.logits, -1)[0], torch.log_softmax(logits_adv, -1)[0]
         predicted = int(base.logits.argmax())
-        rows.append({"F1": float(-(phi * log_psi).sum()), "F2": float(-log_psi[predicted]),
-                     "distance": float((base.hidden - hidden_adv).norm()), "predicted": TOY_LABELS.names[predicted],
-                     "flipped": int(logits_adv.argmax()) != predicted})
+        rows.append(
+            {
+                "F1": float(-(phi * log_psi).sum()),
+                "F2": float(-log_psi[predicted]),
+                "distance": float((base.hidden - hidden_adv).norm()),
+                "predicted": TOY_LABELS.names[predicted],
+                "flipped": int(logits_adv.argmax()) != predicted,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -94,10 +101,23 @@ def test_analysis_folder_holds_every_figure_and_table(tmp_path):
     model = tiny_esim().eval()
     examples, labels = _examples(model)
     ids = [f"pair{k}" for k in range(len(examples))]
-    result = analyze_examples(model, examples, labels, TOY_LABELS.names, tmp_path, eps_list=(0.01, 1.0), batch_size=8,
-                              progress=False, ids=ids)
-    for name in ("per_pair.csv", "per_class_F1.png", "per_class_F2.png", "per_class_distance.png", "roc.png",
-                 "sweep.csv", "sweep.md", "sweep.png", "theorem.txt", "theorem.png", "analysis.json", "report.md"):
+    result = analyze_examples(
+        model, examples, labels, TOY_LABELS.names, tmp_path, eps_list=(0.01, 1.0), batch_size=8, progress=False, ids=ids
+    )
+    for name in (
+        "per_pair.csv",
+        "per_class_F1.png",
+        "per_class_F2.png",
+        "per_class_distance.png",
+        "roc.png",
+        "sweep.csv",
+        "sweep.md",
+        "sweep.png",
+        "theorem.txt",
+        "theorem.png",
+        "analysis.json",
+        "report.md",
+    ):
         assert (tmp_path / name).stat().st_size > 0, name
     # every row of per_pair.csv is its own pair's attack, recomputed here pair by pair from the primitives
     per_pair = pd.read_csv(tmp_path / "per_pair.csv")
@@ -112,7 +132,9 @@ def test_analysis_folder_holds_every_figure_and_table(tmp_path):
     for criterion in ("F1", "F2", "distance"):
         roc = next(r for r in saved["roc"] if r["criterion"] == criterion)
         assert roc["auc"] == pytest.approx(roc_auc_score(duplicate, expected[criterion]), abs=1e-9)
-        assert saved["per_class"][criterion]["duplicate"]["mean"] == pytest.approx(expected[criterion][duplicate].mean(), rel=1e-4)
+        assert saved["per_class"][criterion]["duplicate"]["mean"] == pytest.approx(
+            expected[criterion][duplicate].mean(), rel=1e-4
+        )
     assert saved["flip_rate"] == pytest.approx(expected["flipped"].mean())
     assert saved["accuracy_of_A"] == pytest.approx(np.mean(expected["predicted"] == per_pair["gold"]))
     # the sweep: one row per criterion x norm x eps (plus the random control), each its setting's AUC
@@ -149,8 +171,24 @@ def test_cli_theorem_prints_closed_form_and_monte_carlo(capsys, tmp_path):
     from scipy.stats import norm
 
     n, d, sigma = 3, 1.5, 0.7
-    assert main(["theorem", "--n", str(n), "--d", str(d), "--sigma", str(sigma), "--samples", "4000",
-                 "--plot", str(tmp_path / "t.png")]) == 0
+    assert (
+        main(
+            [
+                "theorem",
+                "--n",
+                str(n),
+                "--d",
+                str(d),
+                "--sigma",
+                str(sigma),
+                "--samples",
+                "4000",
+                "--plot",
+                str(tmp_path / "t.png"),
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     # Theorem 1 computed here: S = Phi(d / 2 sigma) - 1/2, P = (1 - 2S)/n + 2S
     s = norm.cdf(d / (2 * sigma)) - 0.5
@@ -177,8 +215,9 @@ def test_analysis_of_single_class_data_still_writes_the_per_class_picture(tmp_pa
     examples, _ = _examples(model)
     labels = np.zeros(len(examples), dtype=int)
     with caplog.at_level(logging.INFO, logger="vaa"):
-        result = analyze_examples(model, examples, labels, TOY_LABELS.names, tmp_path, eps_list=(0.01,), batch_size=8,
-                                  progress=False)
+        result = analyze_examples(
+            model, examples, labels, TOY_LABELS.names, tmp_path, eps_list=(0.01,), batch_size=8, progress=False
+        )
     assert result["roc"] == [] and result["theorem"] == {}
     assert (tmp_path / "per_class_F2.png").exists() and (tmp_path / "report.md").exists() and not (tmp_path / "roc.png").exists()
     assert any("one class" in r.getMessage() and r.levelno == logging.WARNING for r in caplog.records)

@@ -12,7 +12,11 @@ from vaa.config import apply_overrides
 from vaa.data.pairs import DataError
 
 GENERIC = {"format": "generic", "columns": "a=a,b=b,label=y"}
-PAIRS = [("the cat is here", "where is the cat"), ("the dog is here", "where is the fish"), ("the cow is here", "where is the cow")]
+PAIRS = [
+    ("the cat is here", "where is the cat"),
+    ("the dog is here", "where is the fish"),
+    ("the cow is here", "where is the cow"),
+]
 
 
 @pytest.fixture
@@ -52,8 +56,15 @@ def test_loaded_model_is_read_once_and_agrees_with_the_functions(trained_run, tm
 
 
 def test_a_stage_two_model_loads_and_predicts(trained_run, tiny_config, tmp_path):
-    config = apply_overrides(tiny_config, {"vaa": {"model_a": trained_run}, "optim": {"max_epochs": 1},
-                                           "output": str(tmp_path / "b"), "data": {"train": None, "valid": None}})
+    config = apply_overrides(
+        tiny_config,
+        {
+            "vaa": {"model_a": trained_run},
+            "optim": {"max_epochs": 1},
+            "output": str(tmp_path / "b"),
+            "data": {"train": None, "valid": None},
+        },
+    )
     vaa.train_vaa(config)
     model = vaa.load(tmp_path / "b")
     assert model.kind == "vaa"
@@ -107,8 +118,13 @@ def test_training_reads_relabelled_files(tiny_config, tmp_path):
     respelled_train = _respelled(tmp_path / "train.tsv", tmp_path)
     respelled_train = respelled_train.rename(tmp_path / "train_yes_no.tsv")
     respelled_valid = _respelled(tmp_path / "valid.tsv", tmp_path)
-    config = apply_overrides(tiny_config, {"data": {"train": str(respelled_train), "valid": str(respelled_valid),
-                                                    "labels": "no=0,yes=1"}, "output": str(tmp_path / "mapped")})
+    config = apply_overrides(
+        tiny_config,
+        {
+            "data": {"train": str(respelled_train), "valid": str(respelled_valid), "labels": "no=0,yes=1"},
+            "output": str(tmp_path / "mapped"),
+        },
+    )
     mapped = vaa.train(config)
     plain = vaa.train(tiny_config)
     assert mapped["scores"]["valid"]["accuracy"] == plain["scores"]["valid"]["accuracy"]

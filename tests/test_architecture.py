@@ -12,10 +12,33 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 # lowest first; keep in step with docs/architecture.md
 LAYERS: list[tuple[str, list[str]]] = [
     ("basics", ["vaa.files", "vaa.guards", "vaa.progress", "vaa.log_setup", "vaa.figures", "vaa.run_folder"]),
-    ("data: pairs and formats", ["vaa.data", "vaa.data.pairs", "vaa.data.names", "vaa.data.text", "vaa.data.batching",
-                                 "vaa.data.readers", "vaa.data.split", "vaa.data.embeddings", "vaa.demo"]),
-    ("configuration, devices, scores", ["vaa.config", "vaa.config_flags", "vaa.configs", "vaa.device", "vaa.runtime", "vaa.calibration",
-                                        "vaa.metrics", "vaa.model_card"]),
+    (
+        "data: pairs and formats",
+        [
+            "vaa.data",
+            "vaa.data.pairs",
+            "vaa.data.names",
+            "vaa.data.text",
+            "vaa.data.batching",
+            "vaa.data.readers",
+            "vaa.data.split",
+            "vaa.data.embeddings",
+            "vaa.demo",
+        ],
+    ),
+    (
+        "configuration, devices, scores",
+        [
+            "vaa.config",
+            "vaa.config_flags",
+            "vaa.configs",
+            "vaa.device",
+            "vaa.runtime",
+            "vaa.calibration",
+            "vaa.metrics",
+            "vaa.model_card",
+        ],
+    ),
     ("data loading", ["vaa.data.sources", "vaa.data.example_cache"]),
     ("models", ["vaa.models", "vaa.models.base", "vaa.models.esim", "vaa.models.hf", "vaa.models.unrolled_lstm"]),
     ("attack and vulnerability", ["vaa.attack", "vaa.vulnerability", "vaa.features", "vaa.adversarial"]),
@@ -24,9 +47,21 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("training", ["vaa.training"]),
     ("run folders", ["vaa.runs", "vaa.tensorboard_log"]),
     ("stages and inference", ["vaa.stage_one", "vaa.stage_two", "vaa.inference", "vaa.pretrained", "vaa.jobs"]),
-    ("analysis and experiments", ["vaa.analysis", "vaa.analysis.analyze", "vaa.analysis.defaults", "vaa.analysis.plots",
-                                  "vaa.analysis.probe", "vaa.analysis.roc", "vaa.analysis.theorem",
-                                  "vaa.analysis.theorem_report", "vaa.experiments", "vaa.robustness"]),
+    (
+        "analysis and experiments",
+        [
+            "vaa.analysis",
+            "vaa.analysis.analyze",
+            "vaa.analysis.defaults",
+            "vaa.analysis.plots",
+            "vaa.analysis.probe",
+            "vaa.analysis.roc",
+            "vaa.analysis.theorem",
+            "vaa.analysis.theorem_report",
+            "vaa.experiments",
+            "vaa.robustness",
+        ],
+    ),
     ("command line", ["vaa.cli", "vaa.__main__", "vaa"]),
 ]
 
@@ -67,13 +102,17 @@ def violations(root: Path, layers: list[tuple[str, list[str]]]) -> list[str]:
     """Every import of a higher layer by a lower one, and every module with no layer."""
     rank = {module: k for k, (_, modules) in enumerate(layers) for module in modules}
     files = {module_name(p, root): p for p in sorted(root.rglob("*.py"))}
-    problems = [f"{m} has no layer: add it to LAYERS (tests/test_architecture.py) and docs/architecture.md"
-                for m in files if m not in rank]
+    problems = [
+        f"{m} has no layer: add it to LAYERS (tests/test_architecture.py) and docs/architecture.md"
+        for m in files
+        if m not in rank
+    ]
     for module, path in files.items():
         for target in sorted(imported_modules(path, root, set(files))):
             if module in rank and target in rank and rank[target] > rank[module]:
-                problems.append(f"{module} (layer '{layers[rank[module]][0]}') imports {target} "
-                                f"(layer '{layers[rank[target]][0]}', higher)")
+                problems.append(
+                    f"{module} (layer '{layers[rank[module]][0]}') imports {target} (layer '{layers[rank[target]][0]}', higher)"
+                )
     return problems
 
 

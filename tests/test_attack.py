@@ -23,7 +23,7 @@ def analytic_grads(model, batch):
     d = model.embedding_dim
     grads = []
     for k, mask in enumerate(emb.masks):
-        per_sample = (p - y) @ w[:, k * d:(k + 1) * d]  # [B, d]
+        per_sample = (p - y) @ w[:, k * d : (k + 1) * d]  # [B, d]
         g = per_sample.unsqueeze(1) / mask.sum(1).view(-1, 1, 1) * mask.unsqueeze(-1)
         grads.append(g.detach())
     return grads
@@ -165,5 +165,7 @@ def test_random_direction_does_not_depend_on_the_batch(toy_model, norm):
         for s_full, s_one in zip(full, steps):
             n = s_one.shape[1]
             torch.testing.assert_close(s_full[i, :n], s_one[0], rtol=1e-5, atol=1e-7)
-    other_seed = perturbation(forward_with_gradient(toy_model, toy_batch(toy_model)), AttackConfig(norm=norm, eps=0.2, direction="random", seed=4))
+    other_seed = perturbation(
+        forward_with_gradient(toy_model, toy_batch(toy_model)), AttackConfig(norm=norm, eps=0.2, direction="random", seed=4)
+    )
     assert not torch.allclose(other_seed[0], full[0])

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from conftest import TOY_PAIRS, tiny_esim, toy_batch
-from vaa.attack import forward_embedded, forward_with_gradient, pgd_perturbation, perturbation, validate
+from vaa.attack import forward_embedded, forward_with_gradient, perturbation, pgd_perturbation, validate
 from vaa.config import AttackConfig
 
 
@@ -35,16 +35,18 @@ def test_pgd_stays_in_the_eps_ball_and_goes_further_than_fgsm(norm, relative):
     cfg = AttackConfig(norm=norm, eps=eps, steps=5, relative=relative)
     steps = perturbation(base, cfg)
     fgsm = perturbation(base, dataclasses.replace(cfg, steps=1))
-    for (t, mask), s, f in zip(base.emb.groups, steps, fgsm):
+    for (_, mask), s, f in zip(base.emb.groups, steps, fgsm):
         assert (s[~mask] == 0).all()
         if norm == "linf":  # every entry within the (per-sentence) eps of FGSM's own step size
             assert (s.abs().amax(dim=(1, 2)) <= f.abs().amax(dim=(1, 2)) + 1e-6).all()
         else:
             assert (s.flatten(1).norm(dim=1) <= f.flatten(1).norm(dim=1) + 1e-5).all()
+
     # PGD is a stronger attack: A's loss against y_pred after PGD >= after FGSM (summed over the batch)
     def loss(st):
         logits, _ = forward_embedded(model, base.emb.with_values([v + x for v, x in zip(base.emb.values, st)]))
         return torch.nn.functional.cross_entropy(logits, base.predicted, reduction="sum").item()
+
     assert loss(steps) >= loss(fgsm) - 1e-6
     assert not all(torch.allclose(s, f) for s, f in zip(steps, fgsm))
 
@@ -60,7 +62,7 @@ def test_targeted_step_descends_the_target_loss_on_the_toy_model(toy_model):
         onehot = torch.nn.functional.one_hot(torch.full((len(TOY_PAIRS),), target), 2).float()
         w, d = toy_model.head[0].weight, toy_model.embedding_dim
         for k, (step, mask) in enumerate(zip(steps, base.emb.masks)):
-            g = ((p - onehot) @ w[:, k * d:(k + 1) * d]).unsqueeze(1) / mask.sum(1).view(-1, 1, 1) * mask.unsqueeze(-1)
+            g = ((p - onehot) @ w[:, k * d : (k + 1) * d]).unsqueeze(1) / mask.sum(1).view(-1, 1, 1) * mask.unsqueeze(-1)
             want = -0.5 * g / g.flatten(1).norm(dim=1).view(-1, 1, 1)
             torch.testing.assert_close(step, want.detach(), rtol=1e-5, atol=1e-6)
         adv, _ = forward_embedded(toy_model, base.emb.with_values([v + s for v, s in zip(base.emb.values, steps)]))
@@ -102,13 +104,22 @@ def test_toy_model_matched_random_is_exact_after_one_rescaling(toy_model):
     cfg = AttackConfig(norm="l2", eps=0.3)
     fgsm = perturbation(base, cfg)
     matched = perturbation(base, dataclasses.replace(cfg, direction="random-matched"))
-    d = lambda st: (forward_embedded(toy_model, base.emb.with_values([v + s for v, s in zip(base.emb.values, st)]))[1] - base.hidden).norm(dim=-1)  # noqa: E731
+    d = lambda st: (
+        forward_embedded(toy_model, base.emb.with_values([v + s for v, s in zip(base.emb.values, st)]))[1] - base.hidden
+    ).norm(dim=-1)  # noqa: E731
     torch.testing.assert_close(d(matched), d(fgsm), rtol=1e-4, atol=1e-6)
 
 
-@pytest.mark.parametrize("bad,match", [({"steps": 0}, "steps"), ({"steps": 3, "direction": "random"}, "fgsm"),
-                                       ({"target": 1, "direction": "random"}, "targeted"), ({"step_ratio": 0.0}, "step_ratio"),
-                                       ({"direction": "sideways"}, "direction")])
+@pytest.mark.parametrize(
+    "bad,match",
+    [
+        ({"steps": 0}, "steps"),
+        ({"steps": 3, "direction": "random"}, "fgsm"),
+        ({"target": 1, "direction": "random"}, "targeted"),
+        ({"step_ratio": 0.0}, "step_ratio"),
+        ({"direction": "sideways"}, "direction"),
+    ],
+)
 def test_bad_attack_settings_are_refused(bad, match):
     with pytest.raises(ValueError, match=match):
         validate(AttackConfig(**bad))

@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 
 import vaa.calibration as calibration
-from vaa.calibration import (Calibration, CalibrationError, cross_fit, expected_calibration_error, fit, halves, log_loss,
-                             softmax)
+from vaa.calibration import Calibration, CalibrationError, cross_fit, expected_calibration_error, fit, halves, log_loss, softmax
 
 
 def _shifted(n: int, shift: np.ndarray, seed: int = 0, temperature: float = 1.0) -> tuple[np.ndarray, np.ndarray]:

@@ -38,10 +38,19 @@ class Payload:
 
 def old_format(model, label_map, kind="model", **extra):
     """A version-1 (pickle) checkpoint payload, as vaa wrote them before."""
-    return {"format": "vaa-checkpoint", "version": 1, "kind": kind,
-            "model": {"family": model.family, "spec": model.spec(), "featurizer": model.featurizer_state(),
-                      "label_map": label_map.to_json()},
-            **extra, "state_dict": model.state_dict()}
+    return {
+        "format": "vaa-checkpoint",
+        "version": 1,
+        "kind": kind,
+        "model": {
+            "family": model.family,
+            "spec": model.spec(),
+            "featurizer": model.featurizer_state(),
+            "label_map": label_map.to_json(),
+        },
+        **extra,
+        "state_dict": model.state_dict(),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -51,13 +60,26 @@ def runs(tmp_path_factory):
     from vaa.config import RunConfig
 
     tmp = tmp_path_factory.mktemp("runs")
-    config = apply_overrides(RunConfig(), {
-        "data": {"train": str(write_pairs(tmp / "train.tsv", 48, 0)), "valid": str(write_pairs(tmp / "valid.tsv", 16, 1)),
-                 "format": "generic", "columns": "a=a,b=b,label=y"},
-        "model": {"hidden": 8}, "optim": {"batch_size": 8, "max_epochs": 1, "eval_batch_size": 16},
-        "output": str(tmp / "a"), "progress": False, "log_every": 2})
+    config = apply_overrides(
+        RunConfig(),
+        {
+            "data": {
+                "train": str(write_pairs(tmp / "train.tsv", 48, 0)),
+                "valid": str(write_pairs(tmp / "valid.tsv", 16, 1)),
+                "format": "generic",
+                "columns": "a=a,b=b,label=y",
+            },
+            "model": {"hidden": 8},
+            "optim": {"batch_size": 8, "max_epochs": 1, "eval_batch_size": 16},
+            "output": str(tmp / "a"),
+            "progress": False,
+            "log_every": 2,
+        },
+    )
     train(config)
-    b = apply_overrides(config, {"vaa": {"model_a": str(tmp / "a")}, "output": str(tmp / "b"), "data": {"train": None, "valid": None}})
+    b = apply_overrides(
+        config, {"vaa": {"model_a": str(tmp / "a")}, "output": str(tmp / "b"), "data": {"train": None, "valid": None}}
+    )
     train_vaa(b)
     return tmp, config
 
@@ -73,6 +95,7 @@ def is_pickle(path: Path) -> bool:
 
 
 # -- the format ----------------------------------------------------------------
+
 
 def test_checkpoint_folder_holds_no_pickle_and_round_trips(tmp_path):
     folder = saved_esim(tmp_path)
@@ -106,6 +129,7 @@ def test_run_checkpoints_of_both_stages_are_folders_without_pickle_except_weight
 
 # -- tampering -------------------------------------------------------------------
 
+
 def _edit_json(path: Path, edit) -> None:
     obj = json.loads(path.read_text())
     edit(obj)
@@ -130,20 +154,37 @@ def _shuffle_vocab(folder: Path) -> None:
 
 
 TAMPERING = {
-    "label count": (lambda f: _edit_json(f / METADATA, lambda m: m["model"]["label_map"]["names"].append("maybe")), "label count 3"),
-    "vocabulary size": (lambda f: (f / "vocab.json").write_text(json.dumps(json.loads((f / "vocab.json").read_text()) + ["zebra"])),
-                        "vocabulary size"),
+    "label count": (
+        lambda f: _edit_json(f / METADATA, lambda m: m["model"]["label_map"]["names"].append("maybe")),
+        "label count 3",
+    ),
+    "vocabulary size": (
+        lambda f: (f / "vocab.json").write_text(json.dumps(json.loads((f / "vocab.json").read_text()) + ["zebra"])),
+        "vocabulary size",
+    ),
     "hidden size": (lambda f: _edit_json(f / METADATA, lambda m: m["model"]["spec"].update(hidden=7)), "hidden size 7"),
-    "embedding size": (lambda f: _edit_json(f / METADATA, lambda m: m["model"]["spec"].update(embedding_dim=9)), "embedding size 9"),
+    "embedding size": (
+        lambda f: _edit_json(f / METADATA, lambda m: m["model"]["spec"].update(embedding_dim=9)),
+        "embedding size 9",
+    ),
     "missing key": (lambda f: _edit_json(f / METADATA, lambda m: m["model"].pop("label_map")), "missing field 'model.label_map'"),
     "family": (lambda f: _edit_json(f / METADATA, lambda m: m["model"].update(family="hf")), "'model.family'"),
     "unknown family": (lambda f: _edit_json(f / METADATA, lambda m: m["model"].update(family="rnn")), "'model.family'"),
-    "swapped labels": (lambda f: _edit_json(f / METADATA, lambda m: m["model"]["label_map"]["names"].reverse()), "model.label_map"),
+    "swapped labels": (
+        lambda f: _edit_json(f / METADATA, lambda m: m["model"]["label_map"]["names"].reverse()),
+        "model.label_map",
+    ),
     "shuffled vocabulary": (_shuffle_vocab, "featuriser files"),
     "missing tensor": (lambda f: _edit_weights(f, lambda t: t.pop("hidden_layer.1.bias")), "missing from model.safetensors"),
     "extra tensor": (lambda f: _edit_weights(f, lambda t: t.update(extra=torch.zeros(2))), "unexpected tensor"),
-    "NaN weight": (lambda f: _edit_weights(f, lambda t: t["head.1.weight"].__setitem__((0, 0), float("nan"))), "head.1.weight holds 1 non-finite"),
-    "inf weight": (lambda f: _edit_weights(f, lambda t: t["embedding.weight"].__setitem__((3, 1), float("inf"))), "embedding.weight holds"),
+    "NaN weight": (
+        lambda f: _edit_weights(f, lambda t: t["head.1.weight"].__setitem__((0, 0), float("nan"))),
+        "head.1.weight holds 1 non-finite",
+    ),
+    "inf weight": (
+        lambda f: _edit_weights(f, lambda t: t["embedding.weight"].__setitem__((3, 1), float("inf"))),
+        "embedding.weight holds",
+    ),
     "truncated weights": (lambda f: (f / WEIGHTS).write_bytes((f / WEIGHTS).read_bytes()[:200]), "damaged weights file"),
     "weights replaced by junk": (lambda f: (f / WEIGHTS).write_bytes(b"\x00junk" * 50), "damaged weights file"),
     "metadata not JSON": (lambda f: (f / METADATA).write_text("{oops"), "not readable JSON"),
@@ -182,6 +223,7 @@ def test_stage_two_checkpoint_is_checked_too(runs, tmp_path):
 
 # -- pickle payloads are never executed -------------------------------------------
 
+
 def test_old_pt_with_a_payload_is_refused_by_every_command_and_never_executed(runs, tmp_path, capsys):
     tmp, config = runs
     marker = tmp_path / "PWNED"
@@ -202,8 +244,22 @@ def test_old_pt_with_a_payload_is_refused_by_every_command_and_never_executed(ru
             ["evaluate", str(target), *data_args],
             ["vulnerability", str(target), "--pair", "the cat is here", "where is the cat", "--no-progress"],
             ["train-vaa", "--model-a", str(target), "--print-config"],
-            ["train-vaa", "--model-a", str(target), "--output", str(tmp_path / "b-new"), "--no-progress",
-             "--train", valid, "--valid", valid, "--format", "generic", "--columns", config.data.columns],
+            [
+                "train-vaa",
+                "--model-a",
+                str(target),
+                "--output",
+                str(tmp_path / "b-new"),
+                "--no-progress",
+                "--train",
+                valid,
+                "--valid",
+                valid,
+                "--format",
+                "generic",
+                "--columns",
+                config.data.columns,
+            ],
         ]
         for argv in commands:
             assert main(argv) == 2, argv
@@ -230,9 +286,33 @@ def test_tampered_training_state_is_refused_on_resume_and_never_executed(runs, t
     state["payload"] = Payload(marker)
     torch.save(state, state_file)
     c = config.data
-    code = main(["train", "--train", c.train, "--valid", c.valid, "--format", "generic", "--columns", c.columns,
-                 "--hidden", "8", "--epochs", "1", "--batch-size", "8", "--set", "optim.eval_batch_size=16",
-                 "--set", "log_every=2", "--output", str(run), "--no-progress", "--quiet"])
+    code = main(
+        [
+            "train",
+            "--train",
+            c.train,
+            "--valid",
+            c.valid,
+            "--format",
+            "generic",
+            "--columns",
+            c.columns,
+            "--hidden",
+            "8",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "8",
+            "--set",
+            "optim.eval_batch_size=16",
+            "--set",
+            "log_every=2",
+            "--output",
+            str(run),
+            "--no-progress",
+            "--quiet",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "training_state.pt" in err and "refused" in err
     assert len(err.strip().splitlines()) == 1  # --quiet: the error line alone, no INFO log lines before it
@@ -272,8 +352,12 @@ def test_convert_an_old_run_folder_resumes_and_predicts(runs, tmp_path, caplog):
     from vaa.checkpoint import load_training_state
 
     state = load_training_state(tmp / "a" / "checkpoints" / "last")
-    training = {"state": state["state"], "optimizer": state["optimizer"], "scheduler": state["scheduler"],
-                "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": pyrandom.getstate()}}
+    training = {
+        "state": state["state"],
+        "optimizer": state["optimizer"],
+        "scheduler": state["scheduler"],
+        "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": pyrandom.getstate()},
+    }
     torch.save({**old_format(loaded.base, loaded.label_map), "training": training}, old / "checkpoints" / "last.pt")
     new = tmp_path / "new"
     assert main(["convert", str(old), str(new)]) == 0
@@ -292,8 +376,13 @@ def test_convert_a_stage_two_checkpoint_keeps_a_w_and_b(runs, tmp_path):
     loaded = load_model(tmp / "b")
     meta = json.loads((tmp / "b" / "checkpoints" / "best" / METADATA).read_text())
     old = tmp_path / "b.pt"
-    torch.save({**old_format(loaded.base, loaded.label_map, kind="vaa", vaa=meta["vaa"], attack=meta["attack"]),
-                "state_dict": loaded.module.state_dict()}, old)
+    torch.save(
+        {
+            **old_format(loaded.base, loaded.label_map, kind="vaa", vaa=meta["vaa"], attack=meta["attack"]),
+            "state_dict": loaded.module.state_dict(),
+        },
+        old,
+    )
     assert main(["convert", str(old), str(tmp_path / "b-new")]) == 0
     converted = load_model(tmp_path / "b-new")
     assert converted.kind == "vaa"

@@ -9,7 +9,6 @@ import dataclasses
 import json
 import logging
 import typing
-from pathlib import Path
 
 import pytest
 
@@ -31,8 +30,14 @@ from vaa.data.readers import FORMATS
 from vaa.models import FAMILIES
 from vaa.training import read_jsonl
 
-SECTIONS = {"data": DataConfig, "model": ModelConfig, "optim": OptimConfig, "attack": AttackConfig, "vaa": VAAConfig,
-            "train": TrainConfig}
+SECTIONS = {
+    "data": DataConfig,
+    "model": ModelConfig,
+    "optim": OptimConfig,
+    "attack": AttackConfig,
+    "vaa": VAAConfig,
+    "train": TrainConfig,
+}
 
 
 def _fields():
@@ -49,7 +54,7 @@ def _override(section, name, value):
 
 
 def test_every_setting_documents_itself_for_the_generated_cli():
-    for section, cls, f in _fields():
+    for section, _, f in _fields():
         assert f.metadata.get("help"), f"{section}.{f.name} has no help text"
 
 
@@ -58,8 +63,9 @@ def test_choices_agree_with_the_modules_that_act_on_them():
     assert DataConfig.__dataclass_fields__["format"].metadata["choices"] == FORMATS
 
 
-@pytest.mark.parametrize("section,cls,f", [t for t in _fields() if "choices" in t[2].metadata],
-                         ids=lambda v: getattr(v, "name", None) or str(v))
+@pytest.mark.parametrize(
+    "section,cls,f", [t for t in _fields() if "choices" in t[2].metadata], ids=lambda v: getattr(v, "name", None) or str(v)
+)
 def test_an_unknown_enum_value_names_key_value_and_choices(section, cls, f):
     key = f"{section}.{f.name}" if section else f.name
     with pytest.raises(ConfigError) as err:
@@ -81,8 +87,11 @@ def _outside(meta):
         yield meta["le"] + 1
 
 
-@pytest.mark.parametrize("section,cls,f", [t for t in _fields() if set(t[2].metadata) & {"ge", "gt", "lt", "le"}],
-                         ids=lambda v: getattr(v, "name", None) or str(v))
+@pytest.mark.parametrize(
+    "section,cls,f",
+    [t for t in _fields() if set(t[2].metadata) & {"ge", "gt", "lt", "le"}],
+    ids=lambda v: getattr(v, "name", None) or str(v),
+)
 def test_a_value_out_of_bounds_is_refused(section, cls, f):
     kind = typing.get_type_hints(cls)[f.name]
     number = int if int in typing.get_args(kind) or kind is int else float
@@ -91,8 +100,17 @@ def test_a_value_out_of_bounds_is_refused(section, cls, f):
             apply_overrides(RunConfig(), _override(section, f.name, number(value)))
 
 
-@pytest.mark.parametrize("key,value", [("optim.lr", float("nan")), ("optim.lr", "inf"), ("attack.eps", float("inf")),
-                                       ("attack.eps", "nan"), ("optim.grad_clip", "-inf"), ("model.dropout", "nan")])
+@pytest.mark.parametrize(
+    "key,value",
+    [
+        ("optim.lr", float("nan")),
+        ("optim.lr", "inf"),
+        ("attack.eps", float("inf")),
+        ("attack.eps", "nan"),
+        ("optim.grad_clip", "-inf"),
+        ("model.dropout", "nan"),
+    ],
+)
 def test_non_finite_numbers_are_refused(key, value):
     section, name = key.split(".")
     with pytest.raises(ConfigError, match=f"{key}=.*finite"):
@@ -100,23 +118,33 @@ def test_non_finite_numbers_are_refused(key, value):
 
 
 def test_values_are_converted_to_the_field_type():
-    config = apply_overrides(RunConfig(), {"optim": {"lr": "1e-3", "batch_size": "32", "max_epochs": 3.0},
-                                           "attack": {"eps": 1, "relative": "true"}, "vaa": {"cache": "no"},
-                                           "data": {"limit": None}, "seed": "7"})
+    config = apply_overrides(
+        RunConfig(),
+        {
+            "optim": {"lr": "1e-3", "batch_size": "32", "max_epochs": 3.0},
+            "attack": {"eps": 1, "relative": "true"},
+            "vaa": {"cache": "no"},
+            "data": {"limit": None},
+            "seed": "7",
+        },
+    )
     assert config.optim.lr == 0.001 and isinstance(config.optim.lr, float)
     assert config.optim.batch_size == 32 and config.optim.max_epochs == 3 and isinstance(config.optim.max_epochs, int)
     assert config.attack.eps == 1.0 and isinstance(config.attack.eps, float)
     assert config.attack.relative is True and config.vaa.cache is False and config.seed == 7 and config.data.limit is None
 
 
-@pytest.mark.parametrize("override,fragment", [
-    ({"optim": {"batch_size": "abc"}}, "optim.batch_size='abc'"),
-    ({"optim": {"batch_size": 2.5}}, "optim.batch_size=2.5"),
-    ({"optim": {"batch_size": True}}, "optim.batch_size=True"),
-    ({"attack": {"relative": "maybe"}}, "attack.relative='maybe'"),
-    ({"data": {"train": ["a", "b"]}}, "data.train=['a', 'b']"),
-    ({"model": {"hidden": None}}, "model.hidden=None"),
-])
+@pytest.mark.parametrize(
+    "override,fragment",
+    [
+        ({"optim": {"batch_size": "abc"}}, "optim.batch_size='abc'"),
+        ({"optim": {"batch_size": 2.5}}, "optim.batch_size=2.5"),
+        ({"optim": {"batch_size": True}}, "optim.batch_size=True"),
+        ({"attack": {"relative": "maybe"}}, "attack.relative='maybe'"),
+        ({"data": {"train": ["a", "b"]}}, "data.train=['a', 'b']"),
+        ({"model": {"hidden": None}}, "model.hidden=None"),
+    ],
+)
 def test_wrong_types_are_one_line_errors(override, fragment):
     with pytest.raises(ConfigError) as err:
         apply_overrides(RunConfig(), override, source="command line")
@@ -175,27 +203,54 @@ def test_absurd_but_finite_lr_is_allowed_with_a_loud_warning(caplog):
 
 # -- the command line ---------------------------------------------------------
 
+
 def test_readme_set_lr_trains_with_lr_0_001(tiny_config, tmp_path):
     data = tiny_config.data
     run = tmp_path / "run"
-    code = main(["train", "--train", data.train, "--valid", data.valid, "--format", "generic", "--columns", data.columns,
-                 "--hidden", "8", "--epochs", "1", "--batch-size", "8", "--set", "optim.lr=1e-3", "--set", "optim.scheduler=none",
-                 "--output", str(run), "--no-progress"])
+    code = main(
+        [
+            "train",
+            "--train",
+            data.train,
+            "--valid",
+            data.valid,
+            "--format",
+            "generic",
+            "--columns",
+            data.columns,
+            "--hidden",
+            "8",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "8",
+            "--set",
+            "optim.lr=1e-3",
+            "--set",
+            "optim.scheduler=none",
+            "--output",
+            str(run),
+            "--no-progress",
+        ]
+    )
     assert code == 0
     assert json.loads((run / "config.json").read_text())["optim"]["lr"] == 0.001
     assert [m["lr"] for m in read_jsonl(run / "metrics.jsonl")] == [0.001]
 
 
-@pytest.mark.parametrize("flags,fragment", [
-    (["--set", "optim.batch_size=abc"], "optim.batch_size='abc'"),
-    (["--batch-size", "0"], "optim.batch_size=0"),
-    (["--epochs", "0"], "optim.max_epochs=0"),
-    (["--lr", "inf"], "optim.lr=inf"),
-    (["--lr", "-1"], "optim.lr=-1.0"),
-    (["--set", "model.pooling=max"], "model.pooling='max'"),
-    (["--set", "optim.batch_size"], "--set expects KEY=VALUE"),
-    (["--set", "nosuch.key=1"], "unknown setting 'nosuch'"),
-])
+@pytest.mark.parametrize(
+    "flags,fragment",
+    [
+        (["--set", "optim.batch_size=abc"], "optim.batch_size='abc'"),
+        (["--batch-size", "0"], "optim.batch_size=0"),
+        (["--epochs", "0"], "optim.max_epochs=0"),
+        (["--lr", "inf"], "optim.lr=inf"),
+        (["--lr", "-1"], "optim.lr=-1.0"),
+        (["--set", "model.pooling=max"], "model.pooling='max'"),
+        (["--set", "optim.batch_size"], "--set expects KEY=VALUE"),
+        (["--set", "nosuch.key=1"], "unknown setting 'nosuch'"),
+    ],
+)
 def test_cli_bad_values_are_one_line_and_nothing_is_written(tmp_path, capsys, flags, fragment):
     run = tmp_path / "run"
     assert main(["train", "--output", str(run), "--no-progress", *flags]) == 2
@@ -207,7 +262,9 @@ def test_cli_bad_values_are_one_line_and_nothing_is_written(tmp_path, capsys, fl
 @pytest.mark.parametrize("eps", ["inf", "nan", "-0.5"])
 def test_cli_bad_eps_for_both_stages_and_the_attack_commands(tmp_path, capsys, eps):
     run = tmp_path / "b"
-    assert main(["train-vaa", "--model-a", str(tmp_path / "missing"), "--train", "x.tsv", "--eps", eps, "--output", str(run)]) in (2,)
+    assert main(
+        ["train-vaa", "--model-a", str(tmp_path / "missing"), "--train", "x.tsv", "--eps", eps, "--output", str(run)]
+    ) in (2,)
     assert "attack.eps" in capsys.readouterr().err
     assert not run.exists()
     assert main(["vulnerability", str(tmp_path / "missing.pt"), "--pair", "a b", "c d", "--eps", eps]) == 2

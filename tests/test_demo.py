@@ -10,6 +10,7 @@ from collections import Counter
 
 import pytest
 
+from vaa.data.pairs import Pair
 from vaa.demo import (
     DEMO_FORMAT,
     DEMO_LABELS,
@@ -25,7 +26,6 @@ from vaa.demo import (
     token_edit_distance,
     vocabulary,
 )
-from vaa.data.pairs import Pair
 
 
 def _key(p: Pair) -> tuple[str, str]:
@@ -146,6 +146,7 @@ def test_bag_of_words_learns_but_does_not_solve_it(splits, capsys) -> None:
 
     train = [p for p, _ in splits["train"]]
     valid = [p for p, _ in splits["valid"]]
+
     def symmetric_difference(p: Pair) -> str:
         return " ".join(sorted(set(p.a.split()) ^ set(p.b.split())))
 

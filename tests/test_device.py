@@ -22,12 +22,12 @@ from vaa.config import AttackConfig, OptimConfig, VAAConfig, apply_overrides
 from vaa.data.batching import collate
 from vaa.device import autocast, check_precision, resolve_device, to_device
 from vaa.features import pair_features
-from vaa.models.vaa import VAAModel
 from vaa.models import build_model
 from vaa.models.esim import lstm_path
+from vaa.models.vaa import VAAModel
+from vaa.prediction import predict_examples
 from vaa.runs import RunConfig
 from vaa.stage_one import train
-from vaa.prediction import predict_examples
 from vaa.training import Trainer, TrainerSettings
 from vaa.vulnerability import measure
 
@@ -66,8 +66,14 @@ def tiny_bert(tmp_path_factory):
     folder = tmp_path_factory.mktemp("bert")
     words = sorted({w for p in TOY_PAIRS for w in (p.a + " " + p.b).split()})
     make_tokenizer(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]).save_pretrained(folder)
-    config = transformers.BertConfig(vocab_size=len(words) + 5, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
-                                     intermediate_size=16, max_position_embeddings=32)
+    config = transformers.BertConfig(
+        vocab_size=len(words) + 5,
+        hidden_size=8,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=16,
+        max_position_embeddings=32,
+    )
     transformers.BertModel(config).save_pretrained(folder)
     return HFPairModel.build(TOY_PAIRS, TOY_LABELS, path=str(folder), max_length=16)
 
@@ -83,8 +89,14 @@ class default_device_meta:
 
 
 def _trainer(model, examples, tmp_path, name):
-    return Trainer(model, examples, examples, TrainerSettings(OptimConfig(batch_size=3, eval_batch_size=2), tmp_path / name,
-                                                      lambda: {}, progress=False, runtime=_runtime()))
+    return Trainer(
+        model,
+        examples,
+        examples,
+        TrainerSettings(
+            OptimConfig(batch_size=3, eval_batch_size=2), tmp_path / name, lambda: {}, progress=False, runtime=_runtime()
+        ),
+    )
 
 
 def _runtime():
@@ -100,12 +112,24 @@ def test_no_library_tensor_is_created_on_a_default_device(model_a, tmp_path):
     stage_one = _trainer(model_a, examples, tmp_path, "a")
     stage_one.train_step(indices)
     stage_two_models = {
-        name: VAAModel(copy.deepcopy(model_a), VAAConfig(injection=injection, vulnerability=source), AttackConfig(direction=direction, relative=True))
-        for name, injection, source, direction in [("token", "token", "attack", "fgsm"), ("classifier", "classifier", "attack", "random"),
-                                                    ("add", "add", "attack", "fgsm"), ("zeros", "token", "zeros", "fgsm")]}
+        name: VAAModel(
+            copy.deepcopy(model_a),
+            VAAConfig(injection=injection, vulnerability=source),
+            AttackConfig(direction=direction, relative=True),
+        )
+        for name, injection, source, direction in [
+            ("token", "token", "attack", "fgsm"),
+            ("classifier", "classifier", "attack", "random"),
+            ("add", "add", "attack", "fgsm"),
+            ("zeros", "token", "zeros", "fgsm"),
+        ]
+    }
     # main's feature options, computed on the fly in every forward pass (no cache)
-    stage_two_models["features"] = VAAModel(copy.deepcopy(model_a), VAAConfig(diff_scale="step", scalars="log_distance,F1,flip",
-                                                                              saliency=True, normalize="layernorm"), AttackConfig())
+    stage_two_models["features"] = VAAModel(
+        copy.deepcopy(model_a),
+        VAAConfig(diff_scale="step", scalars="log_distance,F1,flip", saliency=True, normalize="layernorm"),
+        AttackConfig(),
+    )
     stage_two_models["permuted"] = VAAModel(copy.deepcopy(model_a), VAAConfig(vulnerability="permuted"), AttackConfig())
     stage_two_models["v1-only"] = VAAModel(copy.deepcopy(model_a), VAAConfig(vulnerability="v1-only"), AttackConfig())
     stage_two = {name: _trainer(m, examples, tmp_path, name) for name, m in stage_two_models.items()}
@@ -116,7 +140,11 @@ def test_no_library_tensor_is_created_on_a_default_device(model_a, tmp_path):
         loss = stage_one.train_step(indices)
         for t in stage_two.values():
             t.train_step(indices)
-        for cfg in (AttackConfig(), AttackConfig(norm="linf", relative=True), AttackConfig(direction="random", scope="pair", relative=True)):
+        for cfg in (
+            AttackConfig(),
+            AttackConfig(norm="linf", relative=True),
+            AttackConfig(direction="random", scope="pair", relative=True),
+        ):
             _, _, logits_adv, hidden_adv = attack(model_a, batch, cfg)
             assert logits_adv.device.type == DEVICE.type and hidden_adv.device.type == DEVICE.type
         preds = predict_examples(model_a, examples, 2, runtime=_runtime())

@@ -20,15 +20,14 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from conftest import write_pairs
 from vaa.checkpoint import load_pair_model
 from vaa.config import apply_overrides
 from vaa.data.sources import load_splits
+from vaa.prediction import predict_examples
 from vaa.stage_one import train
 from vaa.stage_two import train_vaa
-from vaa.prediction import predict_examples
 from vaa.vulnerability import vector_features
-
-from conftest import write_pairs
 
 TESTS = Path(__file__).parent
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="no torch.distributed")
@@ -37,11 +36,24 @@ pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="no
 def _configs(root: Path, tiny_config):
     """Stage one (48 pairs, batch 7: global batches of 7 split 4/3, and a last one of 6),
     stage two from the DDP model A, and the interrupted run."""
-    common = {"device": "cpu", "threads": 1, "checkpoint_every": 1, "log_every": 2,
-              "model": {"dropout": 0.0, "hidden": 8}, "optim": {"batch_size": 7, "max_epochs": 2, "eval_batch_size": 5}}
+    common = {
+        "device": "cpu",
+        "threads": 1,
+        "checkpoint_every": 1,
+        "log_every": 2,
+        "model": {"dropout": 0.0, "hidden": 8},
+        "optim": {"batch_size": 7, "max_epochs": 2, "eval_batch_size": 5},
+    }
     a = apply_overrides(tiny_config, {**common, "output": str(root / "ddp" / "a")})
-    b = apply_overrides(tiny_config, {**common, "output": str(root / "ddp" / "b"), "vaa": {"model_a": str(root / "ddp" / "a")},
-                                      "optim": {"batch_size": 7, "max_epochs": 1, "eval_batch_size": 5}})
+    b = apply_overrides(
+        tiny_config,
+        {
+            **common,
+            "output": str(root / "ddp" / "b"),
+            "vaa": {"model_a": str(root / "ddp" / "a")},
+            "optim": {"batch_size": 7, "max_epochs": 1, "eval_batch_size": 5},
+        },
+    )
     # the authors' way: V1/V2 from an attack inside every forward pass, and the classifier injection (A's head unused)
     b2 = apply_overrides(b, {"output": str(root / "ddp" / "b2"), "vaa": {"cache": False, "injection": "classifier"}})
     resume = apply_overrides(a, {"output": str(root / "ddp" / "resume")})
@@ -54,15 +66,38 @@ def ddp_run(tmp_path_factory):
     data = tmp_path_factory.mktemp("ddp-data")
     from vaa.config import RunConfig
 
-    tiny = apply_overrides(RunConfig(), {
-        "data": {"train": str(write_pairs(data / "train.tsv", 48, 0)), "valid": str(write_pairs(data / "valid.tsv", 16, 1)),
-                 "format": "generic", "columns": "a=a,b=b,label=y"}, "progress": False})
+    tiny = apply_overrides(
+        RunConfig(),
+        {
+            "data": {
+                "train": str(write_pairs(data / "train.tsv", 48, 0)),
+                "valid": str(write_pairs(data / "valid.tsv", 16, 1)),
+                "format": "generic",
+                "columns": "a=a,b=b,label=y",
+            },
+            "progress": False,
+        },
+    )
     a, b, b2, resume = _configs(root, tiny)
     for name, config in (("a", a), ("b", b), ("b2", b2), ("resume", resume)):
         config.save(root / f"{name}.json")
     env = {**os.environ, "PYTHONPATH": str(TESTS.parent / "src"), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                           str(TESTS / "ddp_worker.py"), str(root)], env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            str(TESTS / "ddp_worker.py"),
+            str(root),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     reports = [json.loads((root / "reports" / f"rank{r}.json").read_text()) for r in (0, 1)]
     return root, tiny, reports
@@ -135,8 +170,19 @@ def test_only_rank_zero_writes(ddp_run):
     root, _, reports = ddp_run
     assert reports[1]["writes"] == []
     written = " ".join(reports[0]["writes"])
-    for name in (".vaa-run", ".vaa-lock", "config.json", "checkpoints/last", "checkpoints/best", "metrics.jsonl", "loss.jsonl",
-                 "valid.npz", "results.json", "v1v2-", "features/examples-"):
+    for name in (
+        ".vaa-run",
+        ".vaa-lock",
+        "config.json",
+        "checkpoints/last",
+        "checkpoints/best",
+        "metrics.jsonl",
+        "loss.jsonl",
+        "valid.npz",
+        "results.json",
+        "v1v2-",
+        "features/examples-",
+    ):
         assert name in written, name
 
 

@@ -13,7 +13,19 @@ from vaa.data.text import Vocab, tokenize
 
 def test_tokenizer_matches_glove_conventions():
     assert tokenize("Don't you think the U.S. economy's 5,000 well-known o'clock?") == [
-        "do", "n't", "you", "think", "the", "u.s.", "economy", "'s", "5,000", "well-known", "o'clock", "?"]
+        "do",
+        "n't",
+        "you",
+        "think",
+        "the",
+        "u.s.",
+        "economy",
+        "'s",
+        "5,000",
+        "well-known",
+        "o'clock",
+        "?",
+    ]
     assert tokenize("A B", lowercase=False) == ["A", "B"]
 
 

@@ -69,8 +69,11 @@ def test_the_cache_is_plain_arrays_and_a_pickle_in_its_place_is_never_run(tmp_pa
 
     import numpy as np
 
-    model = ESIM.from_state({**build_model("esim", TOY_PAIRS, TOY_LABELS, hidden=4).spec(), "max_tokens": 2},
-                            build_model("esim", TOY_PAIRS, TOY_LABELS, hidden=4).featurizer_state(), 2)
+    model = ESIM.from_state(
+        {**build_model("esim", TOY_PAIRS, TOY_LABELS, hidden=4).spec(), "max_tokens": 2},
+        build_model("esim", TOY_PAIRS, TOY_LABELS, hidden=4).featurizer_state(),
+        2,
+    )
     fresh = featurize_cached(model, TOY_PAIRS, TOY_LABELS, tmp_path)
     cut = model.last_truncated
     assert cut[0] > 0  # the cap of 2 tokens cuts some pairs

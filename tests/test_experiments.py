@@ -16,7 +16,7 @@ def test_mcnemar_exact_values():
     a = np.array([True] * 10 + [False] * 10)
     b = np.array([True] * 10 + [True] * 8 + [False] * 2)
     # 0 pairs where only a is right, 8 where only b is: p = 2 * 0.5**8
-    assert mcnemar_p(a, b) == pytest.approx(2 * 0.5 ** 8)
+    assert mcnemar_p(a, b) == pytest.approx(2 * 0.5**8)
     assert mcnemar_p(a, a) == 1.0
 
 
@@ -55,11 +55,26 @@ optim: {{batch_size: 8, max_epochs: 1}}
 log_every: 2
 """)
     stage_two = tmp_path / "tiny-vaa.yaml"
-    stage_two.write_text(f"extends: {tmp_path / 'esim-vaa-base.yaml'}\nmodel: {{hidden: 6}}\noptim: {{batch_size: 8, max_epochs: 1}}\nlog_every: 2\n")
+    stage_two.write_text(
+        f"extends: {tmp_path / 'esim-vaa-base.yaml'}\nmodel: {{hidden: 6}}\noptim: {{batch_size: 8, max_epochs: 1}}\nlog_every: 2\n"
+    )
     (tmp_path / "esim-vaa-base.yaml").write_text("extends: esim-vaa\n")
     out = tmp_path / "repro"
-    args = ["reproduce", "--preset", str(preset), "--stage-two-preset", str(stage_two), "--seeds", "0", "1",
-            "--output", str(out), "--test", str(test), "--no-progress"]
+    args = [
+        "reproduce",
+        "--preset",
+        str(preset),
+        "--stage-two-preset",
+        str(stage_two),
+        "--seeds",
+        "0",
+        "1",
+        "--output",
+        str(out),
+        "--test",
+        str(test),
+        "--no-progress",
+    ]
     assert main(args) == 0
     summary = json.loads((out / "table3.json").read_text())
     assert summary["splits"] == ["valid", "test"]
@@ -69,12 +84,15 @@ log_every: 2
     for name, folder in (("baseline", "a"), ("vaa", "vaa")):  # log-loss and ECE recomputed from the saved predictions
         saved = [np.load(out / f"seed{k}" / folder / "predictions" / "valid.npz") for k in (0, 1)]
         row = summary["rows"][name]["valid"]
-        assert row["log_loss"] == pytest.approx(np.mean([-np.log(s["probs"][np.arange(16), s["gold"]]).mean() for s in saved]), rel=1e-6)
+        assert row["log_loss"] == pytest.approx(
+            np.mean([-np.log(s["probs"][np.arange(16), s["gold"]]).mean() for s in saved]), rel=1e-6
+        )
         assert row["ece"] == pytest.approx(np.mean([_ece(s["probs"].astype(np.float64), s["gold"]) for s in saved]), rel=1e-6)
     vaa = summary["rows"]["vaa"]["valid"]
     assert len(vaa["per_seed"]) == 2 and len(vaa["mcnemar_p_per_seed"]) == 2 and 0 < vaa["paired_bootstrap_p"] <= 1
     assert summary["rows"]["baseline"]["test"]["mean"] == pytest.approx(
-        np.mean([json.loads((out / f"seed{k}" / "a" / "results.json").read_text())["scores"]["test"]["accuracy"] for k in (0, 1)]))
+        np.mean([json.loads((out / f"seed{k}" / "a" / "results.json").read_text())["scores"]["test"]["accuracy"] for k in (0, 1)])
+    )
     for name in ("table3.md", "table3.png", "loss_seed0.png"):
         assert (out / name).exists()
     assert "+VAA" in (out / "table3.md").read_text()
@@ -93,8 +111,9 @@ def test_demo_runs_the_whole_pipeline_on_synthetic_data(tmp_path):
     from vaa.experiments import DEMO_EPS, demo
 
     folder = tmp_path / "demo"
-    summary = demo(folder, overrides={"data": {"limit": 40}, "model": {"hidden": 6}, "optim": {"max_epochs": 1},
-                                      "progress": False})
+    summary = demo(
+        folder, overrides={"data": {"limit": 40}, "model": {"hidden": 6}, "optim": {"max_epochs": 1}, "progress": False}
+    )
     assert json.loads((folder / "summary.json").read_text()) == summary
     for model, key in (("a", "valid_accuracy_a"), ("vaa", "valid_accuracy_vaa")):
         saved = np.load(folder / model / "predictions" / "valid.npz")
@@ -114,7 +133,10 @@ def test_demo_runs_the_whole_pipeline_on_synthetic_data(tmp_path):
     assert sorted(set(sweep.loc[sweep["direction"] == "fgsm", "eps"])) == pytest.approx(sorted(DEMO_EPS))
     # stage two was trained from this model A, on the same data
     b_config = json.loads((folder / "vaa" / "config.json").read_text())
-    assert b_config["vaa"]["model_a"] == str(folder / "a") and json.loads((folder / "a" / "data.json").read_text())["train"]["format"] == "demo-synthetic"
+    assert (
+        b_config["vaa"]["model_a"] == str(folder / "a")
+        and json.loads((folder / "a" / "data.json").read_text())["train"]["format"] == "demo-synthetic"
+    )
 
 
 def test_summary_scores_labelled_pairs_only(tmp_path):
@@ -233,7 +255,7 @@ def test_summary_adds_adversarially_trained_baselines_with_paired_tests(tmp_path
     # +VAA against each adversarially trained A, on the same pairs
     assert summary["vaa_vs_controls"]["a-fgm"]["valid"]["delta"] == pytest.approx(0.1)
     assert summary["vaa_vs_controls"]["a-pgd"]["valid"]["delta"] == pytest.approx(0.4)
-    assert summary["vaa_vs_controls"]["a-pgd"]["valid"]["mcnemar_p_per_seed"] == [pytest.approx(2 * 0.5 ** 4)]
+    assert summary["vaa_vs_controls"]["a-pgd"]["valid"]["mcnemar_p_per_seed"] == [pytest.approx(2 * 0.5**4)]
     text = table_markdown(summary)
     assert "| A + FGM adversarial training |" in text and "+VAA vs A + PGD adversarial training" in text
     # without the flag the table is as before
@@ -255,9 +277,17 @@ optim: {{batch_size: 8, max_epochs: 1}}
     stage_two = tmp_path / "tiny-vaa.yaml"
     stage_two.write_text("extends: esim-vaa\nmodel: {hidden: 6}\noptim: {batch_size: 8, max_epochs: 1}\n")
     out = tmp_path / "repro"
-    summary = reproduce(str(preset), out, seeds=[3], stage_two_preset=str(stage_two), variants=["vaa"], baselines=["fgm"],
-                        overrides_a={"optim": {"patience": 2}, "progress": False}, overrides_b={"progress": False},
-                        overrides_adversarial={"train": {"adversarial_eps": 0.3}})
+    summary = reproduce(
+        str(preset),
+        out,
+        seeds=[3],
+        stage_two_preset=str(stage_two),
+        variants=["vaa"],
+        baselines=["fgm"],
+        overrides_a={"optim": {"patience": 2}, "progress": False},
+        overrides_b={"progress": False},
+        overrides_adversarial={"train": {"adversarial_eps": 0.3}},
+    )
     a = RunConfig.load(out / "seed3" / "a" / "config.json")
     fgm = RunConfig.load(out / "seed3" / "a-fgm" / "config.json")
     assert a.train.adversarial_training == "none" and a.train.adversarial_eps == 1.0

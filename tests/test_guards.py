@@ -10,8 +10,8 @@ from torch import nn
 
 from conftest import TOY_LABELS, TOY_PAIRS
 from vaa.config import AttackConfig, OptimConfig, VAAConfig
-from vaa.models.vaa import VAAModel
 from vaa.guards import NonFiniteError, check_finite
+from vaa.models.vaa import VAAModel
 from vaa.training import Trainer, TrainerSettings, read_jsonl
 from vaa.vulnerability import measure
 
@@ -41,8 +41,14 @@ def _examples(model):
 def test_nan_loss_stops_training_naming_epoch_and_batch(toy_model, tmp_path):
     wrapped = NaNAfter(toy_model, start=3)
     examples = _examples(toy_model)
-    trainer = Trainer(wrapped, examples, examples, TrainerSettings(OptimConfig(batch_size=4, max_epochs=2, scheduler="none"), tmp_path,
-                                                         describe=lambda: {}, progress=False, log_every=1))
+    trainer = Trainer(
+        wrapped,
+        examples,
+        examples,
+        TrainerSettings(
+            OptimConfig(batch_size=4, max_epochs=2, scheduler="none"), tmp_path, describe=lambda: {}, progress=False, log_every=1
+        ),
+    )
     before = {k: v.clone() for k, v in toy_model.state_dict().items()}
     with pytest.raises(NonFiniteError, match=r"\[stage1\] epoch 1, batch 3: non-finite training loss"):
         trainer.fit()
@@ -54,9 +60,12 @@ def test_nan_loss_stops_training_naming_epoch_and_batch(toy_model, tmp_path):
 
 def test_nan_validation_is_never_the_best_epoch(toy_model, tmp_path):
     examples = _examples(toy_model)
-    trainer = Trainer(NaNAfter(toy_model, start=1, only_eval=True), examples, examples,
-                      TrainerSettings(OptimConfig(batch_size=4, max_epochs=2, scheduler="none"), tmp_path, describe=lambda: {},
-                                      progress=False))
+    trainer = Trainer(
+        NaNAfter(toy_model, start=1, only_eval=True),
+        examples,
+        examples,
+        TrainerSettings(OptimConfig(batch_size=4, max_epochs=2, scheduler="none"), tmp_path, describe=lambda: {}, progress=False),
+    )
     with pytest.raises(NonFiniteError, match=r"epoch 1, validation: non-finite validate output"):
         trainer.fit()
     assert read_jsonl(tmp_path / "metrics.jsonl") == [] and not (tmp_path / "checkpoints" / "best").exists()
@@ -65,8 +74,14 @@ def test_nan_validation_is_never_the_best_epoch(toy_model, tmp_path):
 def test_nan_gradient_norm_stops_training(toy_model, tmp_path):
     toy_model.head[0].weight.register_hook(lambda g: torch.full_like(g, float("nan")))
     examples = _examples(toy_model)
-    trainer = Trainer(toy_model, examples, examples, TrainerSettings(OptimConfig(batch_size=4, grad_clip=0.0, scheduler="none"), tmp_path,
-                                                           describe=lambda: {}, progress=False))
+    trainer = Trainer(
+        toy_model,
+        examples,
+        examples,
+        TrainerSettings(
+            OptimConfig(batch_size=4, grad_clip=0.0, scheduler="none"), tmp_path, describe=lambda: {}, progress=False
+        ),
+    )
     with pytest.raises(NonFiniteError, match=r"epoch 1, batch 1: non-finite gradient norm"):
         trainer.fit()
     assert torch.isfinite(toy_model.head[0].weight).all()
@@ -75,8 +90,14 @@ def test_nan_gradient_norm_stops_training(toy_model, tmp_path):
 def test_overflowing_attack_stops_stage_two_on_the_fly(toy_model, tmp_path):
     model = VAAModel(toy_model, VAAConfig(cache=False), AttackConfig(eps=1e38))
     examples = _examples(toy_model)
-    trainer = Trainer(model, examples, examples, TrainerSettings(OptimConfig(batch_size=4, scheduler="none"), tmp_path, describe=lambda: {},
-                                                       progress=False, stage="stage2"))
+    trainer = Trainer(
+        model,
+        examples,
+        examples,
+        TrainerSettings(
+            OptimConfig(batch_size=4, scheduler="none"), tmp_path, describe=lambda: {}, progress=False, stage="stage2"
+        ),
+    )
     with pytest.raises(NonFiniteError, match=r"\[stage2\] epoch 1, batch 1: non-finite"):
         trainer.fit()
 

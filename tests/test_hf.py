@@ -14,8 +14,8 @@ from vaa.checkpoint import load_pair_model, save_model
 from vaa.config import AttackConfig, RunConfig, VAAConfig, apply_overrides
 from vaa.data.batching import collate
 from vaa.data.pairs import Pair
-from vaa.models.vaa import VAAModel
 from vaa.models.hf import HFPairModel
+from vaa.models.vaa import VAAModel
 
 
 def make_tokenizer(vocab):
@@ -29,8 +29,15 @@ def tiny_bert_dir(tmp_path_factory):
     folder = tmp_path_factory.mktemp("tiny-bert")
     words = sorted({w for p in TOY_PAIRS for w in (p.a + " " + p.b).split()})
     tokenizer = make_tokenizer(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words, "##s"])
-    config = transformers.BertConfig(vocab_size=len(words) + 6, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
-                                     intermediate_size=32, max_position_embeddings=64, hidden_dropout_prob=0.1)
+    config = transformers.BertConfig(
+        vocab_size=len(words) + 6,
+        hidden_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=64,
+        hidden_dropout_prob=0.1,
+    )
     torch.manual_seed(0)
     transformers.BertModel(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
@@ -155,32 +162,94 @@ def test_every_command_works_for_the_hf_family(tmp_path, capsys):
     folder.mkdir()
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "is", "here", "where", *WORDS]
     make_tokenizer(vocab).save_pretrained(folder)
-    config = transformers.BertConfig(vocab_size=len(vocab), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                                     intermediate_size=32, max_position_embeddings=64)
+    config = transformers.BertConfig(
+        vocab_size=len(vocab),
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=64,
+    )
     transformers.BertModel(config).save_pretrained(folder)
     train_file, valid_file = write_pairs(tmp_path / "t.tsv", 32, 0), write_pairs(tmp_path / "v.tsv", 12, 1)
     data = ["--format", "generic", "--columns", "a=a,b=b,label=y"]
     run_a, run_b = str(tmp_path / "a"), str(tmp_path / "b")
-    assert main(["train", "--family", "hf", "--model", str(folder), "--train", str(train_file), "--valid", str(valid_file),
-                 *data, "--epochs", "1", "--output", run_a, "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--family",
+                "hf",
+                "--model",
+                str(folder),
+                "--train",
+                str(train_file),
+                "--valid",
+                str(valid_file),
+                *data,
+                "--epochs",
+                "1",
+                "--output",
+                run_a,
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert "validation accuracy" in capsys.readouterr().out
     assert main(["evaluate", run_a, str(valid_file), *data]) == 0
     assert main(["predict", run_a, "--pair", "the cat is here", "where is the dog"]) == 0
     assert main(["vulnerability", run_a, str(valid_file), *data, "--no-progress"]) == 0
-    assert main(["analyze", run_a, str(valid_file), *data, "--eps-list", "0.01", "0.1", "--output", str(tmp_path / "an"), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "analyze",
+                run_a,
+                str(valid_file),
+                *data,
+                "--eps-list",
+                "0.01",
+                "0.1",
+                "--output",
+                str(tmp_path / "an"),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert main(["train-vaa", "--model-a", run_a, "--epochs", "1", "--output", run_b, "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "model A:" in out
     assert main(["evaluate", run_b, str(valid_file), *data]) == 0
     assert "accuracy" in capsys.readouterr().out
     import json
+
     b_config = json.load(open(f"{run_b}/config.json"))
     assert b_config["optim"]["optimizer"] == "adamw" and b_config["model"]["family"] == "hf"  # the hf-vaa preset
     preset = tmp_path / "tiny-hf.yaml"
-    preset.write_text(f"extends: hf\nmodel: {{path: {folder}}}\noptim: {{max_epochs: 1}}\n"
-                      f"data: {{train: {train_file}, valid: {valid_file}, format: generic, columns: 'a=a,b=b,label=y'}}\n")
-    assert main(["reproduce", "--preset", str(preset), "--seeds", "0", "--variants", "vaa", "--set-b", "optim.max_epochs=1",
-                 "--output", str(tmp_path / "repro"), "--no-progress"]) == 0
+    preset.write_text(
+        f"extends: hf\nmodel: {{path: {folder}}}\noptim: {{max_epochs: 1}}\n"
+        f"data: {{train: {train_file}, valid: {valid_file}, format: generic, columns: 'a=a,b=b,label=y'}}\n"
+    )
+    assert (
+        main(
+            [
+                "reproduce",
+                "--preset",
+                str(preset),
+                "--seeds",
+                "0",
+                "--variants",
+                "vaa",
+                "--set-b",
+                "optim.max_epochs=1",
+                "--output",
+                str(tmp_path / "repro"),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     table = json.load(open(tmp_path / "repro" / "table3.json"))
     assert set(table["rows"]) == {"baseline", "vaa", "baseline_recal", "vaa_recal"}
     assert json.load(open(tmp_path / "repro" / "seed0" / "vaa" / "config.json"))["optim"]["optimizer"] == "adamw"
@@ -195,16 +264,17 @@ def test_max_length_leaves_room_for_the_two_v_positions(tiny_bert_dir):
         assert vaa(collate(model.featurize_all([long], TOY_LABELS))).shape == (1, 2)
 
 
-@pytest.mark.parametrize("options", [{"scalars": "log_grad_norm,F2,targeted_loss_drop", "normalize": "layernorm"},
-                                     {"saliency": True, "diff_scale": "step"}])
+@pytest.mark.parametrize(
+    "options",
+    [{"scalars": "log_grad_norm,F2,targeted_loss_drop", "normalize": "layernorm"}, {"saliency": True, "diff_scale": "step"}],
+)
 def test_feature_options_cached_equal_on_the_fly_for_the_hf_family(tiny_bert, options):
     """Both sentences share one tensor here: saliency and per-sentence scalars
     must land on the right positions of the joint sequence."""
     import numpy as np
 
-    from vaa.features import feature_needs
+    from vaa.features import feature_needs, pair_features
     from vaa.stage_two import attach_features, stage_two_features
-    from vaa.features import pair_features
 
     config = apply_overrides(RunConfig(), {"vaa": options, "attack": {"eps": 0.5}})
     model = VAAModel(tiny_bert, config.vaa, config.attack).eval()
@@ -213,11 +283,14 @@ def test_feature_options_cached_equal_on_the_fly_for_the_hf_family(tiny_bert, op
             model.saliency_weight.normal_()
     examples = tiny_bert.featurize_all(TOY_PAIRS, TOY_LABELS)
     raw = pair_features(model.a, examples, config.attack, [w for w in feature_needs(config.vaa) if w != "scalars"], batch_size=2)
-    raw = {k: (torch.from_numpy(v) if v.dtype != object else [torch.from_numpy(np.asarray(x, dtype=np.float32)) for x in v]) for k, v in raw.items()}
+    raw = {
+        k: (torch.from_numpy(v) if v.dtype != object else [torch.from_numpy(np.asarray(x, dtype=np.float32)) for x in v])
+        for k, v in raw.items()
+    }
     cached = collate(attach_features(examples, stage_two_features(raw, config, "valid")))
     with torch.no_grad():
         torch.testing.assert_close(model(cached), model(collate(examples)), rtol=1e-4, atol=1e-5)
     if options.get("saliency"):  # words only: [CLS]/[SEP]/padding get no saliency, each sentence's largest is 1
         for row, s in enumerate(raw["saliency0"]):
-            words = cached["word_a"][row, :len(s)].bool() | cached["word_b"][row, :len(s)].bool()
+            words = cached["word_a"][row, : len(s)].bool() | cached["word_b"][row, : len(s)].bool()
             assert (s[~words] == 0).all() and s[words].max() == pytest.approx(1.0)

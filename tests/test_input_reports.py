@@ -19,10 +19,14 @@ from vaa.data.readers import ColumnSpec, read_pairs
 from vaa.inference import predict
 
 GENERIC = ["--format", "generic", "--columns", "a=a,b=b,label=y"]
-SNLI_HEADER = ("gold_label\tsentence1_binary_parse\tsentence2_binary_parse\tsentence1_parse\tsentence2_parse\t"
-               "sentence1\tsentence2\tcaptionID\tpairID\tlabel1\tlabel2\tlabel3\tlabel4\tlabel5")
-MNLI_HEADER = ("gold_label\tsentence1_binary_parse\tsentence2_binary_parse\tsentence1_parse\tsentence2_parse\t"
-               "sentence1\tsentence2\tpromptID\tpairID\tgenre\tlabel1\tlabel2\tlabel3\tlabel4\tlabel5")
+SNLI_HEADER = (
+    "gold_label\tsentence1_binary_parse\tsentence2_binary_parse\tsentence1_parse\tsentence2_parse\t"
+    "sentence1\tsentence2\tcaptionID\tpairID\tlabel1\tlabel2\tlabel3\tlabel4\tlabel5"
+)
+MNLI_HEADER = (
+    "gold_label\tsentence1_binary_parse\tsentence2_binary_parse\tsentence1_parse\tsentence2_parse\t"
+    "sentence1\tsentence2\tpromptID\tpairID\tgenre\tlabel1\tlabel2\tlabel3\tlabel4\tlabel5"
+)
 
 
 def with_bad_row(path, position=3):
@@ -39,8 +43,26 @@ def run_a(tmp_path_factory):
     folder = tmp_path_factory.mktemp("run")
     train = write_pairs(folder / "train.tsv", 40, 0)
     run = folder / "a"
-    assert main(["train", "--train", str(train), *GENERIC, "--hidden", "4", "--epochs", "1", "--batch-size", "8",
-                 "--output", str(run), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--train",
+                str(train),
+                *GENERIC,
+                "--hidden",
+                "4",
+                "--epochs",
+                "1",
+                "--batch-size",
+                "8",
+                "--output",
+                str(run),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     return run
 
 
@@ -51,11 +73,32 @@ def bad_file(tmp_path):
 
 # -- skip counts are reported by every command ---------------------------------
 
+
 def test_train_without_valid_reports_the_skipped_row(tmp_path, capsys):
     train = with_bad_row(write_pairs(tmp_path / "train.tsv", 26, 0))
     run = tmp_path / "run"
-    assert main(["train", "--train", str(train), *GENERIC, "--on-error", "skip", "--hidden", "4", "--epochs", "1",
-                 "--batch-size", "8", "--output", str(run), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--train",
+                str(train),
+                *GENERIC,
+                "--on-error",
+                "skip",
+                "--hidden",
+                "4",
+                "--epochs",
+                "1",
+                "--batch-size",
+                "8",
+                "--output",
+                str(run),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     err = capsys.readouterr().err  # the CLI logs to stderr
     assert "26 pairs kept of 27 rows; skipped: 1 malformed row" in err
     files = json.loads((run / "data.json").read_text())["files"]
@@ -81,13 +124,29 @@ def test_predict_reports_skips(run_a, bad_file, tmp_path, capsys, caplog):
     caplog.clear()  # from Python: the report is one INFO record of vaa.inference
     with caplog.at_level(logging.INFO, logger="vaa"):
         predict(run_a, data=bad_file, format="generic", columns="a=a,b=b,label=y", on_error="skip")
-    assert [(r.name, r.levelno) for r in caplog.records if "skipped: 1 malformed row" in r.getMessage()] == [("vaa.inference", logging.INFO)]
+    assert [(r.name, r.levelno) for r in caplog.records if "skipped: 1 malformed row" in r.getMessage()] == [
+        ("vaa.inference", logging.INFO)
+    ]
 
 
 def test_vulnerability_reports_skips(run_a, bad_file, tmp_path, capsys):
     out_file = tmp_path / "v.csv"
-    assert main(["vulnerability", str(run_a), str(bad_file), *GENERIC, "--on-error", "skip", "--output", str(out_file),
-                 "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "vulnerability",
+                str(run_a),
+                str(bad_file),
+                *GENERIC,
+                "--on-error",
+                "skip",
+                "--output",
+                str(out_file),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert "skipped: 1 malformed row" in capsys.readouterr().err
 
 
@@ -98,10 +157,27 @@ def test_run_records_truncation_counts(run_a):
 
 # -- values that must not reach a model -----------------------------------------
 
+
 def test_vulnerability_refuses_an_overflowing_eps(run_a, bad_file, tmp_path, capsys):
     out_file = tmp_path / "v.csv"
-    assert main(["vulnerability", str(run_a), str(bad_file), *GENERIC, "--on-error", "skip", "--eps", "1e38",
-                 "--output", str(out_file), "--no-progress"]) == 2
+    assert (
+        main(
+            [
+                "vulnerability",
+                str(run_a),
+                str(bad_file),
+                *GENERIC,
+                "--on-error",
+                "skip",
+                "--eps",
+                "1e38",
+                "--output",
+                str(out_file),
+                "--no-progress",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     error = err.strip().splitlines()[-1]  # after the read report (a log line): the error, in one line
     assert error.startswith("vaa: error:") and "non-finite" in error and "eps=1e+38" in error and "Traceback" not in err
@@ -152,6 +228,7 @@ def test_default_esim_cap_truncates_no_real_sentence():
 
 
 # -- malformed files -------------------------------------------------------------
+
 
 def _row(header: str, gold: str, s1: str, s2: str, pair_id: str, labels: int = 1) -> str:
     n_fixed = len(header.split("\t")) - 5  # fields before label1

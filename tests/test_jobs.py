@@ -102,7 +102,12 @@ def test_a_job_runs_as_its_own_process(tiny_config, tmp_path, monkeypatch):
 def test_adversarial_baselines_are_stage_one_jobs_of_their_own(tmp_path):
     overrides = {"optim": {"max_epochs": 1}}
     jobs = reproduction_jobs("demo", tmp_path, [0], "demo-vaa", ["vaa"], overrides, {}, baselines=["fgm", "pgd"])
-    assert [(j.name, j.after) for j in jobs] == [("seed0-a", None), ("seed0-a-fgm", None), ("seed0-a-pgd", None), ("seed0-vaa", "seed0-a")]
+    assert [(j.name, j.after) for j in jobs] == [
+        ("seed0-a", None),
+        ("seed0-a-fgm", None),
+        ("seed0-a-pgd", None),
+        ("seed0-vaa", "seed0-a"),
+    ]
     job = jobs[1]
     config = build_config(build_parser().parse_args(job.command[3:]))
     assert job.command[3] == "train"

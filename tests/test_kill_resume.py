@@ -14,8 +14,8 @@ import os
 import random
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 import torch
@@ -111,8 +111,15 @@ def test_stage_one_killed_at_random_moments_resumes_to_the_same_weights(kill_con
 def test_stage_two_killed_at_random_moments_resumes_to_the_same_weights(kill_config, tmp_path):
     a_config = apply_overrides(kill_config, {"optim": {"max_epochs": 1}, "checkpoint_every": 0})
     train(a_config)
-    b = apply_overrides(kill_config, {"vaa": {"model_a": a_config.output}, "data": {"train": None, "valid": None},
-                                      "optim": {"max_epochs": 2}, "output": str(tmp_path / "b")})
+    b = apply_overrides(
+        kill_config,
+        {
+            "vaa": {"model_a": a_config.output},
+            "data": {"train": None, "valid": None},
+            "optim": {"max_epochs": 2},
+            "output": str(tmp_path / "b"),
+        },
+    )
     train_vaa(b)
     duration = training_seconds(tmp_path / "b")
     interrupted = apply_overrides(b, {"output": str(tmp_path / "b-interrupted")})

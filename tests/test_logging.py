@@ -23,8 +23,28 @@ SRC = str(Path(__file__).resolve().parents[1] / "src")
 
 def _train_args(config, *more: str) -> list[str]:
     d = config.data
-    return ["train", "--train", d.train, "--valid", d.valid, "--format", "generic", "--columns", d.columns, "--hidden", "8",
-            "--epochs", "1", "--batch-size", "8", "--set", "optim.eval_batch_size=16", "--output", config.output, *more]
+    return [
+        "train",
+        "--train",
+        d.train,
+        "--valid",
+        d.valid,
+        "--format",
+        "generic",
+        "--columns",
+        d.columns,
+        "--hidden",
+        "8",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "8",
+        "--set",
+        "optim.eval_batch_size=16",
+        "--output",
+        config.output,
+        *more,
+    ]
 
 
 def test_the_library_prints_nothing_without_a_logging_configuration(tmp_path):

@@ -15,8 +15,11 @@ def _card(run: str) -> str:
 
 
 def _figures(report: dict) -> list[str]:
-    return [f"accuracy **{report['accuracy']:.4f}** on {report['pairs']} pairs", f"log-loss {report['log_loss']:.4f}",
-            f"ECE {report['ece']:.4f}"]
+    return [
+        f"accuracy **{report['accuracy']:.4f}** on {report['pairs']} pairs",
+        f"log-loss {report['log_loss']:.4f}",
+        f"ECE {report['ece']:.4f}",
+    ]
 
 
 def test_stage_one_card_matches_the_runs_records(tiny_runs):

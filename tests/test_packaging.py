@@ -30,8 +30,12 @@ def wheel(tmp_path_factory) -> Path:
         shutil.copy2(ROOT / name, src / name)
     shutil.copytree(ROOT / "src", src / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     out = tmp / "dist"
-    done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), "."],
-                          cwd=src, capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), "."],
+        cwd=src,
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     (built,) = out.glob("vaa-*.whl")
     return built
@@ -48,10 +52,12 @@ def test_the_wheel_holds_every_preset(wheel):
 def test_an_installed_vaa_finds_its_presets_by_name(wheel, tmp_path):
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)  # what installing a wheel amounts to for a pure-Python package
-    script = ("import vaa, vaa.config as c; from pathlib import Path; "
-              "assert Path(vaa.__file__).is_relative_to(Path(r'%s')), vaa.__file__; "
-              "names = sorted(c.shipped_presets()); [c.load_preset(n) for n in names]; "
-              "print(' '.join(names)); print(c.load_preset('demo-vaa').vaa.injection)") % site
+    script = (
+        "import vaa, vaa.config as c; from pathlib import Path; "
+        f"assert Path(vaa.__file__).is_relative_to(Path(r'{site}')), vaa.__file__; "
+        "names = sorted(c.shipped_presets()); [c.load_preset(n) for n in names]; "
+        "print(' '.join(names)); print(c.load_preset('demo-vaa').vaa.injection)"
+    )
     env = {**os.environ, "PYTHONPATH": str(site)}
     done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -64,11 +70,14 @@ def test_an_installed_vaa_generates_the_demo_set_from_its_packaged_word_lists(wh
     assert "vaa/demo/words.json" in set(zipfile.ZipFile(wheel).namelist())
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)
-    script = ("import json, vaa, vaa.demo as d; from pathlib import Path; "
-              "assert Path(d.__file__).is_relative_to(Path(r'%s')), d.__file__; "
-              "print(json.dumps([[p.a, p.b, p.label] for p in d.make_demo_pairs(40, 5)]))") % site
-    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(site)},
-                          capture_output=True, text=True)
+    script = (
+        "import json, vaa, vaa.demo as d; from pathlib import Path; "
+        f"assert Path(d.__file__).is_relative_to(Path(r'{site}')), d.__file__; "
+        "print(json.dumps([[p.a, p.b, p.label] for p in d.make_demo_pairs(40, 5)]))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(site)}, capture_output=True, text=True
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     from vaa.demo import make_demo_pairs
 

@@ -22,8 +22,20 @@ def test_full_presets_have_the_papers_setting(dataset):
 
 
 def test_a_missing_full_scale_file_is_one_clear_line(tmp_path, capsys):
-    code = main(["train", "--preset", "snli-esim-full", "--train", str(tmp_path / "nowhere.jsonl"), "--device", "cpu",
-                 "--output", str(tmp_path / "run"), "--no-progress"])
+    code = main(
+        [
+            "train",
+            "--preset",
+            "snli-esim-full",
+            "--train",
+            str(tmp_path / "nowhere.jsonl"),
+            "--device",
+            "cpu",
+            "--output",
+            str(tmp_path / "run"),
+            "--no-progress",
+        ]
+    )
     assert code == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "nowhere.jsonl" in err

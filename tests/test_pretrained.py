@@ -16,10 +16,14 @@ from test_hf import tiny_bert_dir  # noqa: F401  (fixture: a tiny random BERT, n
 from vaa.checkpoint import header, save_checkpoint, save_model
 from vaa.config import AttackConfig, VAAConfig
 from vaa.files import OutputError
-from vaa.models.vaa import VAAModel
 from vaa.models.hf import HFPairModel
+from vaa.models.vaa import VAAModel
 
-PAIRS = [("the cat is here", "where is the cat"), ("the dog is here", "where is the fish"), ("the cow is here", "where is the cow")]
+PAIRS = [
+    ("the cat is here", "where is the cat"),
+    ("the dog is here", "where is the fish"),
+    ("the cow is here", "where is the cow"),
+]
 TOY = [(p.a, p.b) for p in TOY_PAIRS]
 
 

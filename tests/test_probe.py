@@ -27,7 +27,7 @@ def toy_step_logit_change(model, batch, labels, sign):
     w, d = model.head[0].weight, model.embedding_dim
     change = torch.zeros_like(logits)
     for k, key in enumerate(("a_ids_mask", "b_ids_mask")):
-        wk = w[:, k * d:(k + 1) * d]
+        wk = w[:, k * d : (k + 1) * d]
         u = sign * (p - y) @ wk
         u = u / u.norm(dim=1, keepdim=True)
         change = change + (u @ wk.T) / batch[key].sum(1, keepdim=True).sqrt()
@@ -48,7 +48,9 @@ def test_features_match_hand_computed_values(toy_model):
     d = np.linalg.norm(v1 - v2, axis=1)
     np.testing.assert_allclose(out["distance"], d, rtol=1e-5)
     np.testing.assert_allclose(out["relative_distance"], d / np.linalg.norm(v1, axis=1), rtol=1e-5)
-    np.testing.assert_allclose(out["cosine"], (v1 * v2).sum(1) / np.linalg.norm(v1, axis=1) / np.linalg.norm(v2, axis=1), rtol=1e-5)
+    np.testing.assert_allclose(
+        out["cosine"], (v1 * v2).sum(1) / np.linalg.norm(v1, axis=1) / np.linalg.norm(v2, axis=1), rtol=1e-5
+    )
     # two sentences, each step of norm eps
     np.testing.assert_allclose(out["step_norm"], np.full(len(TOY_PAIRS), 0.3 * math.sqrt(2)), rtol=1e-5)
     np.testing.assert_array_equal(out["flip"], (adv.argmax(-1) != logits.argmax(-1)).numpy().astype(np.float32))
@@ -58,7 +60,7 @@ def test_features_match_hand_computed_values(toy_model):
     w, dim = toy_model.head[0].weight, toy_model.embedding_dim
     for k, key in enumerate(("a_ids_mask", "b_ids_mask")):
         lengths = batch[key].sum(1).float()
-        want = ((p - y) @ w[:, k * dim:(k + 1) * dim]).norm(dim=1) / lengths.sqrt()
+        want = ((p - y) @ w[:, k * dim : (k + 1) * dim]).norm(dim=1) / lengths.sqrt()
         np.testing.assert_allclose(out["grad_norm"][:, k], want.detach().numpy(), rtol=1e-5)
 
 
@@ -88,16 +90,24 @@ def test_smallest_flipping_eps_is_the_first_grid_point_past_the_margin(toy_model
     for c in (0, 1):
         labels = torch.full_like(predicted, c)
         _, change_c = toy_step_logit_change(toy_model, batch, labels, -1.0)
-        ce = lambda z: torch.nn.functional.cross_entropy(z, labels, reduction="none")  # noqa: E731
-        np.testing.assert_allclose(out["targeted_loss_drop"][:, c], (ce(logits) - ce(logits + 0.5 * change_c)).numpy(), rtol=1e-4, atol=1e-6)
+        ce = lambda z: torch.nn.functional.cross_entropy(z, labels, reduction="none")  # noqa: E731, B023 - used in this iteration
+        np.testing.assert_allclose(
+            out["targeted_loss_drop"][:, c], (ce(logits) - ce(logits + 0.5 * change_c)).numpy(), rtol=1e-4, atol=1e-6
+        )
         assert (out["targeted_loss_drop"][:, c] > 0).all()
 
 
 def test_scalar_columns_take_logs_of_scale_quantities():
-    features = {"distance": np.array([1.0, math.e]), "grad_norm": np.array([[1.0, 2.0], [3.0, 4.0]]),
-                "F2": np.array([0.5, 0.25]), "flip_eps": np.array([0.01, 1.0])}
+    features = {
+        "distance": np.array([1.0, math.e]),
+        "grad_norm": np.array([[1.0, 2.0], [3.0, 4.0]]),
+        "F2": np.array([0.5, 0.25]),
+        "flip_eps": np.array([0.01, 1.0]),
+    }
     cols = scalar_columns(features, ["log_distance", "log_grad_norm", "F2", "log_flip_eps"])
-    np.testing.assert_allclose(cols, [[0.0, 0.0, math.log(2), 0.5, math.log(0.01)], [1.0, math.log(3), math.log(4), 0.25, 0.0]], atol=1e-6)
+    np.testing.assert_allclose(
+        cols, [[0.0, 0.0, math.log(2), 0.5, math.log(0.01)], [1.0, math.log(3), math.log(4), 0.25, 0.0]], atol=1e-6
+    )
     with pytest.raises(ValueError, match="unknown vulnerability scalar"):
         scalar_columns(features, ["loudness"])
 
@@ -152,8 +162,17 @@ def test_probe_end_to_end_and_cli(tiny_config, tmp_path, capsys):
 
     train(tiny_config)
     out = tmp_path / "probe"
-    result = probe(tiny_config.output, tiny_config.data.valid, out, folds=2, columns="a=a,b=b,label=y", format="generic",
-                   limit=12, progress=False, names=["F2", "log_flip_eps", "targeted_loss_drop"])
+    result = probe(
+        tiny_config.output,
+        tiny_config.data.valid,
+        out,
+        folds=2,
+        columns="a=a,b=b,label=y",
+        format="generic",
+        limit=12,
+        progress=False,
+        names=["F2", "log_flip_eps", "targeted_loss_drop"],
+    )
     assert result["pairs"] == 12
     stored = json.loads((out / "probe.json").read_text())
     assert set(stored["baselines"]) == {"log_probs", "v1"}
@@ -161,16 +180,51 @@ def test_probe_end_to_end_and_cli(tiny_config, tmp_path, capsys):
     assert "random" not in stored["baselines"]["v1"]["features"]["targeted_loss_drop"]
     assert "log smallest flipping eps" in (out / "probe.md").read_text()
     assert np.load(out / "features.npz")["flip_eps"].shape == (12,)
-    code = main(["probe", tiny_config.output, tiny_config.data.valid, "--format", "generic", "--columns", "a=a,b=b,label=y",
-                 "--folds", "2", "--limit", "10", "--features", "F1", "--no-progress", "--control", "random-matched",
-                 "--output", str(tmp_path / "matched")])
+    code = main(
+        [
+            "probe",
+            tiny_config.output,
+            tiny_config.data.valid,
+            "--format",
+            "generic",
+            "--columns",
+            "a=a,b=b,label=y",
+            "--folds",
+            "2",
+            "--limit",
+            "10",
+            "--features",
+            "F1",
+            "--no-progress",
+            "--control",
+            "random-matched",
+            "--output",
+            str(tmp_path / "matched"),
+        ]
+    )
     assert code == 0 and "| F1 (cross-entropy" in capsys.readouterr().out
     matched = json.loads((tmp_path / "matched" / "probe.json").read_text())
     assert matched["control_direction"] == "random-matched"
     assert matched["mean_relative_distance_random"] == pytest.approx(matched["mean_relative_distance"], rel=0.05)
-    assert result["mean_relative_distance_random"] < 0.5 * result["mean_relative_distance"]  # the plain random step barely moves V
-    assert main(["probe", tiny_config.output, tiny_config.data.valid, "--format", "generic", "--columns", "a=a,b=b,label=y",
-                 "--features", "volume"]) == 2
+    assert (
+        result["mean_relative_distance_random"] < 0.5 * result["mean_relative_distance"]
+    )  # the plain random step barely moves V
+    assert (
+        main(
+            [
+                "probe",
+                tiny_config.output,
+                tiny_config.data.valid,
+                "--format",
+                "generic",
+                "--columns",
+                "a=a,b=b,label=y",
+                "--features",
+                "volume",
+            ]
+        )
+        == 2
+    )
 
 
 def test_probe_computes_only_the_features_it_is_asked_for(tiny_config, tmp_path, monkeypatch):
@@ -180,11 +234,31 @@ def test_probe_computes_only_the_features_it_is_asked_for(tiny_config, tmp_path,
     train(tiny_config)
     asked: list[list[str]] = []
     real = probe_module.pair_features
-    monkeypatch.setattr(probe_module, "pair_features", lambda model, ex, cfg, want, *a: asked.append(list(want)) or real(model, ex, cfg, want, *a))
-    probe(tiny_config.output, tiny_config.data.valid, None, folds=2, columns="a=a,b=b,label=y", format="generic",
-          limit=12, progress=False, names=["F2", "distance"])
+    monkeypatch.setattr(
+        probe_module, "pair_features", lambda model, ex, cfg, want, *a: asked.append(list(want)) or real(model, ex, cfg, want, *a)
+    )
+    probe(
+        tiny_config.output,
+        tiny_config.data.valid,
+        None,
+        folds=2,
+        columns="a=a,b=b,label=y",
+        format="generic",
+        limit=12,
+        progress=False,
+        names=["F2", "distance"],
+    )
     assert asked == [[], []]  # no gradient norms, no eps grids
     asked.clear()
-    probe(tiny_config.output, tiny_config.data.valid, None, folds=2, columns="a=a,b=b,label=y", format="generic",
-          limit=12, progress=False, names=["log_flip_eps", "targeted_loss_drop"])
+    probe(
+        tiny_config.output,
+        tiny_config.data.valid,
+        None,
+        folds=2,
+        columns="a=a,b=b,label=y",
+        format="generic",
+        limit=12,
+        progress=False,
+        names=["log_flip_eps", "targeted_loss_drop"],
+    )
     assert asked == [["flip_eps", "targeted_loss_drop"], ["flip_eps"]]

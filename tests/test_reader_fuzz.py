@@ -25,8 +25,22 @@ from hypothesis import strategies as st
 from vaa.data.pairs import DataError, PairDataset
 from vaa.data.readers import ColumnSpec, read_pairs
 
-SNLI_HEADER = ["gold_label", "sentence1_binary_parse", "sentence2_binary_parse", "sentence1_parse", "sentence2_parse",
-               "sentence1", "sentence2", "captionID", "pairID", "label1", "label2", "label3", "label4", "label5"]
+SNLI_HEADER = [
+    "gold_label",
+    "sentence1_binary_parse",
+    "sentence2_binary_parse",
+    "sentence1_parse",
+    "sentence2_parse",
+    "sentence1",
+    "sentence2",
+    "captionID",
+    "pairID",
+    "label1",
+    "label2",
+    "label3",
+    "label4",
+    "label5",
+]
 GLUE_HEADER = ["id", "qid1", "qid2", "question1", "question2", "is_duplicate"]
 GENERIC_HEADER = ["a", "b", "y"]
 SPEC = ColumnSpec("a", "b", "y")
@@ -45,11 +59,40 @@ READERS = [
 IDS = [r[0] for r in READERS]
 
 # Text that looks like data: words, labels, and the characters that break readers.
-TRICKY = st.sampled_from(["\t", '"', "'", ",", "\x00", "\n", "\r", "\r\n", "\\", "{", "}", "\u2028", "\u0085", "\ufeff",
-                          "é", "中", "-", "0", "1", "entailment", "neutral", "contradiction", " "])
+TRICKY = st.sampled_from(
+    [
+        "\t",
+        '"',
+        "'",
+        ",",
+        "\x00",
+        "\n",
+        "\r",
+        "\r\n",
+        "\\",
+        "{",
+        "}",
+        "\u2028",
+        "\u0085",
+        "\ufeff",
+        "é",
+        "中",
+        "-",
+        "0",
+        "1",
+        "entailment",
+        "neutral",
+        "contradiction",
+        " ",
+    ]
+)
 # A fixed alphabet (ASCII, Latin, CJK, control and separator characters):
 # hypothesis's full-Unicode text costs seconds of set-up per run.
-ALPHABET = "abcdefgh xyz ABC 0123456789 .?!-_:;/#()[]" + "\t\"',\x00\x01\x7f\n\r\x0b\x0c" + "éüßñ中文日本\u00a0\u2028\u0085\ufeff\U0001f600"
+ALPHABET = (
+    "abcdefgh xyz ABC 0123456789 .?!-_:;/#()[]"
+    + "\t\"',\x00\x01\x7f\n\r\x0b\x0c"
+    + "éüßñ中文日本\u00a0\u2028\u0085\ufeff\U0001f600"
+)
 FIELD = st.lists(st.one_of(TRICKY, st.text(alphabet=ALPHABET, max_size=8)), max_size=6).map("".join)
 ROWS = st.lists(st.lists(FIELD, min_size=0, max_size=16), min_size=0, max_size=8)
 ENCODINGS = st.sampled_from(["utf-16", "utf-32", "latin-1", "cp1252", "utf-8-sig", "utf-8"])
@@ -115,8 +158,11 @@ def test_other_encodings(folder, reader, rows, encoding):
 @given(rows=ROWS, cut=st.integers(min_value=0, max_value=200), flip=st.integers(min_value=0, max_value=255))
 def test_gzip_whole_cut_or_flipped(folder, rows, cut, flip):
     body = gzip.compress(_rows_text(rows, READERS[4]).encode())
-    for variant, data in (("whole", body), ("cut", body[:cut]),
-                          ("flipped", body[:10] + bytes([body[10] ^ flip]) + body[11:] if len(body) > 11 else body)):
+    for variant, data in (
+        ("whole", body),
+        ("cut", body[:cut]),
+        ("flipped", body[:10] + bytes([body[10] ^ flip]) + body[11:] if len(body) > 11 else body),
+    ):
         path = folder / f"{variant}.tsv.gz"
         path.write_bytes(data)
         _check(path, "generic", SPEC)

@@ -16,6 +16,7 @@ def test_the_format_choices_are_the_registry():
 @pytest.fixture
 def pipe_format():
     """A toy format: 'a|b|label' lines in a .pipe file."""
+
     def source(path, columns):
         lines = readers._numbered_lines(readers._read_text(path))
         records = ((line, dict(zip(("a", "b", "label"), text.split("|")))) for line, text in lines)

@@ -164,7 +164,11 @@ def test_hf_saved_dataset(tmp_path):
             "label": datasets.ClassLabel(names=list(NLI_LABELS)),
         }
     )
-    rows = {"premise": ["A man sings.", "A dog barks.", "Kids play."], "hypothesis": ["Someone sings.", "A cat.", "Hidden."], "label": [0, 2, -1]}
+    rows = {
+        "premise": ["A man sings.", "A dog barks.", "Kids play."],
+        "hypothesis": ["Someone sings.", "A cat.", "Hidden."],
+        "label": [0, 2, -1],
+    }
     ds = datasets.Dataset.from_dict(rows, features=features)
     ds.save_to_disk(str(tmp_path / "plain"))
     datasets.DatasetDict({"train": ds, "validation": ds.select([0, 1])}).save_to_disk(str(tmp_path / "dd"))
@@ -250,7 +254,9 @@ def test_formats_constant():
 
 
 def test_column_spec_parse():
-    assert ColumnSpec.parse("a=question1,b=question2,label=is_duplicate,id=id") == ColumnSpec("question1", "question2", "is_duplicate", "id")
+    assert ColumnSpec.parse("a=question1,b=question2,label=is_duplicate,id=id") == ColumnSpec(
+        "question1", "question2", "is_duplicate", "id"
+    )
     assert ColumnSpec.parse(" a = x , b = y ") == ColumnSpec("x", "y")
 
 
@@ -271,16 +277,70 @@ BAD_CASES = {
     # name: (file name, content, expected line, message pattern, skip reason)
     "invalid json": ("bad.jsonl", nli_jsonl() + "\n" + nli_jsonl() + "\n{not json\n", 3, "invalid JSON", "malformed row"),
     "json not object": ("bad.jsonl", nli_jsonl() + "\n[1, 2]\n", 2, "expected a JSON object", "malformed row"),
-    "unknown nli label": ("bad.jsonl", nli_jsonl() + "\n" + nli_jsonl("entails") + "\n", 2, "unknown label 'entails'", "unknown label"),
-    "empty sentence": ("bad.jsonl", nli_jsonl() + "\n" + nli_jsonl(s2="   ") + "\n", 2, "empty sentence in column 'sentence2'", "empty sentence"),
-    "null sentence": ("bad.jsonl", nli_jsonl() + "\n" + nli_jsonl(s1=None) + "\n", 2, "empty sentence in column 'sentence1'", "empty sentence"),
-    "missing json key": ("bad.jsonl", nli_jsonl() + '\n{"gold_label": "neutral", "sentence1": "x", "pairID": "q"}\n', 2, r"missing column 'sentence2'; available columns: 'gold_label', 'sentence1', 'pairID'", "missing column"),
-    "wang too few fields": ("bad.tsv", "1\tq one\tq two\t0\n0\tq three\t1\n", 2, "expected 4 tab-separated fields, found 3", "malformed row"),
+    "unknown nli label": (
+        "bad.jsonl",
+        nli_jsonl() + "\n" + nli_jsonl("entails") + "\n",
+        2,
+        "unknown label 'entails'",
+        "unknown label",
+    ),
+    "empty sentence": (
+        "bad.jsonl",
+        nli_jsonl() + "\n" + nli_jsonl(s2="   ") + "\n",
+        2,
+        "empty sentence in column 'sentence2'",
+        "empty sentence",
+    ),
+    "null sentence": (
+        "bad.jsonl",
+        nli_jsonl() + "\n" + nli_jsonl(s1=None) + "\n",
+        2,
+        "empty sentence in column 'sentence1'",
+        "empty sentence",
+    ),
+    "missing json key": (
+        "bad.jsonl",
+        nli_jsonl() + '\n{"gold_label": "neutral", "sentence1": "x", "pairID": "q"}\n',
+        2,
+        r"missing column 'sentence2'; available columns: 'gold_label', 'sentence1', 'pairID'",
+        "missing column",
+    ),
+    "wang too few fields": (
+        "bad.tsv",
+        "1\tq one\tq two\t0\n0\tq three\t1\n",
+        2,
+        "expected 4 tab-separated fields, found 3",
+        "malformed row",
+    ),
     "wang unknown label": ("bad.tsv", "1\tq one\tq two\t0\n2\tq three\tq four\t1\n", 2, "unknown label '2'", "unknown label"),
-    "wang empty question": ("bad.tsv", "1\tq one\tq two\t0\n1\t \tq four\t1\n", 2, "empty sentence in column 'q1'", "empty sentence"),
-    "nli txt too many fields": ("bad.txt", SNLI_TXT_HEADER + "\n" + snli_txt_row("neutral", "A.", "B.") + "\n" + snli_txt_row("neutral", "A.", "B.") + "\textra\n", 3, "expected 14 tab-separated fields, found 15", "malformed row"),
-    "nli txt too few fields": ("bad.txt", SNLI_TXT_HEADER + "\n" + snli_txt_row("neutral", "A.", "B.") + "\nneutral\t( x )\n", 3, "expected 14 tab-separated fields, found 2", "malformed row"),
-    "glue unknown label": ("bad.tsv", "id\tqid1\tqid2\tquestion1\tquestion2\tis_duplicate\n1\t1\t2\tQ a?\tQ b?\t1\n2\t3\t4\tQ c?\tQ d?\tyes\n", 3, "unknown label 'yes'", "unknown label"),
+    "wang empty question": (
+        "bad.tsv",
+        "1\tq one\tq two\t0\n1\t \tq four\t1\n",
+        2,
+        "empty sentence in column 'q1'",
+        "empty sentence",
+    ),
+    "nli txt too many fields": (
+        "bad.txt",
+        SNLI_TXT_HEADER + "\n" + snli_txt_row("neutral", "A.", "B.") + "\n" + snli_txt_row("neutral", "A.", "B.") + "\textra\n",
+        3,
+        "expected 14 tab-separated fields, found 15",
+        "malformed row",
+    ),
+    "nli txt too few fields": (
+        "bad.txt",
+        SNLI_TXT_HEADER + "\n" + snli_txt_row("neutral", "A.", "B.") + "\nneutral\t( x )\n",
+        3,
+        "expected 14 tab-separated fields, found 2",
+        "malformed row",
+    ),
+    "glue unknown label": (
+        "bad.tsv",
+        "id\tqid1\tqid2\tquestion1\tquestion2\tis_duplicate\n1\t1\t2\tQ a?\tQ b?\t1\n2\t3\t4\tQ c?\tQ d?\tyes\n",
+        3,
+        "unknown label 'yes'",
+        "unknown label",
+    ),
 }
 
 
@@ -311,7 +371,7 @@ def test_skip_counts_several_reasons(tmp_path):
 
 
 def test_missing_column_in_header_names_available_columns(tmp_path):
-    path = write(tmp_path, "g.tsv", "left\tright\n" "x\ty\n")
+    path = write(tmp_path, "g.tsv", "left\tright\nx\ty\n")
     with pytest.raises(DataError, match=r"missing column 'gold'; available columns: 'left', 'right'") as info:
         read_pairs(path, columns=ColumnSpec("left", "right", "gold"), on_error="skip")
     assert info.value.line == 1
@@ -352,7 +412,7 @@ def test_all_rows_skipped_raises(tmp_path):
 
 
 def test_bad_encoding_names_line(tmp_path):
-    good = "1\tq one\tq two\t0\n".encode()
+    good = b"1\tq one\tq two\t0\n"
     path = write(tmp_path, "latin.tsv", good + good + "0\tcaf\xe9 ?\tq\t2\n".encode("latin-1"))
     with pytest.raises(DataError, match="not UTF-8") as info:
         read_pairs(path, format="qqp-wang")
@@ -386,7 +446,9 @@ def test_generic_empty_label_cell_is_unlabelled(tmp_path):
 
 
 def test_line_numbers_count_blank_lines_and_header(tmp_path):
-    content = "\n" + SNLI_TXT_HEADER + "\n\n" + snli_txt_row("neutral", "A.", "B.") + "\n" + snli_txt_row("neutral", "", "B.") + "\n"
+    content = (
+        "\n" + SNLI_TXT_HEADER + "\n\n" + snli_txt_row("neutral", "A.", "B.") + "\n" + snli_txt_row("neutral", "", "B.") + "\n"
+    )
     with pytest.raises(DataError) as info:
         read_pairs(write(tmp_path, "b.txt", content))
     assert info.value.line == 5
@@ -436,7 +498,12 @@ REAL_FILES = [
     ("qqp/dev.tsv", "qqp-wang", 10_000, {"duplicate": 5_000, "not_duplicate": 5_000}),
     ("snli/snli_1.0_train_sample.jsonl", "nli-jsonl", 8_160, {"entailment": 2_704, "neutral": 2_669, "contradiction": 2_787}),
     ("snli/snli_1.0_dev.jsonl", "nli-jsonl", 9_842, {"entailment": 3_329, "neutral": 3_235, "contradiction": 3_278}),
-    ("mnli/multinli_1.0_train_sample.jsonl", "nli-jsonl", 19_738, {"entailment": 6_462, "neutral": 6_615, "contradiction": 6_661}),
+    (
+        "mnli/multinli_1.0_train_sample.jsonl",
+        "nli-jsonl",
+        19_738,
+        {"entailment": 6_462, "neutral": 6_615, "contradiction": 6_661},
+    ),
     ("mnli/multinli_1.0_dev_matched.jsonl", "nli-jsonl", 9_815, {"entailment": 3_479, "neutral": 3_123, "contradiction": 3_213}),
 ]
 

@@ -31,8 +31,8 @@ def readme_commands() -> list[list[str]]:
             words = shlex.split(line, comments=True)
             if words[:1] == ["vaa"]:
                 commands.append(words[1:])
-            elif "-m" in words and words[words.index("-m") + 1:][:1] == ["vaa"]:
-                commands.append(words[words.index("-m") + 2:])
+            elif "-m" in words and words[words.index("-m") + 1 :][:1] == ["vaa"]:
+                commands.append(words[words.index("-m") + 2 :])
     return commands
 
 
@@ -41,8 +41,19 @@ COMMANDS = readme_commands()
 
 def test_the_readme_shows_the_commands():
     shown = {argv[0] for argv in COMMANDS}
-    assert {"train", "train-vaa", "evaluate", "predict", "calibrate", "vulnerability", "analyze", "theorem", "probe",
-            "reproduce", "convert"} <= shown
+    assert {
+        "train",
+        "train-vaa",
+        "evaluate",
+        "predict",
+        "calibrate",
+        "vulnerability",
+        "analyze",
+        "theorem",
+        "probe",
+        "reproduce",
+        "convert",
+    } <= shown
     assert len(COMMANDS) >= 20  # the extraction found the blocks
 
 

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TOY_LABELS, TOY_PAIRS
 
+from conftest import TOY_LABELS, TOY_PAIRS
 from vaa.cli import main
 from vaa.config import AttackConfig, VAAConfig
-from vaa.models.vaa import VAAModel
 from vaa.inference import load_model
+from vaa.models.vaa import VAAModel
 from vaa.robustness import AttackSetting, attack_grid, robust_accuracy, robustness
 
 DATA = dict(format="generic", columns="a=a,b=b,label=y")
@@ -74,7 +74,7 @@ def test_stage_two_attack_gives_a_and_b_the_same_perturbation(toy_model):
         clean_b = vaa.b.embed(batch).values
     last_b = max(i for i, (n, _) in enumerate(calls) if n == "b")
     previous_b = max(i for i, (n, _) in enumerate(calls[:last_b]) if n == "b")
-    a_inputs = [v for n, v in calls[previous_b + 1:last_b] if n == "a"]
+    a_inputs = [v for n, v in calls[previous_b + 1 : last_b] if n == "a"]
     delta_a = [x - c for x, c in zip(a_inputs[0], clean_a)]  # V1 = A^-(E_A + delta)
     delta_b = [x - c for x, c in zip(calls[last_b][1], clean_b)]
     assert not torch.equal(clean_a[0], clean_b[0])
@@ -89,16 +89,41 @@ def test_stage_two_attack_gives_a_and_b_the_same_perturbation(toy_model):
 def test_cli_writes_table_json_and_plot_for_several_models(tiny_runs, tmp_path, capsys):
     tmp, a_run, b_run = tiny_runs
     out = tmp_path / "rob"
-    code = main(["robustness", a_run, b_run, str(tmp / "valid.tsv"), "--format", "generic", "--columns", "a=a,b=b,label=y",
-                 "--eps", "0", "1", "--linf-eps", "0", "0.1", "--pgd-steps", "2", "--output", str(out), "--device", "cpu",
-                 "--no-progress"])
+    code = main(
+        [
+            "robustness",
+            a_run,
+            b_run,
+            str(tmp / "valid.tsv"),
+            "--format",
+            "generic",
+            "--columns",
+            "a=a,b=b,label=y",
+            "--eps",
+            "0",
+            "1",
+            "--linf-eps",
+            "0",
+            "0.1",
+            "--pgd-steps",
+            "2",
+            "--output",
+            str(out),
+            "--device",
+            "cpu",
+            "--no-progress",
+        ]
+    )
     assert code == 0
     printed = capsys.readouterr().out
     assert "| model | clean |" in printed and "PGD-2 linf" in printed
     report = json.loads((out / "robustness.json").read_text())
     assert [m["kind"] for m in report["models"]] == ["model", "vaa"]
     assert len(report["models"][0]["results"]) == 8
-    assert (out / "robustness.png").stat().st_size > 0 and rows_of(out / "robustness.md") == [f"{Path(a_run).parent.name}/{Path(a_run).name} (model)", f"{Path(b_run).parent.name}/b (vaa)"]
+    assert (out / "robustness.png").stat().st_size > 0 and rows_of(out / "robustness.md") == [
+        f"{Path(a_run).parent.name}/{Path(a_run).name} (model)",
+        f"{Path(b_run).parent.name}/b (vaa)",
+    ]
 
 
 def rows_of(path: Path) -> list[str]:
@@ -106,12 +131,15 @@ def rows_of(path: Path) -> list[str]:
     return [line.split(" | ")[0].lstrip("| ") for line in path.read_text().splitlines()[4:]]
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["robustness", "only-one-path"], "at least one checkpoint and a labelled file"),
-    (["robustness", "runs/none", "x.tsv", "--eps", "-1"], "l2 eps must be finite and >= 0"),
-    (["robustness", "runs/none", "x.tsv", "--pgd-steps", "1"], "PGD needs at least 2 steps"),
-    (["robustness", "runs/none", "x.tsv"], "runs/none"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["robustness", "only-one-path"], "at least one checkpoint and a labelled file"),
+        (["robustness", "runs/none", "x.tsv", "--eps", "-1"], "l2 eps must be finite and >= 0"),
+        (["robustness", "runs/none", "x.tsv", "--pgd-steps", "1"], "PGD needs at least 2 steps"),
+        (["robustness", "runs/none", "x.tsv"], "runs/none"),
+    ],
+)
 def test_cli_errors_are_one_line(argv, message, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
@@ -128,9 +156,16 @@ def test_bert_family_a_and_stage_two_eps_zero_is_clean(tmp_path):
     words = sorted({w for p in TOY_PAIRS for w in (p.a + " " + p.b).split()})
     make_tokenizer(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]).save_pretrained(tmp_path)
     torch.manual_seed(0)
-    transformers.BertModel(transformers.BertConfig(vocab_size=len(words) + 5, hidden_size=16, num_hidden_layers=1,
-                                                   num_attention_heads=2, intermediate_size=32,
-                                                   max_position_embeddings=64)).save_pretrained(tmp_path)
+    transformers.BertModel(
+        transformers.BertConfig(
+            vocab_size=len(words) + 5,
+            hidden_size=16,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=32,
+            max_position_embeddings=64,
+        )
+    ).save_pretrained(tmp_path)
     a = HFPairModel.build(TOY_PAIRS, TOY_LABELS, path=str(tmp_path), max_length=16)
     examples = a.featurize_all(TOY_PAIRS, TOY_LABELS)
     grid = attack_grid(l2_eps=(0.0, 1.0), linf_eps=(0.0,), steps=2)

@@ -29,13 +29,34 @@ from vaa.vulnerability import FeatureCache, vector_features
 
 def snapshot(folder: Path) -> dict[str, str]:
     """Every file under ``folder`` with a hash of its content."""
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()
+    }
 
 
 def train_args(config, output, *more):
     d = config.data
-    return ["train", "--train", d.train, "--valid", d.valid, "--format", "generic", "--columns", d.columns, "--hidden", "8",
-            "--epochs", "1", "--batch-size", "8", "--output", str(output), "--no-progress", *more]
+    return [
+        "train",
+        "--train",
+        d.train,
+        "--valid",
+        d.valid,
+        "--format",
+        "generic",
+        "--columns",
+        d.columns,
+        "--hidden",
+        "8",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "8",
+        "--output",
+        str(output),
+        "--no-progress",
+        *more,
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -56,11 +77,13 @@ def trained_a(tiny_config):
 
 
 def stage_two(config, output, **vaa):
-    return apply_overrides(config, {"vaa": {"model_a": config.output, **vaa}, "output": str(output),
-                                    "data": {"train": None, "valid": None}})
+    return apply_overrides(
+        config, {"vaa": {"model_a": config.output, **vaa}, "output": str(output), "data": {"train": None, "valid": None}}
+    )
 
 
 # -- marker and --overwrite --------------------------------------------------------
+
 
 def test_a_run_folder_is_marked_and_locked_only_while_in_use(trained_a):
     run = Path(trained_a.output)
@@ -111,8 +134,14 @@ def test_stage_two_never_writes_into_model_a(shared_a, where, overwrite):
     output = {"same": a, "inside": a / "b", "around": a.parent, "checkpoint": a / "checkpoints" / "best"}[where]
     config = stage_two(trained_a, output)
     if where == "checkpoint":  # A given as its checkpoint folder, B pointed at A's run folder
-        config = apply_overrides(config, {"vaa": {"model_a": str(a / "checkpoints" / "best")}, "output": str(a),
-                                          "data": {"train": trained_a.data.train, "valid": trained_a.data.valid}})
+        config = apply_overrides(
+            config,
+            {
+                "vaa": {"model_a": str(a / "checkpoints" / "best")},
+                "output": str(a),
+                "data": {"train": trained_a.data.train, "valid": trained_a.data.valid},
+            },
+        )
     with pytest.raises(RunError, match="overlaps model A's folder"):
         train_vaa(config, overwrite=overwrite)
     assert snapshot(a) == before
@@ -145,10 +174,13 @@ def test_a_second_process_is_kept_out_and_a_dead_holder_is_a_stale_lock(trained_
         holder.wait()
     with caplog.at_level(logging.INFO, logger="vaa"), use_run_folder(run):
         assert f"pid {os.getpid()}" in (run / LOCK).read_text()
-    assert [r.levelno for r in caplog.records if f"stale lock (pid {holder.pid} on host testhost" in r.getMessage()] == [logging.WARNING]
+    assert [r.levelno for r in caplog.records if f"stale lock (pid {holder.pid} on host testhost" in r.getMessage()] == [
+        logging.WARNING
+    ]
 
 
 # -- interrupted writes ---------------------------------------------------------------
+
 
 def test_interrupted_writes_are_cleaned_up_and_a_half_replaced_checkpoint_restored(tmp_path):
     ckpts = tmp_path / "checkpoints"
@@ -180,6 +212,7 @@ def test_opening_a_run_folder_removes_tmp_files(trained_a, caplog):
 
 
 # -- the V1/V2 cache ---------------------------------------------------------------------
+
 
 def test_stage_two_works_from_a_read_only_model_a_and_writes_nothing_there(trained_a, tmp_path):
     a = Path(trained_a.output)
@@ -243,6 +276,7 @@ def test_a_damaged_cache_is_reported_in_one_line_and_rebuilt(tmp_path, kind, cap
 
 # -- output errors -----------------------------------------------------------------------
 
+
 def _one_line_error(capsys, *needles: str) -> str:
     """The command's error: its last line on stderr, after what it logged."""
     captured = capsys.readouterr()
@@ -296,8 +330,22 @@ def test_a_read_only_output_is_one_line_and_leaves_nothing(shared_a, tmp_path, m
     _read_only(monkeypatch, ro)
     assert main(train_args(trained_a, ro / "run")) == 2
     _one_line_error(capsys, str(ro / "run"), "writable")
-    assert main(["predict", trained_a.output, trained_a.data.valid, "--format", "generic", "--columns",
-                 trained_a.data.columns, "--output", str(ro / "p.csv")]) == 2
+    assert (
+        main(
+            [
+                "predict",
+                trained_a.output,
+                trained_a.data.valid,
+                "--format",
+                "generic",
+                "--columns",
+                trained_a.data.columns,
+                "--output",
+                str(ro / "p.csv"),
+            ]
+        )
+        == 2
+    )
     _one_line_error(capsys, "p.csv", "writable")
     assert list(ro.iterdir()) == []
 
@@ -325,8 +373,22 @@ def test_a_full_disk_is_one_line_and_leaves_no_partial_file(shared_a, tmp_path, 
     monkeypatch.setattr(pd.DataFrame, "to_csv", full_csv)
     out = tmp_path / "preds"
     out.mkdir()
-    assert main(["predict", trained_a.output, trained_a.data.valid, "--format", "generic", "--columns",
-                 trained_a.data.columns, "--output", str(out / "p.csv")]) == 2
+    assert (
+        main(
+            [
+                "predict",
+                trained_a.output,
+                trained_a.data.valid,
+                "--format",
+                "generic",
+                "--columns",
+                trained_a.data.columns,
+                "--output",
+                str(out / "p.csv"),
+            ]
+        )
+        == 2
+    )
     _one_line_error(capsys, "disk is full")
     assert list(out.iterdir()) == []
 

@@ -10,8 +10,8 @@ import torch
 from conftest import TOY_LABELS, TOY_PAIRS, tiny_esim
 from vaa.config import AttackConfig, VAAConfig, apply_overrides
 from vaa.data.batching import collate
-from vaa.models.vaa import VAAModel
 from vaa.inference import load_model
+from vaa.models.vaa import VAAModel
 from vaa.stage_one import train
 from vaa.stage_two import attach_vectors, train_vaa
 from vaa.training import read_jsonl
@@ -38,7 +38,7 @@ def test_injection_uses_v_and_nothing_else_changes(injection):
     model = VAAModel(tiny_esim(), VAAConfig(injection=injection), AttackConfig()).eval()
     if injection == "classifier":  # the V columns start at zero (B = A); give them weight as training would
         with torch.no_grad():
-            model.b_head[1].weight[:, model.a.hidden_size:].normal_()
+            model.b_head[1].weight[:, model.a.hidden_size :].normal_()
     batch = batch_of(model.a)
     inputs = {k: t.clone() for k, t in batch.items() if isinstance(t, torch.Tensor)}
     a_weights = {k: t.clone() for k, t in model.a.state_dict().items()}
@@ -120,8 +120,15 @@ def test_cache_hit_and_invalidation(tmp_path):
 def test_stage_two_end_to_end_leaves_a_unchanged(tiny_config, tmp_path):
     train(tiny_config)
     a_before = load_model(tiny_config.output).module.state_dict()
-    config = apply_overrides(tiny_config, {"vaa": {"model_a": tiny_config.output}, "optim": {"max_epochs": 1},
-                                           "output": str(tmp_path / "b"), "data": {"train": None, "valid": None}})
+    config = apply_overrides(
+        tiny_config,
+        {
+            "vaa": {"model_a": tiny_config.output},
+            "optim": {"max_epochs": 1},
+            "output": str(tmp_path / "b"),
+            "data": {"train": None, "valid": None},
+        },
+    )
     results = train_vaa(config)
     assert results["scores"]["valid"]["pairs"] == 16
     assert results["info"]["cache"]["train"]["hit"] is False
@@ -140,7 +147,9 @@ def test_stage_two_end_to_end_leaves_a_unchanged(tiny_config, tmp_path):
     assert not list(tmp_path.joinpath("run").rglob("v1v2-*"))
     # a configured cache folder is shared: the same stage two in another run folder hits it
     shared = {"vaa": {"cache_dir": str(tmp_path / "cache")}}
-    assert train_vaa(apply_overrides(config, {**shared, "output": str(tmp_path / "b2")}))["info"]["cache"]["train"]["hit"] is False
+    assert (
+        train_vaa(apply_overrides(config, {**shared, "output": str(tmp_path / "b2")}))["info"]["cache"]["train"]["hit"] is False
+    )
     assert train_vaa(apply_overrides(config, {**shared, "output": str(tmp_path / "b3")}))["info"]["cache"]["train"]["hit"] is True
 
 
@@ -149,8 +158,10 @@ def test_stage_two_inherits_a_data_but_keeps_what_it_is_given(tiny_config, tmp_p
     from vaa.stage_two import resolve_config
 
     train(tiny_config)
-    given = apply_overrides(tiny_config, {"vaa": {"model_a": tiny_config.output},
-                                          "data": {"train": None, "valid": None, "test": "extra.tsv", "limit": 7}})
+    given = apply_overrides(
+        tiny_config,
+        {"vaa": {"model_a": tiny_config.output}, "data": {"train": None, "valid": None, "test": "extra.tsv", "limit": 7}},
+    )
     data = resolve_config(given).data
     assert (data.train, data.valid) == (tiny_config.data.train, tiny_config.data.valid)
     assert (data.test, data.limit, data.format) == ("extra.tsv", 7, "generic")

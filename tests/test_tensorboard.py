@@ -35,14 +35,23 @@ def test_both_stages_write_the_runs_curves_and_the_v_statistics(tiny_config, tmp
     curves = _scalars(run / "tensorboard")
     losses = _jsonl(run / "loss.jsonl")
     assert curves["train/loss"] == pytest.approx({r["step"]: r["loss"] for r in losses})
-    assert set(curves["train/lr"]) == set(curves["train/loss"]) and curves["train/lr"][losses[0]["step"]] == pytest.approx(config.optim.lr)
+    assert set(curves["train/lr"]) == set(curves["train/loss"]) and curves["train/lr"][losses[0]["step"]] == pytest.approx(
+        config.optim.lr
+    )
     metrics = _jsonl(run / "metrics.jsonl")
     assert sorted(curves["valid/accuracy"].values()) == pytest.approx(sorted(m["valid_accuracy"] for m in metrics))
     assert len(curves["valid/loss"]) == len(curves["epoch/lr"]) == len(curves["epoch/train_loss"]) == len(metrics) == 2
     assert foreign_entries(run) == []  # tensorboard/ is a known entry: --overwrite may empty the folder
 
-    b = apply_overrides(config, {"vaa": {"model_a": config.output}, "optim": {"max_epochs": 2},
-                                 "output": str(tmp_path / "b"), "data": {"train": None, "valid": None}})
+    b = apply_overrides(
+        config,
+        {
+            "vaa": {"model_a": config.output},
+            "optim": {"max_epochs": 2},
+            "output": str(tmp_path / "b"),
+            "data": {"train": None, "valid": None},
+        },
+    )
     results = train_vaa(b)
     curves = _scalars(tmp_path / "b" / "tensorboard")
     offset = losses[-1]["step"]  # stage two continues stage one's step count, as in loss.jsonl
@@ -67,8 +76,26 @@ def test_a_missing_tensorboard_is_one_line_before_anything_is_written(tiny_confi
         train(apply_overrides(tiny_config, {"tensorboard": True}))
     assert not Path(tiny_config.output).exists()
     d = tiny_config.data
-    code = main(["train", "--train", d.train, "--valid", d.valid, "--format", "generic", "--columns", d.columns,
-                 "--hidden", "8", "--epochs", "1", "--output", tiny_config.output, "--tensorboard"])
+    code = main(
+        [
+            "train",
+            "--train",
+            d.train,
+            "--valid",
+            d.valid,
+            "--format",
+            "generic",
+            "--columns",
+            d.columns,
+            "--hidden",
+            "8",
+            "--epochs",
+            "1",
+            "--output",
+            tiny_config.output,
+            "--tensorboard",
+        ]
+    )
     err = capsys.readouterr().err.strip()
     assert code == 2 and err.startswith("vaa: error: tensorboard: true (--tensorboard) needs") and len(err.splitlines()) == 1
     assert not Path(tiny_config.output).exists()
@@ -87,8 +114,12 @@ def test_a_resumed_run_drops_what_the_interrupted_one_wrote_after_its_checkpoint
     def trainer() -> Trainer:
         model = build_model("esim", splits.train.pairs, splits.label_map, hidden=8, seed=0)
         tr, va = (model.featurize_all(s.pairs, splits.label_map) for s in (splits.train, splits.valid))
-        t = Trainer(model, tr, va, TrainerSettings(tiny_config.optim, run, lambda: header(model, splits.label_map), log_every=2,
-                                                   progress=False))
+        t = Trainer(
+            model,
+            tr,
+            va,
+            TrainerSettings(tiny_config.optim, run, lambda: header(model, splits.label_map), log_every=2, progress=False),
+        )
         t.board = TensorBoardLog(run)
         return t
 
@@ -98,5 +129,7 @@ def test_a_resumed_run_drops_what_the_interrupted_one_wrote_after_its_checkpoint
     events.Reload()
     steps = [e.step for e in events.Scalars("train/loss")]
     assert steps == sorted(set(steps)) == [2, 4, 6, 8, 10, 12]  # each step once
-    assert {e.step: e.value for e in events.Scalars("train/loss")} == pytest.approx({r["step"]: r["loss"] for r in _jsonl(run / "loss.jsonl")})
+    assert {e.step: e.value for e in events.Scalars("train/loss")} == pytest.approx(
+        {r["step"]: r["loss"] for r in _jsonl(run / "loss.jsonl")}
+    )
     assert [e.step for e in events.Scalars("valid/accuracy")] == [6, 12]

@@ -58,12 +58,8 @@ def test_closed_form_matches_monte_carlo(n: int, d: float, sigma: float) -> None
 
 
 def test_monte_carlo_is_reproducible_and_seeded() -> None:
-    assert monte_carlo_accuracy(3, 1.0, 1.0, 2000, seed=5) == monte_carlo_accuracy(
-        3, 1.0, 1.0, 2000, seed=5
-    )
-    assert monte_carlo_accuracy(3, 1.0, 1.0, 2000, seed=5) != monte_carlo_accuracy(
-        3, 1.0, 1.0, 2000, seed=6
-    )
+    assert monte_carlo_accuracy(3, 1.0, 1.0, 2000, seed=5) == monte_carlo_accuracy(3, 1.0, 1.0, 2000, seed=5)
+    assert monte_carlo_accuracy(3, 1.0, 1.0, 2000, seed=5) != monte_carlo_accuracy(3, 1.0, 1.0, 2000, seed=6)
 
 
 def test_chance_at_zero_gap_and_one_for_huge_gap() -> None:
@@ -119,9 +115,7 @@ def test_corollary_limits_match_stated_limits() -> None:
 # ---------------------------------------------------------------------------
 
 
-def _normal_classes(
-    means: list[float], sigma: float, count: int | list[int], seed: int
-) -> tuple[np.ndarray, np.ndarray]:
+def _normal_classes(means: list[float], sigma: float, count: int | list[int], seed: int) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     counts = [count] * len(means) if isinstance(count, int) else count
     values = np.concatenate([rng.normal(m, sigma, c) for m, c in zip(means, counts)])
@@ -217,9 +211,7 @@ def test_nearest_mean_hand_example() -> None:
         (np.array([]), np.array([], dtype=int), ["a", "b"]),  # empty
     ],
 )
-def test_fit_criterion_rejects_bad_input(
-    values: np.ndarray, labels: np.ndarray, names: list[str]
-) -> None:
+def test_fit_criterion_rejects_bad_input(values: np.ndarray, labels: np.ndarray, names: list[str]) -> None:
     with pytest.raises(ValueError):
         fit_criterion(values, labels, names)
 

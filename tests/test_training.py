@@ -10,14 +10,15 @@ import numpy as np
 import pytest
 import torch
 
+from vaa.checkpoint import header
 from vaa.cli import main
 from vaa.config import RunConfig, apply_overrides
 from vaa.data.sources import load_splits
 from vaa.models import build_model
-from vaa.checkpoint import header
 from vaa.runs import RunError
 from vaa.stage_one import train
 from vaa.training import Trainer, TrainerSettings, read_jsonl
+
 
 def test_train_writes_a_self_describing_run_folder(tiny_config):
     results = train(tiny_config)
@@ -66,8 +67,20 @@ def _trainer(config, run_dir):
     model = build_model("esim", splits.train.pairs, splits.label_map, hidden=8)
     tr = model.featurize_all(splits.train.pairs, splits.label_map)
     va = model.featurize_all(splits.valid.pairs, splits.label_map)
-    return model, Trainer(model, tr, va, TrainerSettings(config.optim, run_dir, lambda: header(model, splits.label_map),
-                                                          seed=0, log_every=2, checkpoint_every=1, progress=False))
+    return model, Trainer(
+        model,
+        tr,
+        va,
+        TrainerSettings(
+            config.optim,
+            run_dir,
+            lambda: header(model, splits.label_map),
+            seed=0,
+            log_every=2,
+            checkpoint_every=1,
+            progress=False,
+        ),
+    )
 
 
 def test_resume_after_interruption_gives_the_same_model(tiny_config, tmp_path):
@@ -91,12 +104,35 @@ def test_resume_after_interruption_gives_the_same_model(tiny_config, tmp_path):
 def test_cli_train_evaluate_predict(tiny_config, tmp_path, capsys):
     data = tiny_config.data
     run = str(tmp_path / "cli-run")
-    code = main(["train", "--train", data.train, "--valid", data.valid, "--format", "generic", "--columns", data.columns,
-                 "--hidden", "8", "--epochs", "1", "--batch-size", "8", "--output", run, "--no-progress"])
+    code = main(
+        [
+            "train",
+            "--train",
+            data.train,
+            "--valid",
+            data.valid,
+            "--format",
+            "generic",
+            "--columns",
+            data.columns,
+            "--hidden",
+            "8",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "8",
+            "--output",
+            run,
+            "--no-progress",
+        ]
+    )
     assert code == 0
     out = capsys.readouterr().out
     assert "validation accuracy:" in out
-    assert main(["evaluate", run, data.valid, "--format", "generic", "--columns", data.columns, "--json", str(tmp_path / "e.json")]) == 0
+    assert (
+        main(["evaluate", run, data.valid, "--format", "generic", "--columns", data.columns, "--json", str(tmp_path / "e.json")])
+        == 0
+    )
     out = capsys.readouterr().out
     assert "confusion matrix" in out and "accuracy" in out
     report = json.load(open(tmp_path / "e.json"))
@@ -104,7 +140,10 @@ def test_cli_train_evaluate_predict(tiny_config, tmp_path, capsys):
     assert main(["predict", run, "--pair", "the cat is here", "where is the cat"]) == 0
     line = capsys.readouterr().out.strip().split("\t")
     assert line[1] in {"0", "1"} and abs(sum(float(x.split("=")[1]) for x in line[2].split()) - 1) < 1e-4
-    assert main(["predict", run, data.valid, "--format", "generic", "--columns", data.columns, "--output", str(tmp_path / "p.csv")]) == 0
+    assert (
+        main(["predict", run, data.valid, "--format", "generic", "--columns", data.columns, "--output", str(tmp_path / "p.csv")])
+        == 0
+    )
     assert len(open(tmp_path / "p.csv").read().splitlines()) == 17
 
 

@@ -5,7 +5,7 @@ control reacts to them, so each test knows exactly what must happen."""
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -61,8 +61,9 @@ def test_early_stopping_after_patience_epochs_without_a_gain(monkeypatch, tmp_pa
 def test_plateau_schedule_halves_the_lr_after_epochs_without_a_gain(monkeypatch, tmp_path, plateau_patience, factors):
     accuracies = [0.5, 0.6, 0.6, 0.7, 0.65] if plateau_patience == 0 else [0.5, 0.6, 0.6, 0.6, 0.6]
     _script_validation(monkeypatch, accuracies)
-    state = _trainer(tmp_path, scheduler="plateau", plateau_factor=0.5, plateau_patience=plateau_patience,
-                     max_epochs=5, lr=1e-2).fit()
+    state = _trainer(
+        tmp_path, scheduler="plateau", plateau_factor=0.5, plateau_patience=plateau_patience, max_epochs=5, lr=1e-2
+    ).fit()
     assert [m["lr"] for m in state.history] == pytest.approx([1e-2 * f for f in factors])
 
 

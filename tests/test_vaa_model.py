@@ -12,10 +12,13 @@ from vaa.data.batching import collate
 from vaa.models.vaa import DimensionError, VAAModel
 
 
-@pytest.mark.parametrize("attribute, declared, names", [
-    ("hidden_size", 7, ("hidden size (hidden_size)", "final layer")),
-    ("embedding_dim", 5, ("embedding size (embedding_dim)", "word embeddings")),
-])
+@pytest.mark.parametrize(
+    "attribute, declared, names",
+    [
+        ("hidden_size", 7, ("hidden size (hidden_size)", "final layer")),
+        ("embedding_dim", 5, ("embedding size (embedding_dim)", "word embeddings")),
+    ],
+)
 def test_a_model_whose_declared_size_disagrees_with_its_layers_is_refused_at_construction(attribute, declared, names):
     a = tiny_esim()
     actual = getattr(a, attribute)

@@ -15,10 +15,9 @@ from conftest import TOY_LABELS, TOY_PAIRS, tiny_esim, toy_batch
 from vaa.config import AttackConfig, RunConfig, VAAConfig, apply_overrides
 from vaa.data.batching import collate
 from vaa.data.sources import load_splits
-from vaa.features import attachable, feature_needs, permutation_for
+from vaa.features import attachable, batch_features, calibrate_eps, feature_needs, pair_features, permutation_for
 from vaa.models.vaa import VAAModel
 from vaa.stage_two import attach_features, stage_two_features
-from vaa.features import batch_features, calibrate_eps, pair_features
 from vaa.vulnerability import FeatureCache, state_fingerprint
 
 ALL_SCALARS = ["log_distance", "log_grad_norm", "F1", "F2", "flip", "log_flip_eps", "targeted_loss_drop"]
@@ -30,8 +29,13 @@ def run_config(attack: dict | None = None, **vaa) -> RunConfig:
 
 def cached_batch(model: VAAModel, config: RunConfig, split: str = "valid"):
     examples = model.a.featurize_all(TOY_PAIRS, TOY_LABELS)
-    raw = pair_features(model.a, examples, model.attack_config, [w for w in feature_needs(model.vaa_config) if w != "scalars"], batch_size=2)
-    raw = {k: (torch.from_numpy(v) if v.dtype != object else [torch.from_numpy(np.asarray(x, dtype=np.float32)) for x in v]) for k, v in raw.items()}
+    raw = pair_features(
+        model.a, examples, model.attack_config, [w for w in feature_needs(model.vaa_config) if w != "scalars"], batch_size=2
+    )
+    raw = {
+        k: (torch.from_numpy(v) if v.dtype != object else [torch.from_numpy(np.asarray(x, dtype=np.float32)) for x in v])
+        for k, v in raw.items()
+    }
     return examples, raw, collate(attach_features(examples, stage_two_features(raw, config, split)))
 
 
@@ -43,13 +47,16 @@ def test_default_is_the_paper_and_computes_nothing_extra():
     assert feature_needs(model.vaa_config) == [] and model.learning_rates() == {}
 
 
-@pytest.mark.parametrize("options", [
-    {"scalars": ",".join(ALL_SCALARS)},
-    {"scalars": "F2,log_flip_eps", "diff_scale": "step", "normalize": "layernorm"},
-    {"saliency": True, "injection": "add"},
-    {"saliency": True, "scalars": "flip", "injection": "token"},
-    {"scalars": "log_flip_eps F2", "attack": {"target": 1, "steps": 3}},  # a targeted PGD V2
-])
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"scalars": ",".join(ALL_SCALARS)},
+        {"scalars": "F2,log_flip_eps", "diff_scale": "step", "normalize": "layernorm"},
+        {"saliency": True, "injection": "add"},
+        {"saliency": True, "scalars": "flip", "injection": "token"},
+        {"scalars": "log_flip_eps F2", "attack": {"target": 1, "steps": 3}},  # a targeted PGD V2
+    ],
+)
 def test_cached_features_give_the_same_logits_as_on_the_fly(options):
     config = run_config(**options)
     model = VAAModel(tiny_esim(), config.vaa, config.attack).eval()
@@ -85,7 +92,7 @@ def test_layernorm_normalises_each_part():
     v1, v2 = 100 * torch.randn(4, h), torch.randn(4, h)
     x = model.v3_inputs({"v1": v1, "v2": v2})
     for k, part in enumerate([v1, v2, v1 - v2]):
-        torch.testing.assert_close(x[:, k * h:(k + 1) * h], torch.nn.functional.layer_norm(part, (h,)), rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(x[:, k * h : (k + 1) * h], torch.nn.functional.layer_norm(part, (h,)), rtol=1e-4, atol=1e-5)
 
 
 def test_standardisation_uses_training_statistics_and_is_saved_with_b(tiny_config, tmp_path):
@@ -94,9 +101,22 @@ def test_standardisation_uses_training_statistics_and_is_saved_with_b(tiny_confi
     from vaa.stage_two import train_vaa
 
     train(tiny_config)
-    config = apply_overrides(tiny_config, {"vaa": {"model_a": tiny_config.output, "normalize": "standardize", "scalars": "F2,flip",
-                                                   "calibrate_flip_rate": 0.25, "w_lr": 0.01, "cache_dir": str(tmp_path / "vcache")},
-                                           "optim": {"max_epochs": 1}, "output": str(tmp_path / "b"), "data": {"train": None, "valid": None}})
+    config = apply_overrides(
+        tiny_config,
+        {
+            "vaa": {
+                "model_a": tiny_config.output,
+                "normalize": "standardize",
+                "scalars": "F2,flip",
+                "calibrate_flip_rate": 0.25,
+                "w_lr": 0.01,
+                "cache_dir": str(tmp_path / "vcache"),
+            },
+            "optim": {"max_epochs": 1},
+            "output": str(tmp_path / "b"),
+            "data": {"train": None, "valid": None},
+        },
+    )
     results = train_vaa(config)
     calibration = json.loads((tmp_path / "b" / "eps_calibration.json").read_text())
     assert calibration["flip_rate"] >= 0.25 and results["info"]["eps_calibration"] == calibration
@@ -106,7 +126,9 @@ def test_standardisation_uses_training_statistics_and_is_saved_with_b(tiny_confi
     mean, std = loaded.module.v3_mean, loaded.module.v3_std
     assert mean.shape == (3 * loaded.module.a.hidden_size + 2,) and not torch.allclose(std, torch.ones_like(std))
     # the statistics are the training pairs': standardised training inputs have mean 0 and std 1 per column
-    splits = load_splits(dataclasses.replace(config.data, train=tiny_config.data.train, valid=tiny_config.data.valid), label_map=loaded.label_map)
+    splits = load_splits(
+        dataclasses.replace(config.data, train=tiny_config.data.train, valid=tiny_config.data.valid), label_map=loaded.label_map
+    )
     examples = loaded.base.featurize_all(splits.train, loaded.label_map)
     feats = pair_features(loaded.base, examples, loaded.module.attack_config, [])
     x = loaded.module.v3_inputs({k: torch.as_tensor(v) for k, v in attachable(feats, loaded.module.vaa_config).items()})
@@ -178,7 +200,7 @@ def test_permuted_control_keeps_v1_and_moves_the_rest():
 
 
 def test_each_control_variant_differs_from_vaa_only_where_it_should():
-    from vaa.experiments import stage_two_config, stage_one_config
+    from vaa.experiments import stage_one_config, stage_two_config
 
     a = stage_one_config("demo", 0, "runs/x")
     over = {"vaa": {"scalars": "F2", "normalize": "layernorm"}}
@@ -206,10 +228,15 @@ def test_cache_key_covers_every_new_setting(tmp_path):
     cfg = AttackConfig()
     base_key = cache.key(fp, cfg, examples)
     assert cache.key(fp, cfg, examples, ()) == base_key  # the paper's setting keeps its old key
-    keys = {base_key, cache.key(fp, cfg, examples, ["grad_norm"]), cache.key(fp, cfg, examples, ["saliency"]),
-            cache.key(fp, dataclasses.replace(cfg, steps=3), examples), cache.key(fp, dataclasses.replace(cfg, target=1), examples),
-            cache.key(fp, dataclasses.replace(cfg, step_ratio=1.0), examples),
-            cache.key(fp, dataclasses.replace(cfg, direction="random-matched"), examples)}
+    keys = {
+        base_key,
+        cache.key(fp, cfg, examples, ["grad_norm"]),
+        cache.key(fp, cfg, examples, ["saliency"]),
+        cache.key(fp, dataclasses.replace(cfg, steps=3), examples),
+        cache.key(fp, dataclasses.replace(cfg, target=1), examples),
+        cache.key(fp, dataclasses.replace(cfg, step_ratio=1.0), examples),
+        cache.key(fp, dataclasses.replace(cfg, direction="random-matched"), examples),
+    }
     assert len(keys) == 7
     feats, info = cache.features(a, examples, cfg, ["flip_eps", "saliency"])
     again, info2 = cache.features(a, examples, cfg, ["saliency", "flip_eps"])
@@ -234,10 +261,17 @@ def test_calibrated_eps_reaches_the_target_flip_rate(toy_model):
         calibrate_eps(toy_model, examples, AttackConfig(), 1.5)
 
 
-@pytest.mark.parametrize("bad,match", [({"normalize": "zscore"}, "normalize"), ({"scalars": "F2,volume"}, "unknown vulnerability scalar"),
-                                       ({"calibrate_flip_rate": 1.0}, "calibrate_flip_rate"), ({"w_lr": -1.0}, "w_lr"),
-                                       ({"vulnerability": "permuted", "saliency": True}, "permuted"),
-                                       ({"b_input": "adversarial", "scalars": "F1"}, "b_input normal")])
+@pytest.mark.parametrize(
+    "bad,match",
+    [
+        ({"normalize": "zscore"}, "normalize"),
+        ({"scalars": "F2,volume"}, "unknown vulnerability scalar"),
+        ({"calibrate_flip_rate": 1.0}, "calibrate_flip_rate"),
+        ({"w_lr": -1.0}, "w_lr"),
+        ({"vulnerability": "permuted", "saliency": True}, "permuted"),
+        ({"b_input": "adversarial", "scalars": "F1"}, "b_input normal"),
+    ],
+)
 def test_bad_options_are_refused(bad, match):
     with pytest.raises(ValueError, match=match):
         VAAModel(tiny_esim(), VAAConfig(**bad), AttackConfig())
@@ -257,13 +291,39 @@ optim: {{batch_size: 8, max_epochs: 1}}
     stage_two = tmp_path / "tiny-vaa.yaml"
     stage_two.write_text("extends: esim-vaa\nmodel: {hidden: 6}\noptim: {batch_size: 8, max_epochs: 1}\n")
     out = tmp_path / "repro"
-    assert main(["reproduce", "--preset", str(preset), "--stage-two-preset", str(stage_two), "--seeds", "0", "--output", str(out),
-                 "--variants", "vaa", "v1only", "random_matched", "permuted", "--set-b", "vaa.scalars=F2", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "reproduce",
+                "--preset",
+                str(preset),
+                "--stage-two-preset",
+                str(stage_two),
+                "--seeds",
+                "0",
+                "--output",
+                str(out),
+                "--variants",
+                "vaa",
+                "v1only",
+                "random_matched",
+                "permuted",
+                "--set-b",
+                "vaa.scalars=F2",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     summary = json.loads((out / "table3.json").read_text())
     assert {"baseline", "vaa", "v1only", "random_matched", "permuted"} <= set(summary["rows"])
     assert {"v1only", "random_matched", "permuted"} <= set(summary["vaa_vs_controls"])
-    for variant, vulnerability, direction in (("vaa", "attack", "fgsm"), ("v1only", "v1-only", "fgsm"),
-                                              ("random_matched", "attack", "random-matched"), ("permuted", "permuted", "fgsm")):
+    for variant, vulnerability, direction in (
+        ("vaa", "attack", "fgsm"),
+        ("v1only", "v1-only", "fgsm"),
+        ("random_matched", "attack", "random-matched"),
+        ("permuted", "permuted", "fgsm"),
+    ):
         results = json.loads((out / "seed0" / variant / "results.json").read_text())
         assert results["vaa"]["scalars"] == "F2"  # every control carries the same feature option
         assert (results["vaa"]["vulnerability"], results["attack"]["direction"]) == (vulnerability, direction)

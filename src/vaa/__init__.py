@@ -21,8 +21,16 @@ __version__ = "0.1.0"
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 # loaded on first use, so that `import vaa` stays cheap (torch is imported by these)
-_EXPORTS = {"load": "inference", "load_model": "inference", "predict": "inference", "evaluate": "inference",
-            "calibrate": "inference", "train": "stage_one", "train_vaa": "stage_two", "reproduce": "experiments"}
+_EXPORTS = {
+    "load": "inference",
+    "load_model": "inference",
+    "predict": "inference",
+    "evaluate": "inference",
+    "calibrate": "inference",
+    "train": "stage_one",
+    "train_vaa": "stage_two",
+    "reproduce": "experiments",
+}
 __all__ = sorted(_EXPORTS)
 
 

@@ -33,7 +33,8 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from typing import Any, ContextManager
+from contextlib import AbstractContextManager
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -65,7 +66,9 @@ class AdversarialLoss:
     def check_model(model: torch.nn.Module) -> PairModel:
         """Adversarial training needs the embedding cut of ``PairModel`` (model A)."""
         if not isinstance(model, PairModel):
-            raise ValueError(f"adversarial training needs a model A (a PairModel), not {type(model).__name__}: it is a stage-one option")
+            raise ValueError(
+                f"adversarial training needs a model A (a PairModel), not {type(model).__name__}: it is a stage-one option"
+            )
         return model
 
     def forward(self, model: torch.nn.Module, batch: Batch) -> tuple[torch.Tensor, Embedded, torch.Tensor]:
@@ -84,22 +87,37 @@ class AdversarialLoss:
         hidden = model.encode(emb)
         return model.classify(hidden), emb, hidden
 
-    def perturbation(self, model: PairModel, batch: Batch, emb: Embedded, logits: torch.Tensor,
-                     hidden: torch.Tensor) -> list[torch.Tensor]:
+    def perturbation(
+        self, model: PairModel, batch: Batch, emb: Embedded, logits: torch.Tensor, hidden: torch.Tensor
+    ) -> list[torch.Tensor]:
         """delta from the clean gradient of E (after the clean backward pass),
         against the gold labels; zero outside real word positions."""
         grads = [v.grad if v.grad is not None else torch.zeros_like(v) for v in emb.values]
         grads = [g.detach().float() for g in grads]
         labels = batch["label"]
-        base = BasePass(emb=emb.with_values([v.detach().float() for v in emb.values]), logits=logits.detach().float(),
-                        hidden=hidden.detach().float(), grads=grads, predicted=logits.detach().argmax(-1),
-                        index=batch["index"] if "index" in batch else torch.arange(labels.shape[0], device=labels.device),
-                        labels=labels, targeted=False, model=model)
+        base = BasePass(
+            emb=emb.with_values([v.detach().float() for v in emb.values]),
+            logits=logits.detach().float(),
+            hidden=hidden.detach().float(),
+            grads=grads,
+            predicted=logits.detach().argmax(-1),
+            index=batch["index"] if "index" in batch else torch.arange(labels.shape[0], device=labels.device),
+            labels=labels,
+            targeted=False,
+            model=model,
+        )
         return [d.detach() for d in perturbation(base, self.attack)]
 
-    def backward(self, model: torch.nn.Module, batch: Batch, emb: Embedded, logits: torch.Tensor, hidden: torch.Tensor,
-                 scale: Callable[[torch.Tensor], torch.Tensor] = lambda x: x,
-                 precision: Callable[[], ContextManager[Any]] = contextlib.nullcontext) -> torch.Tensor:
+    def backward(
+        self,
+        model: torch.nn.Module,
+        batch: Batch,
+        emb: Embedded,
+        logits: torch.Tensor,
+        hidden: torch.Tensor,
+        scale: Callable[[torch.Tensor], torch.Tensor] = lambda x: x,
+        precision: Callable[[], AbstractContextManager[Any]] = contextlib.nullcontext,
+    ) -> torch.Tensor:
         """Add weight * CE(A(E + delta), y) to the gradients (the clean loss's
         backward pass has run); returns that weighted adversarial loss.
         ``scale``: the trainer's gradient scaler (fp16); ``precision``: its
@@ -113,8 +131,9 @@ class AdversarialLoss:
             logits_adv = model.classify(model.encode(adversarial)).float()
         loss = self.weight * F.cross_entropy(logits_adv, batch["label"])
         if not is_finite(loss.detach()):
-            raise NonFiniteError(f"non-finite adversarial training loss ({float(loss.detach())}); "
-                                 "lower train.adversarial_eps or optim.lr")
+            raise NonFiniteError(
+                f"non-finite adversarial training loss ({float(loss.detach())}); lower train.adversarial_eps or optim.lr"
+            )
         scale(loss).backward()
         return loss.detach()
 

@@ -46,8 +46,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -104,7 +104,9 @@ def validate(cfg: AttackConfig) -> None:
     dataclasses.replace(cfg)
 
 
-def _loss_gradient(model: PairModel, emb: Embedded, labels: torch.Tensor | None) -> tuple[Embedded, torch.Tensor, torch.Tensor, list[torch.Tensor], torch.Tensor]:
+def _loss_gradient(
+    model: PairModel, emb: Embedded, labels: torch.Tensor | None
+) -> tuple[Embedded, torch.Tensor, torch.Tensor, list[torch.Tensor], torch.Tensor]:
     """(E, V, O, dJ/dE, labels) at embeddings ``emb``, J = CE(O, labels)
     summed; labels default to the prediction at ``emb``. Always fp32."""
     with eval_mode(model), torch.enable_grad(), full_precision(emb.values[0].device):
@@ -116,11 +118,18 @@ def _loss_gradient(model: PairModel, emb: Embedded, labels: torch.Tensor | None)
             labels = logits.argmax(-1)
         loss = F.cross_entropy(logits, labels, reduction="sum")
         grads = torch.autograd.grad(loss, values)
-    return emb.with_values([v.detach() for v in values]), hidden.detach(), logits.detach(), [g.detach() for g in grads], labels.detach()
+    return (
+        emb.with_values([v.detach() for v in values]),
+        hidden.detach(),
+        logits.detach(),
+        [g.detach() for g in grads],
+        labels.detach(),
+    )
 
 
-def forward_with_gradient(model: PairModel, batch: Batch, target: torch.Tensor | int | None = None,
-                          labels: torch.Tensor | None = None) -> BasePass:
+def forward_with_gradient(
+    model: PairModel, batch: Batch, target: torch.Tensor | int | None = None, labels: torch.Tensor | None = None
+) -> BasePass:
     """A's normal forward pass and dJ/dE for J = CE(A(E), y_pred) summed, or,
     with ``target`` (a class index or one per pair), J = CE(A(E), target)
     (a targeted attack), or, with ``labels``, the untargeted J = CE(A(E),
@@ -133,20 +142,31 @@ def forward_with_gradient(model: PairModel, batch: Batch, target: torch.Tensor |
     index = batch["index"] if "index" in batch else None
     if target is not None:
         size, device = emb.values[0].shape[0], emb.values[0].device
-        labels = torch.full((size,), int(target), dtype=torch.long, device=device) if isinstance(target, int) else target.long().to(device)
+        labels = (
+            torch.full((size,), int(target), dtype=torch.long, device=device)
+            if isinstance(target, int)
+            else target.long().to(device)
+        )
     return embedded_pass(model, emb, labels, targeted=target is not None, index=index)
 
 
-def embedded_pass(model: PairModel, emb: Embedded, labels: torch.Tensor | None = None, targeted: bool = False,
-                  index: torch.Tensor | None = None) -> BasePass:
+def embedded_pass(
+    model: PairModel, emb: Embedded, labels: torch.Tensor | None = None, targeted: bool = False, index: torch.Tensor | None = None
+) -> BasePass:
     """:func:`forward_with_gradient` from embeddings that are already looked
     up (a perturbed E, or a model whose "embeddings" feed more than A, as in
     the stage-two threat model of ``vaa.robustness``)."""
     emb, hidden, logits, grads, labels = _loss_gradient(model, emb, labels.long() if labels is not None else None)
     return BasePass(
-        emb=emb, logits=logits, hidden=hidden, grads=grads, predicted=logits.argmax(-1),
+        emb=emb,
+        logits=logits,
+        hidden=hidden,
+        grads=grads,
+        predicted=logits.argmax(-1),
         index=index if index is not None else torch.arange(logits.shape[0], device=logits.device),
-        labels=labels, targeted=targeted, model=model,
+        labels=labels,
+        targeted=targeted,
+        model=model,
     )
 
 
@@ -157,8 +177,17 @@ def retarget(base: BasePass, target: int) -> BasePass:
         raise ValueError("retarget needs the BasePass of forward_with_gradient (it carries model A)")
     labels = torch.full_like(base.predicted, int(target))
     _, _, _, grads, _ = _loss_gradient(base.model, base.emb, labels)
-    return BasePass(emb=base.emb, logits=base.logits, hidden=base.hidden, grads=grads, predicted=base.predicted,
-                    index=base.index, labels=labels, targeted=True, model=base.model)
+    return BasePass(
+        emb=base.emb,
+        logits=base.logits,
+        hidden=base.hidden,
+        grads=grads,
+        predicted=base.predicted,
+        index=base.index,
+        labels=labels,
+        targeted=True,
+        model=base.model,
+    )
 
 
 def gradient_norms(base: BasePass) -> torch.Tensor:
@@ -185,7 +214,9 @@ def _sq_norm(x: torch.Tensor) -> torch.Tensor:
     return x.pow(2).flatten(1).sum(1)
 
 
-def random_direction(like: torch.Tensor, mask: torch.Tensor, index: torch.Tensor, seed: int, group: int, norm: str) -> torch.Tensor:
+def random_direction(
+    like: torch.Tensor, mask: torch.Tensor, index: torch.Tensor, seed: int, group: int, norm: str
+) -> torch.Tensor:
     """A random direction on each pair's real positions, drawn from a
     generator seeded by (seed, pair index, sentence): the same for a pair
     whatever batch it is in (so cached and on-the-fly V2 agree)."""

@@ -63,7 +63,7 @@ class Calibration:
     fingerprint: str | None = None  # of the weights the rule was fitted for
 
     @classmethod
-    def identity(cls, num_labels: int) -> "Calibration":
+    def identity(cls, num_labels: int) -> Calibration:
         """The rule that changes nothing (T = 1, b = 0)."""
         return cls("temperature-bias", 1.0, [0.0] * num_labels)
 
@@ -83,14 +83,16 @@ class Calibration:
         """One line for the terminal."""
         bias = ", ".join(f"{b:+.3f}" for b in self.bias)
         where = self.fitted_on.get("source", "validation")
-        rule = f"temperature {self.temperature:.3f}, bias [{bias}]" if self.weight is None else f"logistic regression, bias [{bias}]"
+        rule = (
+            f"temperature {self.temperature:.3f}, bias [{bias}]" if self.weight is None else f"logistic regression, bias [{bias}]"
+        )
         return f"{self.method} calibration ({rule}) fitted on {where} ({self.fitted_on.get('pairs', '?')} pairs)"
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_json(cls, obj: dict[str, Any]) -> "Calibration":
+    def from_json(cls, obj: dict[str, Any]) -> Calibration:
         try:
             out = cls(**obj)
         except TypeError as exc:
@@ -130,6 +132,7 @@ def fit(probs: np.ndarray, labels: np.ndarray, method: str = "temperature-bias")
         raise CalibrationError("a calibration needs at least two classes among the labelled pairs")
 
     if method == "temperature-bias":
+
         def objective(theta: np.ndarray) -> tuple[float, np.ndarray]:
             a, b = np.exp(theta[0]), theta[1:]
             loss, dz = _nll_and_grad(a * x + b, y)
@@ -143,7 +146,7 @@ def fit(probs: np.ndarray, labels: np.ndarray, method: str = "temperature-bias")
 
     def objective(theta: np.ndarray) -> tuple[float, np.ndarray]:
         w = theta[: n_classes * n_classes].reshape(n_classes, n_classes)
-        b = theta[n_classes * n_classes:]
+        b = theta[n_classes * n_classes :]
         loss, dz = _nll_and_grad(x @ w.T + b, y)
         dw = dz.T @ x + 2 * _RIDGE * (w - np.eye(n_classes))
         reg = _RIDGE * (float(((w - np.eye(n_classes)) ** 2).sum()) + float(b @ b))
@@ -152,7 +155,7 @@ def fit(probs: np.ndarray, labels: np.ndarray, method: str = "temperature-bias")
     theta0 = np.concatenate([np.eye(n_classes).ravel(), np.zeros(n_classes)])
     res = minimize(objective, theta0, jac=True, method="L-BFGS-B")
     w = res.x[: n_classes * n_classes].reshape(n_classes, n_classes)
-    return Calibration(method, 1.0, res.x[n_classes * n_classes:].tolist(), w.tolist())
+    return Calibration(method, 1.0, res.x[n_classes * n_classes :].tolist(), w.tolist())
 
 
 def halves(labels: np.ndarray, seed: int = 0) -> np.ndarray:
@@ -168,7 +171,9 @@ def halves(labels: np.ndarray, seed: int = 0) -> np.ndarray:
     return folds
 
 
-def cross_fit(probs: np.ndarray, labels: np.ndarray, method: str = "temperature-bias", seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def cross_fit(
+    probs: np.ndarray, labels: np.ndarray, method: str = "temperature-bias", seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """Calibrated probabilities for every pair, each from a rule fitted on the
     *other* half of the pairs: validation accuracy after re-fitting, without
     scoring a pair with a rule that saw its label. Returns (probs, folds)."""
@@ -217,16 +222,27 @@ def reliability_bins(probs: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS
     confidence = probs.max(1)
     correct = probs.argmax(1) == labels
     which = np.minimum((confidence * bins).astype(np.int64), bins - 1)
-    return [{"low": b / bins, "high": (b + 1) / bins, "pairs": int((which == b).sum()),
-             "confidence": float(confidence[which == b].mean()), "accuracy": float(correct[which == b].mean())}
-            for b in range(bins) if (which == b).any()]
+    return [
+        {
+            "low": b / bins,
+            "high": (b + 1) / bins,
+            "pairs": int((which == b).sum()),
+            "confidence": float(confidence[which == b].mean()),
+            "accuracy": float(correct[which == b].mean()),
+        }
+        for b in range(bins)
+        if (which == b).any()
+    ]
 
 
 def scores(probs: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     """Accuracy, log-loss and ECE of probabilities on labelled pairs."""
     known = np.asarray(labels) >= 0
-    return {"accuracy": float((probs[known].argmax(1) == labels[known]).mean()), "log_loss": log_loss(probs, labels),
-            "ece": expected_calibration_error(probs, labels)}
+    return {
+        "accuracy": float((probs[known].argmax(1) == labels[known]).mean()),
+        "log_loss": log_loss(probs, labels),
+        "ece": expected_calibration_error(probs, labels),
+    }
 
 
 def weights_fingerprint(state_dict: dict[str, Any]) -> str:
@@ -271,8 +287,12 @@ def read_calibration(run_dir: str | Path, state_dict: dict[str, Any] | None = No
         calibration = Calibration.from_json(obj["calibration"])
     except (ValueError, KeyError, TypeError) as exc:
         raise CalibrationError(f"{path}: unreadable calibration ({exc}); run `vaa calibrate` again") from None
-    if state_dict is not None and calibration.fingerprint is not None \
-            and calibration.fingerprint != weights_fingerprint(state_dict):
-        raise CalibrationError(f"{path} was fitted for other weights than this checkpoint's; run `vaa calibrate` again "
-                               "or pass --raw")
+    if (
+        state_dict is not None
+        and calibration.fingerprint is not None
+        and calibration.fingerprint != weights_fingerprint(state_dict)
+    ):
+        raise CalibrationError(
+            f"{path} was fitted for other weights than this checkpoint's; run `vaa calibrate` again or pass --raw"
+        )
     return calibration

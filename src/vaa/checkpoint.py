@@ -45,8 +45,10 @@ VERSION = 2
 WEIGHTS = "model.safetensors"
 METADATA = "vaa.json"
 TRAINING_STATE = "training_state.pt"
-CONVERT_HINT = ("if you made it yourself with an older vaa, convert it with `vaa convert OLD NEW` "
-                "(that executes code from the file: only for files you trust)")
+CONVERT_HINT = (
+    "if you made it yourself with an older vaa, convert it with `vaa convert OLD NEW` "
+    "(that executes code from the file: only for files you trust)"
+)
 
 
 class CheckpointError(DataError):
@@ -54,6 +56,7 @@ class CheckpointError(DataError):
 
 
 # -- what a checkpoint describes --------------------------------------------
+
 
 @dataclass
 class CheckpointInfo:
@@ -83,11 +86,18 @@ def _json_hash(obj: Any) -> str:
 def _fingerprints(family: str, kind: str, spec: Any, label_map: dict[str, Any], files: dict[str, str]) -> dict[str, str]:
     """Hashes stored in the weights' header: they tie the weights to the
     metadata they were trained with."""
-    return {"format": FORMAT, "family": family, "kind": kind, "spec_sha256": _json_hash(spec),
-            "label_map_sha256": _json_hash(label_map), "featurizer_sha256": _json_hash(files)}
+    return {
+        "format": FORMAT,
+        "family": family,
+        "kind": kind,
+        "spec_sha256": _json_hash(spec),
+        "label_map_sha256": _json_hash(label_map),
+        "featurizer_sha256": _json_hash(files),
+    }
 
 
 # -- training state without pickle -------------------------------------------
+
 
 def rng_state(device: torch.device | str | None = None) -> dict[str, Any]:
     """The RNG states of torch, numpy and Python (and of ``device`` when it is
@@ -101,8 +111,13 @@ def rng_state(device: torch.device | str | None = None) -> dict[str, Any]:
     version, internal, py_gauss = random.getstate()
     state = {
         "torch": torch.get_rng_state(),
-        "numpy": {"kind": str(kind), "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)), "pos": int(pos),
-                  "has_gauss": int(has_gauss), "cached_gaussian": float(gauss)},
+        "numpy": {
+            "kind": str(kind),
+            "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(gauss),
+        },
         "python": {"version": int(version), "state": list(internal), "gauss": py_gauss},
     }
     if device is not None and torch.device(device).type == "cuda":
@@ -126,13 +141,16 @@ def set_rng_state(state: dict[str, Any], device: torch.device | str | None = Non
 
 # -- writing ---------------------------------------------------------------
 
+
 def _tensors(module: nn.Module) -> dict[str, torch.Tensor]:
     """The state dict as separate contiguous CPU tensors (safetensors refuses
     tensors that share memory)."""
     return {k: v.detach().to("cpu").contiguous().clone() for k, v in module.state_dict().items()}
 
 
-def write_checkpoint_files(folder: Path, module: nn.Module, info: CheckpointInfo, training_state: dict[str, Any] | None = None) -> None:
+def write_checkpoint_files(
+    folder: Path, module: nn.Module, info: CheckpointInfo, training_state: dict[str, Any] | None = None
+) -> None:
     """Fill an (empty) folder with a checkpoint; see the module docstring."""
     from safetensors.torch import save_file
 
@@ -145,16 +163,22 @@ def write_checkpoint_files(folder: Path, module: nn.Module, info: CheckpointInfo
         target.write_bytes(content)
         hashes[name] = _sha256(content)
     spec, label_map = base.spec(), info.label_map.to_json()
-    meta = {"format": FORMAT, "version": VERSION, "kind": info.kind,
-            "model": {"family": base.family, "spec": spec, "label_map": label_map, "featurizer_files": sorted(files)},
-            **info.extra}
+    meta = {
+        "format": FORMAT,
+        "version": VERSION,
+        "kind": info.kind,
+        "model": {"family": base.family, "spec": spec, "label_map": label_map, "featurizer_files": sorted(files)},
+        **info.extra,
+    }
     (folder / METADATA).write_text(json.dumps(meta, indent=2, sort_keys=True, default=str) + "\n")
     save_file(_tensors(module), str(folder / WEIGHTS), metadata=_fingerprints(base.family, info.kind, spec, label_map, hashes))
     if training_state is not None:
         torch.save(training_state, folder / TRAINING_STATE)
 
 
-def save_checkpoint(path: str | Path, module: nn.Module, info: CheckpointInfo, training_state: dict[str, Any] | None = None) -> Path:
+def save_checkpoint(
+    path: str | Path, module: nn.Module, info: CheckpointInfo, training_state: dict[str, Any] | None = None
+) -> Path:
     """Write a checkpoint folder, replacing any previous one only once the new
     one is complete (a ``kill -9`` leaves the old or the new, never a mix)."""
     return replace_folder(path, lambda tmp: write_checkpoint_files(tmp, module, info, training_state))
@@ -166,6 +190,7 @@ def save_model(model: PairModel, label_map: LabelMap, path: str | Path, **extra:
 
 
 # -- finding and reading -----------------------------------------------------
+
 
 def _is_pickle_checkpoint(path: Path) -> bool:
     """An old single-file checkpoint: a torch zip archive or a raw pickle."""
@@ -196,8 +221,12 @@ def checkpoint_folder(path: str | Path) -> Path:
             return best
         for old in (path / "checkpoints" / "best.pt", path / "best.pt"):
             if old.exists():
-                raise CheckpointError(f"old-format checkpoint {old.name} (pickle, may run code when loaded): refused; {CONVERT_HINT}", path)
-        raise CheckpointError(f"no checkpoint here (expected {METADATA} and {WEIGHTS}, or a run folder with checkpoints/best/)", path)
+                raise CheckpointError(
+                    f"old-format checkpoint {old.name} (pickle, may run code when loaded): refused; {CONVERT_HINT}", path
+                )
+        raise CheckpointError(
+            f"no checkpoint here (expected {METADATA} and {WEIGHTS}, or a run folder with checkpoints/best/)", path
+        )
     if not path.exists():
         raise CheckpointError("checkpoint not found", path)
     if not path.is_dir():
@@ -210,7 +239,7 @@ def _require(meta: dict[str, Any], dotted: str, kind: type | tuple[type, ...], w
     parts = dotted.split(".")
     for i, part in enumerate(parts):
         if not isinstance(value, dict) or part not in value:
-            raise CheckpointError(f"missing field '{'.'.join(parts[:i + 1])}'; the file was changed or is incomplete", where)
+            raise CheckpointError(f"missing field '{'.'.join(parts[: i + 1])}'; the file was changed or is incomplete", where)
         value = value[part]
     if not isinstance(value, kind):
         raise CheckpointError(f"field '{dotted}' has the wrong type ({type(value).__name__})", where)
@@ -277,20 +306,23 @@ def _explain_shape(name: str, expected: tuple[int, ...], found: tuple[int, ...],
     """Name the metadata field a shape mismatch contradicts, if we know it."""
     lookup = name
     for prefix in ("a.", "b."):
-        if name.startswith(prefix) and name[len(prefix):] in fields:
-            lookup = name[len(prefix):]
+        if name.startswith(prefix) and name[len(prefix) :] in fields:
+            lookup = name[len(prefix) :]
     for label, dim in fields.get(lookup, []):
         if dim < len(expected) and dim < len(found) and expected[dim] != found[dim]:
             return f"{label} {expected[dim]} in the metadata does not match the weights ({name} has {found[dim]} on axis {dim})"
     return f"tensor {name} has shape {list(found)}, the architecture in {METADATA} expects {list(expected)}"
 
 
-def check_weights(module: nn.Module, shapes: dict[str, tuple[int, ...]], fields: dict[str, list[tuple[str, int]]], where: Path) -> None:
+def check_weights(
+    module: nn.Module, shapes: dict[str, tuple[int, ...]], fields: dict[str, list[tuple[str, int]]], where: Path
+) -> None:
     """Keys and shapes of the saved tensors against the module rebuilt from
     the metadata; the first problem is one line naming the field."""
     expected = {k: tuple(v.shape) for k, v in module.state_dict().items()}
     missing = sorted(set(expected) - set(shapes))
     extra = sorted(set(shapes) - set(expected))
+
     def named_first(name: str) -> tuple[bool, str]:  # tensors whose axes name a field are explained first
         bare = name[2:] if name[:2] in ("a.", "b.") else name
         return (bare not in fields and name not in fields, name)
@@ -299,11 +331,17 @@ def check_weights(module: nn.Module, shapes: dict[str, tuple[int, ...]], fields:
         if expected[name] != shapes[name]:
             raise CheckpointError(_explain_shape(name, expected[name], shapes[name], fields), where)
     if missing:
-        raise CheckpointError(f"{len(missing)} tensor(s) missing from {WEIGHTS} (e.g. {missing[0]}); "
-                              f"the weights do not belong to the architecture in {METADATA}", where)
+        raise CheckpointError(
+            f"{len(missing)} tensor(s) missing from {WEIGHTS} (e.g. {missing[0]}); "
+            f"the weights do not belong to the architecture in {METADATA}",
+            where,
+        )
     if extra:
-        raise CheckpointError(f"{len(extra)} unexpected tensor(s) in {WEIGHTS} (e.g. {extra[0]}); "
-                              f"the weights do not belong to the architecture in {METADATA}", where)
+        raise CheckpointError(
+            f"{len(extra)} unexpected tensor(s) in {WEIGHTS} (e.g. {extra[0]}); "
+            f"the weights do not belong to the architecture in {METADATA}",
+            where,
+        )
 
 
 def load_weights(module: nn.Module, folder: Path, fields: dict[str, list[tuple[str, int]]] | None = None) -> dict[str, str]:
@@ -320,7 +358,9 @@ def load_weights(module: nn.Module, folder: Path, fields: dict[str, list[tuple[s
     for name, tensor in tensors.items():
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
             bad = int((~torch.isfinite(tensor)).sum())
-            raise CheckpointError(f"tensor {name} holds {bad} non-finite value(s) (NaN/inf): the model is unusable", folder / WEIGHTS)
+            raise CheckpointError(
+                f"tensor {name} holds {bad} non-finite value(s) (NaN/inf): the model is unusable", folder / WEIGHTS
+            )
     module.load_state_dict(tensors, strict=True)
     return metadata
 
@@ -352,8 +392,11 @@ def _rebuild_base(meta: dict[str, Any], files: dict[str, bytes], where: Path) ->
     except CheckpointError:
         raise
     except Exception as exc:  # a spec that does not fit the family
-        raise CheckpointError(f"cannot rebuild the {family} model from field 'model.spec' "
-                              f"({type(exc).__name__}: {exc}); the metadata was changed or belongs to another family", where) from None
+        raise CheckpointError(
+            f"cannot rebuild the {family} model from field 'model.spec' "
+            f"({type(exc).__name__}: {exc}); the metadata was changed or belongs to another family",
+            where,
+        ) from None
 
 
 def load_checkpoint(path: str | Path) -> LoadedCheckpoint:
@@ -368,8 +411,11 @@ def load_checkpoint(path: str | Path) -> LoadedCheckpoint:
         raise CheckpointError(f"{WEIGHTS} was not written by vaa (no {FORMAT} header)", folder / WEIGHTS)
     for key, value in (("family", description["family"]), ("kind", meta["kind"])):
         if header_meta.get(key) != value:
-            raise CheckpointError(f"field '{'model.family' if key == 'family' else key}' is {value!r} but the weights were "
-                                  f"saved for {header_meta.get(key)!r}", where)
+            raise CheckpointError(
+                f"field '{'model.family' if key == 'family' else key}' is {value!r} but the weights were "
+                f"saved for {header_meta.get(key)!r}",
+                where,
+            )
     base, label_map = _rebuild_base(meta, files, where)
     fields = base.shape_fields()
     module: nn.Module = base
@@ -385,12 +431,17 @@ def load_checkpoint(path: str | Path) -> LoadedCheckpoint:
     check_weights(module, shapes, fields, folder / WEIGHTS)
     spec_hash = _json_hash(description["spec"])
     hashes = {name: _sha256(content) for name, content in files.items()}
-    for key, value, what in (("spec_sha256", spec_hash, "field 'model.spec'"),
-                             ("label_map_sha256", _json_hash(description["label_map"]), "field 'model.label_map' (label names or order)"),
-                             ("featurizer_sha256", _json_hash(hashes), f"the featuriser files ({', '.join(sorted(files))})")):
+    for key, value, what in (
+        ("spec_sha256", spec_hash, "field 'model.spec'"),
+        ("label_map_sha256", _json_hash(description["label_map"]), "field 'model.label_map' (label names or order)"),
+        ("featurizer_sha256", _json_hash(hashes), f"the featuriser files ({', '.join(sorted(files))})"),
+    ):
         if header_meta.get(key) != value:
-            raise CheckpointError(f"{what}: not what the weights were trained with (hash recorded in {WEIGHTS}); "
-                                  "the checkpoint was changed after saving", where)
+            raise CheckpointError(
+                f"{what}: not what the weights were trained with (hash recorded in {WEIGHTS}); "
+                "the checkpoint was changed after saving",
+                where,
+            )
     load_weights(module, folder, fields)
     module.eval()
     return LoadedCheckpoint(module, base, label_map, meta["kind"], meta, str(folder))
@@ -415,14 +466,18 @@ def load_training_state(folder: str | Path) -> dict[str, Any]:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle.UnpicklingError for anything beyond tensors and plain containers
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"refused: not plain training state ({type(exc).__name__}: {reason[:200]}); "
-                              "remove the checkpoints/last folder to start over", path) from None
+        raise CheckpointError(
+            f"refused: not plain training state ({type(exc).__name__}: {reason[:200]}); "
+            "remove the checkpoints/last folder to start over",
+            path,
+        ) from None
     if not isinstance(state, dict) or not {"state", "optimizer", "rng"} <= set(state):
         raise CheckpointError("not a vaa training state (missing state/optimizer/rng)", path)
     return state
 
 
 # -- converting old checkpoints ------------------------------------------------
+
 
 def _old_payload(path: Path) -> dict[str, Any]:
     """Read an old pickle checkpoint. This EXECUTES code from the file."""
@@ -438,10 +493,17 @@ def _old_training_state(training: dict[str, Any]) -> dict[str, Any]:
     version, internal, py_gauss = training["rng"]["python"]
     import numpy as np
 
-    rng = {"torch": training["rng"]["torch"],
-           "numpy": {"kind": str(kind), "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)), "pos": int(pos),
-                     "has_gauss": int(has_gauss), "cached_gaussian": float(gauss)},
-           "python": {"version": int(version), "state": list(internal), "gauss": py_gauss}}
+    rng = {
+        "torch": training["rng"]["torch"],
+        "numpy": {
+            "kind": str(kind),
+            "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(gauss),
+        },
+        "python": {"version": int(version), "state": list(internal), "gauss": py_gauss},
+    }
     return {"state": training["state"], "optimizer": training["optimizer"], "scheduler": training["scheduler"], "rng": rng}
 
 
@@ -453,7 +515,9 @@ def convert_file(old: str | Path, new: str | Path) -> Path:
     description = payload["model"]
     label_map = LabelMap.from_json(description["label_map"])
     base = model_class(description["family"]).from_state(description["spec"], description["featurizer"], len(label_map))
-    extra = {k: v for k, v in payload.items() if k not in ("format", "version", "kind", "model", "state_dict", "training", "path")}
+    extra = {
+        k: v for k, v in payload.items() if k not in ("format", "version", "kind", "model", "state_dict", "training", "path")
+    }
     module: nn.Module = base
     if payload["kind"] == "vaa":
         from .config import AttackConfig, VAAConfig

@@ -15,8 +15,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import yaml
 
@@ -77,8 +78,9 @@ def _key_values(items: Sequence[str] | None, flag: str) -> dict[str, Any]:
     return values
 
 
-def build_config(args: argparse.Namespace, default_preset: str | Callable[[], str | None] | None = None,
-                 stage: str | None = None) -> RunConfig:
+def build_config(
+    args: argparse.Namespace, default_preset: str | Callable[[], str | None] | None = None, stage: str | None = None
+) -> RunConfig:
     """Preset, then flags, then ``--set key=value`` overrides; every key given
     is recorded in ``config.given`` (stage two inherits model A's data except
     those). The flags are checked first, so a bad value is reported before
@@ -109,6 +111,7 @@ def _print(obj: Any) -> None:
 
 
 # -- commands ---------------------------------------------------------------
+
 
 def cmd_train(args: argparse.Namespace) -> int:
     from .stage_one import train
@@ -151,8 +154,6 @@ def cmd_train_vaa(args: argparse.Namespace) -> int:
     return 0
 
 
-
-
 def cmd_reproduce(args: argparse.Namespace) -> int:
     from .experiments import reproduce
 
@@ -166,9 +167,19 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         _merge(over_a, {"data": {"test": args.test}})
     _merge(over_a, dict(shared))
     _merge(over_b, dict(shared))
-    reproduce(args.preset, args.output, seeds=args.seeds, stage_two_preset=args.stage_two_preset, variants=args.variants,
-              overrides_a=over_a, overrides_b=over_b, title=args.title or args.preset, jobs=args.jobs,
-              baselines=args.baselines, overrides_adversarial=over_adv)
+    reproduce(
+        args.preset,
+        args.output,
+        seeds=args.seeds,
+        stage_two_preset=args.stage_two_preset,
+        variants=args.variants,
+        overrides_a=over_a,
+        overrides_b=over_b,
+        title=args.title or args.preset,
+        jobs=args.jobs,
+        baselines=args.baselines,
+        overrides_adversarial=over_adv,
+    )
     print(f"Table 3 written to {args.output}/table3.md (and .json, .png)")
     return 0
 
@@ -178,9 +189,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from .experiments import demo
 
     summary = demo(args.output, overrides=given_values(args))
-    print(f"\nvalidation accuracy: model A {summary['valid_accuracy_a']:.4f}, A+VAA {summary['valid_accuracy_vaa']:.4f}; "
-          f"AUC of F2 (L2, eps 0.02; higher F2 = duplicate) {summary['auc_f2']:.4f}, "
-          f"of A's own probability without attack {summary['auc_a_probability']:.4f}")
+    print(
+        f"\nvalidation accuracy: model A {summary['valid_accuracy_a']:.4f}, A+VAA {summary['valid_accuracy_vaa']:.4f}; "
+        f"AUC of F2 (L2, eps 0.02; higher F2 = duplicate) {summary['auc_f2']:.4f}, "
+        f"of A's own probability without attack {summary['auc_a_probability']:.4f}"
+    )
     print("(A+VAA also trained longer: `vaa reproduce` separates the vulnerability from extra training with controls)")
     print(f"everything is in {summary['folder']} (a/, analysis/report.md, vaa/, summary.json)")
     return 0
@@ -198,8 +211,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .metrics import format_report
 
     settings = settings_from_args(args)
-    report = evaluate(args.checkpoint, args.data, **_reading(settings), raw=args.raw, device=settings.device,
-                      precision=settings.precision)
+    report = evaluate(
+        args.checkpoint, args.data, **_reading(settings), raw=args.raw, device=settings.device, precision=settings.precision
+    )
     print(format_report(report, title=f"{args.checkpoint} on {args.data}"))
     if args.json:
         from .files import atomic_write_text
@@ -232,8 +246,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .inference import predict
 
     settings = settings_from_args(args)
-    rows = predict(args.checkpoint, data=args.data, pairs=[tuple(args.pair)] if args.pair else None, **_reading(settings),
-                   raw=args.raw, device=settings.device, precision=settings.precision)
+    rows = predict(
+        args.checkpoint,
+        data=args.data,
+        pairs=[tuple(args.pair)] if args.pair else None,
+        **_reading(settings),
+        raw=args.raw,
+        device=settings.device,
+        precision=settings.precision,
+    )
     if args.output:
         _write_table(rows, args.output)
         print(f"wrote {len(rows)} predictions to {args.output}")
@@ -252,8 +273,16 @@ def cmd_robustness(args: argparse.Namespace) -> int:
     *checkpoints, data = args.paths
     settings = settings_from_args(args)
     grid = attack_grid(args.eps, args.linf_eps, args.methods, args.norms, args.pgd_steps, args.step_ratio)
-    report = robustness(checkpoints, data, grid, output=args.output, batch_size=args.batch_size, **_reading(settings),
-                        device=settings.device, progress=settings.progress)
+    report = robustness(
+        checkpoints,
+        data,
+        grid,
+        output=args.output,
+        batch_size=args.batch_size,
+        **_reading(settings),
+        device=settings.device,
+        progress=settings.progress,
+    )
     print(table_markdown(report))
     if args.output:
         print(f"written to {args.output} (robustness.json, robustness.md, robustness.png)")
@@ -272,9 +301,16 @@ def cmd_vulnerability(args: argparse.Namespace) -> int:
     from .inference import vulnerability_rows
 
     settings = settings_from_args(args)
-    rows = vulnerability_rows(args.checkpoint, data=args.data, pairs=[tuple(args.pair)] if args.pair else None,
-                              attack=settings.attack, **_reading(settings), batch_size=args.batch_size,
-                              progress=settings.progress, device=settings.device)
+    rows = vulnerability_rows(
+        args.checkpoint,
+        data=args.data,
+        pairs=[tuple(args.pair)] if args.pair else None,
+        attack=settings.attack,
+        **_reading(settings),
+        batch_size=args.batch_size,
+        progress=settings.progress,
+        device=settings.device,
+    )
     if args.output:
         _write_table(rows, args.output)
         print(f"wrote {len(rows)} rows to {args.output}")
@@ -288,9 +324,19 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     from .analysis.analyze import analyze
 
     settings = settings_from_args(args)
-    result = analyze(args.checkpoint, args.data, args.output, attack=settings.attack, eps_list=args.eps_list,
-                     norms=args.norms, run_sweep=not args.no_sweep, **_reading(settings), batch_size=args.batch_size,
-                     progress=settings.progress, device=settings.device)
+    result = analyze(
+        args.checkpoint,
+        args.data,
+        args.output,
+        attack=settings.attack,
+        eps_list=args.eps_list,
+        norms=args.norms,
+        run_sweep=not args.no_sweep,
+        **_reading(settings),
+        batch_size=args.batch_size,
+        progress=settings.progress,
+        device=settings.device,
+    )
     print(f"analysis of {result['pairs']} pairs written to {args.output} (report.md, analysis.json, *.png)")
     return 0
 
@@ -298,8 +344,11 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 def cmd_convert(args: argparse.Namespace) -> int:
     from .checkpoint import convert
 
-    print(f"vaa convert: loading {args.old} with pickle: this EXECUTES any code the file carries; "
-          "use it only on checkpoints you made yourself", file=sys.stderr)
+    print(
+        f"vaa convert: loading {args.old} with pickle: this EXECUTES any code the file carries; "
+        "use it only on checkpoints you made yourself",
+        file=sys.stderr,
+    )
     written = convert(args.old, args.new)
     for path in written:
         print(f"wrote {path}")
@@ -310,10 +359,21 @@ def cmd_probe(args: argparse.Namespace) -> int:
     from .analysis.probe import FEATURES, probe, probe_markdown
 
     settings = settings_from_args(args)
-    result = probe(args.checkpoint, args.data, args.output, attack=settings.attack, folds=args.folds, seed=args.seed,
-                   c=args.C, names=args.features or tuple(FEATURES), random_control=not args.no_random,
-                   control_direction=args.control, **_reading(settings, labels=False), batch_size=args.batch_size,
-                   progress=settings.progress)
+    result = probe(
+        args.checkpoint,
+        args.data,
+        args.output,
+        attack=settings.attack,
+        folds=args.folds,
+        seed=args.seed,
+        c=args.C,
+        names=args.features or tuple(FEATURES),
+        random_control=not args.no_random,
+        control_direction=args.control,
+        **_reading(settings, labels=False),
+        batch_size=args.batch_size,
+        progress=settings.progress,
+    )
     print(probe_markdown(result))
     if args.output:
         print(f"probe written to {args.output} (probe.md, probe.json, features.npz)")
@@ -323,12 +383,16 @@ def cmd_probe(args: argparse.Namespace) -> int:
 def cmd_theorem(args: argparse.Namespace) -> int:
     from .analysis.theorem_report import theorem_text
 
-    print(theorem_text(n=args.n, d=args.d, sigma=args.sigma, samples=args.samples, seed=args.seed,
-                       analysis=args.analysis, plot=args.plot))
+    print(
+        theorem_text(
+            n=args.n, d=args.d, sigma=args.sigma, samples=args.samples, seed=args.seed, analysis=args.analysis, plot=args.plot
+        )
+    )
     return 0
 
 
 # -- the parser: one small function per command ------------------------------------------------
+
 
 def _add_data_args(parser: argparse.ArgumentParser, optional: bool = False, allow_pair: bool = False) -> None:
     """The data file (or one --pair) and the settings that say how to read it."""
@@ -353,19 +417,25 @@ def _add_checkpoint_arg(parser: argparse.ArgumentParser, which: str = "either st
 
 
 def _add_train(sub: Any) -> None:
-    p = sub.add_parser("train", help="stage one: train model A",
-                       description="Train model A (ESIM or a Hugging Face encoder). The defaults shown are the settings' own; "
-                                   "a preset changes them, a flag or --set overrides both.")
+    p = sub.add_parser(
+        "train",
+        help="stage one: train model A",
+        description="Train model A (ESIM or a Hugging Face encoder). The defaults shown are the settings' own; "
+        "a preset changes them, a flag or --set overrides both.",
+    )
     _common_run_args(p)
     add_setting_flags(p, TRAIN_SETTINGS)
     p.set_defaults(func=cmd_train)
 
 
 def _add_train_vaa(sub: Any) -> None:
-    p = sub.add_parser("train-vaa", help="stage two: train model B with the vulnerability vector from a frozen model A",
-                       description="Stage two. Data default to model A's run; the preset defaults to esim-vaa or hf-vaa "
-                                   "after model A's family. Model B is a copy of model A: no model settings. The defaults shown are the "
-                                   "settings' own; a preset changes them, a flag or --set overrides both.")
+    p = sub.add_parser(
+        "train-vaa",
+        help="stage two: train model B with the vulnerability vector from a frozen model A",
+        description="Stage two. Data default to model A's run; the preset defaults to esim-vaa or hf-vaa "
+        "after model A's family. Model B is a copy of model A: no model settings. The defaults shown are the "
+        "settings' own; a preset changes them, a flag or --set overrides both.",
+    )
     _common_run_args(p)
     add_setting_flags(p, TRAIN_VAA_SETTINGS)
     p.set_defaults(func=cmd_train_vaa)
@@ -376,27 +446,48 @@ def _add_reproduce(sub: Any) -> None:
     p.add_argument("--preset", required=True, help="stage-one preset, e.g. qqp-esim")
     p.add_argument("--stage-two-preset", help="stage-two preset (default: esim-vaa or hf-vaa after model A's family)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="model seeds (default 0 1 2)")
-    p.add_argument("--variants", nargs="+", default=["vaa", "zeros", "random"], choices=["vaa", "zeros", "random", "v1only", "random_matched", "permuted"],
-                   help="stage-two variants (default: vaa zeros random); the controls v1only, random_matched and permuted "
-                        "take the same --set-b feature options as vaa")
+    p.add_argument(
+        "--variants",
+        nargs="+",
+        default=["vaa", "zeros", "random"],
+        choices=["vaa", "zeros", "random", "v1only", "random_matched", "permuted"],
+        help="stage-two variants (default: vaa zeros random); the controls v1only, random_matched and permuted "
+        "take the same --set-b feature options as vaa",
+    )
     p.add_argument("--output", required=True, help="folder for all runs and the table")
     p.add_argument("--test", help="a test file, reported separately (never used for selection)")
     p.add_argument("--set-a", action="append", metavar="KEY=VALUE", help="stage-one setting, e.g. optim.max_epochs=10")
     p.add_argument("--set-b", action="append", metavar="KEY=VALUE", help="stage-two setting, e.g. vaa.injection=classifier")
-    p.add_argument("--baselines", nargs="+", default=[], choices=["fgm", "pgd"],
-                   help="also train adversarially trained A's per seed (same seeds, data, budget caps) and add them to Table 3")
-    p.add_argument("--set-adv", action="append", metavar="KEY=VALUE",
-                   help="setting of the adversarially trained A's only, e.g. train.adversarial_eps=0.5")
+    p.add_argument(
+        "--baselines",
+        nargs="+",
+        default=[],
+        choices=["fgm", "pgd"],
+        help="also train adversarially trained A's per seed (same seeds, data, budget caps) and add them to Table 3",
+    )
+    p.add_argument(
+        "--set-adv",
+        action="append",
+        metavar="KEY=VALUE",
+        help="setting of the adversarially trained A's only, e.g. train.adversarial_eps=0.5",
+    )
     p.add_argument("--title", help="title of the table (default: the preset)")
-    p.add_argument("--jobs", type=int, default=1,
-                   help="independent runs at once, each a local `vaa` process (one GPU each when there are several)")
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="independent runs at once, each a local `vaa` process (one GPU each when there are several)",
+    )
     add_setting_flags(p, SHARED_RUN_SETTINGS, grouped=False)
     p.set_defaults(func=cmd_reproduce)
 
 
 def _add_demo(sub: Any) -> None:
-    p = sub.add_parser("demo", help="the main job on the built-in synthetic demo data",
-                       description="Model A, its vulnerability analyses and stage two on the built-in SYNTHETIC demo set.")
+    p = sub.add_parser(
+        "demo",
+        help="the main job on the built-in synthetic demo data",
+        description="Model A, its vulnerability analyses and stage two on the built-in SYNTHETIC demo set.",
+    )
     p.add_argument("--output", default="runs/demo", help="folder for the demo's runs (default runs/demo)")
     add_setting_flags(p, SHARED_RUN_SETTINGS, grouped=False)
     p.set_defaults(func=cmd_demo)
@@ -423,14 +514,21 @@ def _add_predict(sub: Any) -> None:
 
 
 def _add_calibrate(sub: Any) -> None:
-    p = sub.add_parser("calibrate", help="re-fit a model's decision rule on validation (temperature + per-class bias)",
-                       description="Fit temperature scaling plus a per-class bias (or a multinomial logistic regression on "
-                                   "log-probabilities) on validation data; store it in the run folder, where predict and "
-                                   "evaluate apply it. Reports accuracy, log-loss and ECE before, after and cross-fitted.")
+    p = sub.add_parser(
+        "calibrate",
+        help="re-fit a model's decision rule on validation (temperature + per-class bias)",
+        description="Fit temperature scaling plus a per-class bias (or a multinomial logistic regression on "
+        "log-probabilities) on validation data; store it in the run folder, where predict and "
+        "evaluate apply it. Reports accuracy, log-loss and ECE before, after and cross-fitted.",
+    )
     _add_checkpoint_arg(p)
     _add_data_args(p, optional=True)
-    p.add_argument("--method", default="temperature-bias", choices=["temperature-bias", "logistic"],
-                   help="temperature-bias (n+1 parameters, default) | logistic (n^2+n)")
+    p.add_argument(
+        "--method",
+        default="temperature-bias",
+        choices=["temperature-bias", "logistic"],
+        help="temperature-bias (n+1 parameters, default) | logistic (n^2+n)",
+    )
     add_setting_flags(p, select(["device"]), grouped=False)
     p.set_defaults(func=cmd_calibrate)
 
@@ -446,15 +544,26 @@ def _add_vulnerability(sub: Any) -> None:
 
 
 def _add_robustness(sub: Any) -> None:
-    p = sub.add_parser("robustness", help="accuracy under attack (FGSM, PGD; L2, L-inf; gold label) on an eps grid, per model",
-                       description="Accuracy under an untargeted attack on the word embeddings against the gold label, for "
-                                   "each checkpoint (model A, an adversarially trained A, a stage-two model: there the same "
-                                   "perturbation reaches A, so V1/V2 change, and B, end to end). eps 0 is clean accuracy.")
-    p.add_argument("paths", nargs="+", metavar="CHECKPOINT [CHECKPOINT ...] FILE",
-                   help="run folders or checkpoint folders (either stage), then a labelled file of pairs")
+    p = sub.add_parser(
+        "robustness",
+        help="accuracy under attack (FGSM, PGD; L2, L-inf; gold label) on an eps grid, per model",
+        description="Accuracy under an untargeted attack on the word embeddings against the gold label, for "
+        "each checkpoint (model A, an adversarially trained A, a stage-two model: there the same "
+        "perturbation reaches A, so V1/V2 change, and B, end to end). eps 0 is clean accuracy.",
+    )
+    p.add_argument(
+        "paths",
+        nargs="+",
+        metavar="CHECKPOINT [CHECKPOINT ...] FILE",
+        help="run folders or checkpoint folders (either stage), then a labelled file of pairs",
+    )
     add_setting_flags(p, READ_SETTINGS)
-    p.add_argument("--eps", type=float, nargs="+", default=list(ROBUSTNESS_L2_EPS), help="L2 eps grid (per sentence; default %(default)s)")
-    p.add_argument("--linf-eps", type=float, nargs="+", default=list(ROBUSTNESS_LINF_EPS), help="L-inf eps grid (default %(default)s)")
+    p.add_argument(
+        "--eps", type=float, nargs="+", default=list(ROBUSTNESS_L2_EPS), help="L2 eps grid (per sentence; default %(default)s)"
+    )
+    p.add_argument(
+        "--linf-eps", type=float, nargs="+", default=list(ROBUSTNESS_LINF_EPS), help="L-inf eps grid (default %(default)s)"
+    )
     p.add_argument("--norms", nargs="+", default=["l2", "linf"], choices=["l2", "linf"], help="norms (default: both)")
     p.add_argument("--methods", nargs="+", default=["fgsm", "pgd"], choices=["fgsm", "pgd"], help="attacks (default: both)")
     p.add_argument("--pgd-steps", type=_positive_int, default=ROBUSTNESS_PGD_STEPS, help="PGD steps (default %(default)s)")
@@ -479,20 +588,26 @@ def _add_analyze(sub: Any) -> None:
 
 
 def _add_convert(sub: Any) -> None:
-    p = sub.add_parser("convert", help="convert an old .pt checkpoint (or run folder) you made yourself to the safe format",
-                       description="Convert an old-format (pickle) checkpoint file or run folder to checkpoint folders "
-                                   "(safetensors + JSON). WARNING: reading the old file EXECUTES any code it carries: "
-                                   "use this only on files you made yourself or otherwise trust.")
+    p = sub.add_parser(
+        "convert",
+        help="convert an old .pt checkpoint (or run folder) you made yourself to the safe format",
+        description="Convert an old-format (pickle) checkpoint file or run folder to checkpoint folders "
+        "(safetensors + JSON). WARNING: reading the old file EXECUTES any code it carries: "
+        "use this only on files you made yourself or otherwise trust.",
+    )
     p.add_argument("old", help="old checkpoint file (best.pt/last.pt) or an old run folder")
     p.add_argument("new", help="new checkpoint folder, or new run folder when OLD is a run folder (must not exist)")
     p.set_defaults(func=cmd_convert)
 
 
 def _add_probe(sub: Any) -> None:
-    p = sub.add_parser("probe", help="does a vulnerability feature predict the gold label beyond A's own output? (cross-validated)",
-                       description="Per-pair vulnerability features of model A, then k-fold cross-validated logistic regression "
-                                   "of the gold label on A's log-probabilities or V1, with and without each feature "
-                                   "(and its random-direction version).")
+    p = sub.add_parser(
+        "probe",
+        help="does a vulnerability feature predict the gold label beyond A's own output? (cross-validated)",
+        description="Per-pair vulnerability features of model A, then k-fold cross-validated logistic regression "
+        "of the gold label on A's log-probabilities or V1, with and without each feature "
+        "(and its random-direction version).",
+    )
     _add_checkpoint_arg(p, "model A is used")
     _add_data_args(p)
     _add_attack_args(p)
@@ -502,8 +617,12 @@ def _add_probe(sub: Any) -> None:
     p.add_argument("--C", type=float, default=1.0, help="inverse L2 regularisation of the logistic regression")
     p.add_argument("--features", nargs="+", help="probe only these features (default: all)")
     p.add_argument("--no-random", action="store_true", help="skip the random-direction versions")
-    p.add_argument("--control", default="random", choices=["random", "random-matched"],
-                   help="the control's step: random (same norm as FGSM) or random-matched (same ||V1-V2|| as FGSM)")
+    p.add_argument(
+        "--control",
+        default="random",
+        choices=["random", "random-matched"],
+        help="the control's step: random (same norm as FGSM) or random-matched (same ||V1-V2|| as FGSM)",
+    )
     add_setting_flags(p, select(["progress"]), grouped=False)
     p.set_defaults(func=cmd_probe)
 
@@ -520,12 +639,27 @@ def _add_theorem(sub: Any) -> None:
     p.set_defaults(func=cmd_theorem)
 
 
-COMMANDS = (_add_train, _add_train_vaa, _add_reproduce, _add_demo, _add_evaluate, _add_predict, _add_calibrate,
-            _add_vulnerability, _add_robustness, _add_analyze, _add_convert, _add_probe, _add_theorem)
+COMMANDS = (
+    _add_train,
+    _add_train_vaa,
+    _add_reproduce,
+    _add_demo,
+    _add_evaluate,
+    _add_predict,
+    _add_calibrate,
+    _add_vulnerability,
+    _add_robustness,
+    _add_analyze,
+    _add_convert,
+    _add_probe,
+    _add_theorem,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="vaa", description="Sentence matching with vulnerability via adversarial attack (Zhang et al., COLING 2020).")
+    parser = argparse.ArgumentParser(
+        prog="vaa", description="Sentence matching with vulnerability via adversarial attack (Zhang et al., COLING 2020)."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     for add in COMMANDS:
         add(sub)
@@ -542,10 +676,14 @@ def _add_logging_args(parser: argparse.ArgumentParser, sub: Any) -> None:
 
     for target, default in [(parser, False)] + [(p, True) for p in sub.choices.values()]:
         keep = {"default": argparse.SUPPRESS} if default else {}
-        target.add_argument("--log-level", type=str.upper, choices=LEVELS, **({"default": "INFO"} | keep),
-                            help="how much the command logs to stderr (default INFO)")
-        target.add_argument("--quiet", action="store_true", **keep,
-                            help="warnings and errors only, and no progress bars")
+        target.add_argument(
+            "--log-level",
+            type=str.upper,
+            choices=LEVELS,
+            **({"default": "INFO"} | keep),
+            help="how much the command logs to stderr (default INFO)",
+        )
+        target.add_argument("--quiet", action="store_true", **keep, help="warnings and errors only, and no progress bars")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -553,9 +691,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .data.pairs import DataError
     from .files import OutputError, describe_os_error
     from .guards import NonFiniteError
-    from .run_folder import RunError
-
     from .log_setup import configure_logging
+    from .run_folder import RunError
 
     parser = build_parser()
     args = parser.parse_args(argv)

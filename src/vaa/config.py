@@ -28,9 +28,9 @@ import logging
 import math
 import typing
 from dataclasses import dataclass, field
-from pathlib import Path
 from importlib import resources
 from importlib.resources.abc import Traversable
+from pathlib import Path
 from typing import Any, ClassVar
 
 import yaml
@@ -72,9 +72,18 @@ class ConfigError(ValueError):
     """A setting that does not exist or a value it cannot take."""
 
 
-def setting(default: Any = dataclasses.MISSING, *, help: str, choices: tuple[str, ...] | None = None,
-            ge: float | None = None, gt: float | None = None, le: float | None = None, lt: float | None = None,
-            flags: tuple[str, ...] | None = None, many: bool = False) -> Any:
+def setting(
+    default: Any = dataclasses.MISSING,
+    *,
+    help: str,
+    choices: tuple[str, ...] | None = None,
+    ge: float | None = None,
+    gt: float | None = None,
+    le: float | None = None,
+    lt: float | None = None,
+    flags: tuple[str, ...] | None = None,
+    many: bool = False,
+) -> Any:
     """A dataclass field with its help text, allowed values and bounds in the
     metadata, where validation reads them and the command line is generated
     from them (``config_flags.py``). ``flags`` names the command-line flag
@@ -209,7 +218,7 @@ class DataConfig(Settings):
     split_seed: int = setting(0, help="seed of the train/validation split", ge=0)
     limit: int | None = setting(None, help="read at most this many pairs per file (quick runs)", ge=1)
     on_error: str = setting("raise", help="raise on a malformed row, or skip it and count it in the report", choices=ON_ERROR)
-    labels: str | None = setting(None, help='rename the files\' labels to the model\'s, e.g. "0=not_duplicate,1=duplicate"')
+    labels: str | None = setting(None, help="rename the files' labels to the model's, e.g. \"0=not_duplicate,1=duplicate\"")
 
 
 @dataclass
@@ -222,10 +231,15 @@ class ModelConfig(Settings):
     dropout: float = setting(0.5, help="dropout rate", ge=0, lt=1)
     vectors: str = setting("glove-6b-50d", help="ESIM word vectors: glove-6b-50d or a GloVe-format text file")
     min_count: int = setting(1, help="ESIM: words seen fewer times in training are unknown", ge=1)
-    max_tokens: int = setting(ESIM_MAX_TOKENS, help="ESIM: tokens kept per sentence (longer ones are truncated and counted; 0: no cap)", ge=0)
+    max_tokens: int = setting(
+        ESIM_MAX_TOKENS, help="ESIM: tokens kept per sentence (longer ones are truncated and counted; 0: no cap)", ge=0
+    )
     freeze_embeddings: bool = setting(False, help="ESIM: keep the word vectors fixed")
-    path: str | None = setting(None, help="HF family: a local model folder (default: all-MiniLM-L6-v2 from its PyPI package)",
-                               flags=("--model", "--model-path"))
+    path: str | None = setting(
+        None,
+        help="HF family: a local model folder (default: all-MiniLM-L6-v2 from its PyPI package)",
+        flags=("--model", "--model-path"),
+    )
     max_length: int = setting(128, help="HF family: tokens per pair incl. [CLS]/[SEP]", ge=8)
     pooling: str = setting("cls", help="HF family: cls (the model's pooler) or mean", choices=POOLINGS)
 
@@ -258,21 +272,31 @@ class AttackConfig(Settings):
     eps: float = setting(0.02, help="attack strength (absolute unless relative)", ge=0)
     relative: bool = setting(False, help="eps as a fraction of the sentence's embedding scale")
     scope: str = setting("sentence", help="L2 norm per sentence (the authors') or over the pair", choices=SCOPES)
-    direction: str = setting("fgsm", help="fgsm, random (control: same norm, random direction) or random-matched "
-                             "(control: random direction rescaled per pair to FGSM's ||V1 - V2||)", choices=DIRECTIONS)
+    direction: str = setting(
+        "fgsm",
+        help="fgsm, random (control: same norm, random direction) or random-matched "
+        "(control: random direction rescaled per pair to FGSM's ||V1 - V2||)",
+        choices=DIRECTIONS,
+    )
     seed: int = setting(0, help="seed of the random direction", ge=0, flags=("--attack-seed",))
     steps: int = setting(1, help="1: FGSM (paper); k > 1: PGD with k steps, each projected back into the eps ball", ge=1)
     step_ratio: float = setting(2.5, help="PGD: each step is step_ratio * eps / steps (Madry et al.'s 2.5)", gt=0)
-    target: int = setting(-1, help="-1: untargeted, away from A's prediction (paper); c >= 0: a targeted step toward class c", ge=-1)
+    target: int = setting(
+        -1, help="-1: untargeted, away from A's prediction (paper); c >= 0: a targeted step toward class c", ge=-1
+    )
 
     def check_combination(self) -> None:
         # PGD and targeted steps follow the gradient: a random direction has none to follow
         if self.steps > 1 and self.direction != "fgsm":
-            raise ConfigError(f"attack.steps={self.steps} needs attack.direction fgsm (multi-step attacks follow the gradient), "
-                              f"not {self.direction!r}")
+            raise ConfigError(
+                f"attack.steps={self.steps} needs attack.direction fgsm (multi-step attacks follow the gradient), "
+                f"not {self.direction!r}"
+            )
         if self.target >= 0 and self.direction != "fgsm":
-            raise ConfigError(f"attack.target={self.target} needs attack.direction fgsm (a targeted step follows the gradient), "
-                              f"not {self.direction!r}")
+            raise ConfigError(
+                f"attack.target={self.target} needs attack.direction fgsm (a targeted step follows the gradient), "
+                f"not {self.direction!r}"
+            )
 
 
 @dataclass
@@ -283,20 +307,37 @@ class VAAConfig(Settings):
     injection: str = setting("token", help="token (paper), classifier (authors' code) or add", choices=INJECTIONS)
     b_input: str = setting("normal", help="normal (paper), or adversarial (authors' ESIM reads E~)", choices=B_INPUTS)
     v3_order: str = setting("paper", help="paper [V1;V2;V1-V2] or authors [V1-V2;V1;V2]", choices=V3_ORDERS)
-    vulnerability: str = setting("attack", help="attack, or a control: zeros (extra training only), v1-only (V = W[V1], no attack), "
-                                 "permuted (V1 the pair's own, the vulnerability part another pair's)", choices=VULNERABILITY_SOURCES)
+    vulnerability: str = setting(
+        "attack",
+        help="attack, or a control: zeros (extra training only), v1-only (V = W[V1], no attack), "
+        "permuted (V1 the pair's own, the vulnerability part another pair's)",
+        choices=VULNERABILITY_SOURCES,
+    )
     cache: bool = setting(True, help="compute V1/V2 once per pair and reuse them across epochs")
     model_a: str | None = setting(None, help="the trained model A: run folder or checkpoint folder")
     cache_dir: str | None = setting(None, help="folder of the V1/V2 cache (default: vcache/ in stage two's run folder)")
     # Feature options (issue 12); the defaults are the paper's V = W[V1; V2; V1 - V2] + b.
-    normalize: str = setting("none", help="none (paper), layernorm (a LayerNorm per part of V3) or standardize "
-                             "(training-set mean/std per column, saved with B)", choices=NORMALIZATIONS)
-    diff_scale: str = setting("none", help="none (paper), or step: V1 - V2 divided by the pair's attack step norm", choices=DIFF_SCALES)
-    scalars: str = setting("", help="comma-separated scalars appended to V3: log_distance, log_grad_norm, F1, F2, flip, "
-                           "log_flip_eps, targeted_loss_drop", many=True)
-    saliency: bool = setting(False, help="add each word's gradient saliency (relative to its sentence's largest) times a learned vector")
-    calibrate_flip_rate: float = setting(0.0, help="0: eps as given (paper); r: eps set once so the attack flips a share r "
-                                         "of the training pairs", ge=0, lt=1)
+    normalize: str = setting(
+        "none",
+        help="none (paper), layernorm (a LayerNorm per part of V3) or standardize "
+        "(training-set mean/std per column, saved with B)",
+        choices=NORMALIZATIONS,
+    )
+    diff_scale: str = setting(
+        "none", help="none (paper), or step: V1 - V2 divided by the pair's attack step norm", choices=DIFF_SCALES
+    )
+    scalars: str = setting(
+        "",
+        help="comma-separated scalars appended to V3: log_distance, log_grad_norm, F1, F2, flip, "
+        "log_flip_eps, targeted_loss_drop",
+        many=True,
+    )
+    saliency: bool = setting(
+        False, help="add each word's gradient saliency (relative to its sentence's largest) times a learned vector"
+    )
+    calibrate_flip_rate: float = setting(
+        0.0, help="0: eps as given (paper); r: eps set once so the attack flips a share r of the training pairs", ge=0, lt=1
+    )
     w_lr: float = setting(0.0, help="learning rate of W and the other new parameters (0: the optimiser's)", ge=0)
 
     def scalar_list(self) -> list[str]:
@@ -306,13 +347,18 @@ class VAAConfig(Settings):
     def check_combination(self) -> None:
         unknown = [name for name in self.scalar_list() if name not in SCALAR_NAMES]
         if unknown:
-            raise ConfigError(f"vaa.scalars={self.scalars!r}: unknown vulnerability scalar {unknown[0]!r} (known: {', '.join(SCALAR_NAMES)})")
+            raise ConfigError(
+                f"vaa.scalars={self.scalars!r}: unknown vulnerability scalar {unknown[0]!r} (known: {', '.join(SCALAR_NAMES)})"
+            )
         if (self.scalars.strip() or self.saliency or self.diff_scale != "none") and self.b_input == "adversarial":
-            raise ConfigError("vaa.scalars, vaa.saliency and vaa.diff_scale need vaa.b_input normal "
-                              "(the authors' adversarial B input takes the plain attack only)")
+            raise ConfigError(
+                "vaa.scalars, vaa.saliency and vaa.diff_scale need vaa.b_input normal "
+                "(the authors' adversarial B input takes the plain attack only)"
+            )
         if self.vulnerability == "permuted" and self.saliency:
-            raise ConfigError("vaa.vulnerability=permuted cannot move per-word saliency between pairs of different lengths: "
-                              "drop vaa.saliency")
+            raise ConfigError(
+                "vaa.vulnerability=permuted cannot move per-word saliency between pairs of different lengths: drop vaa.saliency"
+            )
 
 
 @dataclass
@@ -323,18 +369,33 @@ class TrainConfig(Settings):
     driven by the gold label."""
 
     SECTION: ClassVar[str] = "train"
-    adversarial_training: str = setting("none", help="none (paper), fgm (Miyato et al.: one normalised gradient step on the "
-                                        "embeddings) or pgd (adversarial_steps projected steps)", choices=ADVERSARIAL_TRAINING)
-    adversarial_norm: str = setting("l2", help="norm of the training perturbation: l2 (per sentence) or linf", choices=NORMS,
-                                    flags=("--adv-norm", "--adversarial-norm"))
-    adversarial_eps: float = setting(1.0, help="radius of the training perturbation (absolute, on the looked-up embeddings)", gt=0,
-                                     flags=("--adv-eps", "--adversarial-eps"))
-    adversarial_steps: int = setting(3, help="pgd: projected steps per batch (fgm: always one)", ge=2,
-                                     flags=("--adv-steps", "--adversarial-steps"))
-    adversarial_step_ratio: float = setting(2.5, help="pgd: each step is step_ratio * eps / steps", gt=0,
-                                            flags=("--adv-step-ratio", "--adversarial-step-ratio"))
-    adversarial_weight: float = setting(1.0, help="loss = clean + weight * adversarial", gt=0,
-                                        flags=("--adv-weight", "--adversarial-weight"))
+    adversarial_training: str = setting(
+        "none",
+        help="none (paper), fgm (Miyato et al.: one normalised gradient step on the "
+        "embeddings) or pgd (adversarial_steps projected steps)",
+        choices=ADVERSARIAL_TRAINING,
+    )
+    adversarial_norm: str = setting(
+        "l2",
+        help="norm of the training perturbation: l2 (per sentence) or linf",
+        choices=NORMS,
+        flags=("--adv-norm", "--adversarial-norm"),
+    )
+    adversarial_eps: float = setting(
+        1.0,
+        help="radius of the training perturbation (absolute, on the looked-up embeddings)",
+        gt=0,
+        flags=("--adv-eps", "--adversarial-eps"),
+    )
+    adversarial_steps: int = setting(
+        3, help="pgd: projected steps per batch (fgm: always one)", ge=2, flags=("--adv-steps", "--adversarial-steps")
+    )
+    adversarial_step_ratio: float = setting(
+        2.5, help="pgd: each step is step_ratio * eps / steps", gt=0, flags=("--adv-step-ratio", "--adversarial-step-ratio")
+    )
+    adversarial_weight: float = setting(
+        1.0, help="loss = clean + weight * adversarial", gt=0, flags=("--adv-weight", "--adversarial-weight")
+    )
 
 
 @dataclass
@@ -353,11 +414,17 @@ class RunConfig(Settings):
     checkpoint_every: int = setting(0, help="batches between mid-epoch checkpoints (0: end of epoch only)", ge=0)
     threads: int = setting(0, help="torch CPU threads (0: torch's default)", ge=0)
     progress: bool = setting(True, help="show progress bars")
-    tensorboard: bool = setting(False, help="also write TensorBoard curves into the run folder's tensorboard/ "
-                                            "(needs the tensorboard package)")
-    device: str = setting("auto", help="auto (CUDA, else MPS, else CPU) | cpu | cuda | cuda:N | mps; under torchrun: cuda:LOCAL_RANK")
-    precision: str = setting("fp32", help="fp32 (paper) | bf16 | fp16 (CUDA only, with a gradient scaler); the FGSM step is always fp32",
-                             choices=PRECISIONS)
+    tensorboard: bool = setting(
+        False, help="also write TensorBoard curves into the run folder's tensorboard/ (needs the tensorboard package)"
+    )
+    device: str = setting(
+        "auto", help="auto (CUDA, else MPS, else CPU) | cpu | cuda | cuda:N | mps; under torchrun: cuda:LOCAL_RANK"
+    )
+    precision: str = setting(
+        "fp32",
+        help="fp32 (paper) | bf16 | fp16 (CUDA only, with a gradient scaler); the FGSM step is always fp32",
+        choices=PRECISIONS,
+    )
     # The dotted keys someone gave (preset, flag, --set, Python overrides), as opposed to defaults: stage two
     # inherits model A's data settings except those given, even when a given value equals the default; settings
     # a stage never reads are refused when given (check_stage). Not a setting: not saved, not compared.
@@ -376,19 +443,25 @@ class RunConfig(Settings):
         Path(path).write_text(json.dumps(self.to_json(), indent=2, sort_keys=True) + "\n")
 
     @classmethod
-    def from_json(cls, obj: dict[str, Any]) -> "RunConfig":
+    def from_json(cls, obj: dict[str, Any]) -> RunConfig:
         # "runtime" is a record of where the run computed (device, versions), not a setting;
         # a saved record is a resolved configuration, not what someone gave
         config = apply_overrides(cls(), {k: v for k, v in obj.items() if k != "runtime"})
         return dataclasses.replace(config, given=frozenset())
 
     @classmethod
-    def load(cls, path: str | Path) -> "RunConfig":
+    def load(cls, path: str | Path) -> RunConfig:
         return cls.from_json(json.loads(Path(path).read_text()))
 
 
-_SECTIONS: dict[str, type] = {"data": DataConfig, "model": ModelConfig, "optim": OptimConfig, "attack": AttackConfig, "vaa": VAAConfig,
-                             "train": TrainConfig}
+_SECTIONS: dict[str, type] = {
+    "data": DataConfig,
+    "model": ModelConfig,
+    "optim": OptimConfig,
+    "attack": AttackConfig,
+    "vaa": VAAConfig,
+    "train": TrainConfig,
+}
 
 # The sections each stage never reads: stage one trains model A (no attack, no
 # model B); stage two copies model A, whose architecture (and training
@@ -397,9 +470,12 @@ _SECTIONS: dict[str, type] = {"data": DataConfig, "model": ModelConfig, "optim":
 # refused (check_stage), left out of job files and of resume comparisons.
 # One place to change when a stage starts reading a section.
 UNREAD_SECTIONS: dict[str, tuple[str, ...]] = {"stage1": ("attack", "vaa"), "stage2": ("model", "train")}
-_WHY_UNREAD = {"attack": "stage one trains model A only", "vaa": "stage one trains model A only",
-               "model": "model B is a copy of model A, whose settings come from its checkpoint",
-               "train": "a stage-one option: it trains model A"}
+_WHY_UNREAD = {
+    "attack": "stage one trains model A only",
+    "vaa": "stage one trains model A only",
+    "model": "model B is a copy of model A, whose settings come from its checkpoint",
+    "train": "a stage-one option: it trains model A",
+}
 
 
 def stage_of(config: RunConfig) -> str:
@@ -419,8 +495,10 @@ def check_stage(config: RunConfig, stage: str, refuse: bool = True) -> None:
     command = "train-vaa" if stage == "stage2" else "train"
     why = "; ".join(dict.fromkeys(_WHY_UNREAD[key.partition(".")[0]] for key in unread))
     if refuse:
-        raise ConfigError(f"{command} never reads {', '.join(unread)} ({why}): remove "
-                          f"{'it' if len(unread) == 1 else 'them'} from the command line or the preset")
+        raise ConfigError(
+            f"{command} never reads {', '.join(unread)} ({why}): remove "
+            f"{'it' if len(unread) == 1 else 'them'} from the command line or the preset"
+        )
     log.warning("%s ignores %s (%s)", command, ", ".join(unread), why)
 
 
@@ -464,11 +542,16 @@ def apply_overrides(config: RunConfig, values: dict[str, Any], source: str = "co
     given = set(config.given)
     for key, value in checked.items():
         given |= {f"{key}.{sub}" for sub in value} if key in _SECTIONS else {key}
-    out = dataclasses.replace(config, **sections, **{k: v for k, v in checked.items() if k not in _SECTIONS},
-                              given=frozenset(given))
+    out = dataclasses.replace(
+        config, **sections, **{k: v for k, v in checked.items() if k not in _SECTIONS}, given=frozenset(given)
+    )
     if "lr" in checked.get("optim", {}) and out.optim.lr > LR_WARN_ABOVE:
-        log.warning("%s: optim.lr=%g is far above any usual learning rate (1e-5 to 1e-2): training will most likely "
-                    "diverge (a lost minus sign in the exponent?)", source, out.optim.lr)
+        log.warning(
+            "%s: optim.lr=%g is far above any usual learning rate (1e-5 to 1e-2): training will most likely "
+            "diverge (a lost minus sign in the exponent?)",
+            source,
+            out.optim.lr,
+        )
     return out
 
 

@@ -23,10 +23,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import typing
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
-from .config import RunConfig, _SECTIONS, _base_type, _convert, apply_overrides, describe_allowed
+from .config import _SECTIONS, RunConfig, _base_type, _convert, apply_overrides, describe_allowed
 
 DEST_PREFIX = "cfg:"  # argparse dest of a generated flag: "cfg:optim.lr"
 
@@ -130,7 +131,7 @@ def given_values(args: argparse.Namespace) -> dict[str, Any]:
     for name, value in vars(args).items():
         if not name.startswith(DEST_PREFIX) or value is None:
             continue
-        key = name[len(DEST_PREFIX):]
+        key = name[len(DEST_PREFIX) :]
         if isinstance(value, list):  # a `many` setting
             value = ",".join(value)
         head, _, rest = key.partition(".")

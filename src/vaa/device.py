@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import contextlib
 import platform
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -49,9 +50,11 @@ def resolve_device(name: str | torch.device | None = "auto") -> torch.device:
         raise ValueError(f"unknown device {name!r} ({DEVICES})") from None
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError(f"device {name!r} asked for, but this torch has no CUDA device "
-                             f"(torch {torch.__version__}, CUDA build: {torch.version.cuda}); use --device cpu, "
-                             "or install a CUDA build of torch (README, 'Training at full scale')")
+            raise ValueError(
+                f"device {name!r} asked for, but this torch has no CUDA device "
+                f"(torch {torch.__version__}, CUDA build: {torch.version.cuda}); use --device cpu, "
+                "or install a CUDA build of torch (README, 'Training at full scale')"
+            )
         index = device.index if device.index is not None else torch.cuda.current_device()
         if index >= torch.cuda.device_count():
             raise ValueError(f"device {name!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
@@ -121,8 +124,12 @@ def to_numpy(tensor: torch.Tensor) -> np.ndarray:
 def runtime_record(device: torch.device, precision: str, world_size: int = 1) -> dict[str, Any]:
     """What a run records about where it ran (config.json, results.json)."""
     record: dict[str, Any] = {
-        "device": str(device), "precision": precision, "world_size": world_size,
-        "torch": torch.__version__, "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version() if torch.cuda.is_available() else None,
+        "device": str(device),
+        "precision": precision,
+        "world_size": world_size,
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version() if torch.cuda.is_available() else None,
         "python": platform.python_version(),
     }
     if device.type == "cuda":
@@ -130,5 +137,16 @@ def runtime_record(device: torch.device, precision: str, world_size: int = 1) ->
     return record
 
 
-__all__ = ["DEVICES", "PRECISIONS", "resolve_device", "check_precision", "autocast", "full_precision", "grad_scaler",
-           "to_device", "to_numpy", "model_device", "runtime_record"]
+__all__ = [
+    "DEVICES",
+    "PRECISIONS",
+    "resolve_device",
+    "check_precision",
+    "autocast",
+    "full_precision",
+    "grad_scaler",
+    "to_device",
+    "to_numpy",
+    "model_device",
+    "runtime_record",
+]

@@ -36,8 +36,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from scipy.stats import binomtest, ttest_1samp
@@ -60,12 +61,17 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "random_matched": {"attack": {"direction": "random-matched"}},
     "permuted": {"vaa": {"vulnerability": "permuted"}},
 }
-LABELS = {"baseline": "baseline (model A)", "vaa": "+VAA", "zeros": "control: V = 0 (extra training only)",
-          "random": "control: random direction, same norm",
-          "baseline_recal": "A, recalibrated on validation (no training)", "vaa_recal": "+VAA, recalibrated on validation",
-          "v1only": "control: V = W[V1] (A's vector, no attack)",
-          "random_matched": "control: random direction, same ||V1 - V2|| as FGSM",
-          "permuted": "control: another pair's vulnerability (permuted)"}
+LABELS = {
+    "baseline": "baseline (model A)",
+    "vaa": "+VAA",
+    "zeros": "control: V = 0 (extra training only)",
+    "random": "control: random direction, same norm",
+    "baseline_recal": "A, recalibrated on validation (no training)",
+    "vaa_recal": "+VAA, recalibrated on validation",
+    "v1only": "control: V = W[V1] (A's vector, no attack)",
+    "random_matched": "control: random direction, same ||V1 - V2|| as FGSM",
+    "permuted": "control: another pair's vulnerability (permuted)",
+}
 # The default reproduction: the paper's comparison with the original two controls.
 DEFAULT_VARIANTS = ("vaa", "zeros", "random")
 # Adversarially trained A's (stage one): name -> the settings that make one from A's config.
@@ -83,8 +89,14 @@ def baseline_folder(baseline: str) -> str:
     return f"a-{baseline}"
 
 
-def stage_one_config(preset: str, seed: int, output: str | Path, overrides: dict[str, Any] | None = None,
-                     baseline: str | None = None, overrides_adversarial: dict[str, Any] | None = None) -> RunConfig:
+def stage_one_config(
+    preset: str,
+    seed: int,
+    output: str | Path,
+    overrides: dict[str, Any] | None = None,
+    baseline: str | None = None,
+    overrides_adversarial: dict[str, Any] | None = None,
+) -> RunConfig:
     """Model A's config for one seed of a reproduction; with ``baseline``
     (fgm | pgd), the same A adversarially trained, in its own folder."""
     config = apply_overrides(load_preset(preset), overrides or {}, source="stage-one overrides")
@@ -96,17 +108,28 @@ def stage_one_config(preset: str, seed: int, output: str | Path, overrides: dict
     return apply_overrides(config, {"seed": seed, "output": str(Path(output) / f"seed{seed}" / folder)})
 
 
-def stage_two_config(preset: str, a_config: RunConfig, variant: str, output: str | Path,
-                     overrides: dict[str, Any] | None = None) -> RunConfig:
+def stage_two_config(
+    preset: str, a_config: RunConfig, variant: str, output: str | Path, overrides: dict[str, Any] | None = None
+) -> RunConfig:
     """A stage-two variant's config: A's data, seed, threads and device; the variant's settings."""
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r} ({', '.join(VARIANTS)})")
     config = apply_overrides(load_preset(preset), overrides or {}, source="stage-two overrides")
     config = apply_overrides(config, VARIANTS[variant], source=f"variant {variant}")
     return dataclasses.replace(
-        apply_overrides(config, {"vaa": {"model_a": a_config.output}, "seed": a_config.seed,
-                                 "output": str(Path(output) / f"seed{a_config.seed}" / variant)}),
-        data=a_config.data, threads=a_config.threads, progress=a_config.progress, device=a_config.device)
+        apply_overrides(
+            config,
+            {
+                "vaa": {"model_a": a_config.output},
+                "seed": a_config.seed,
+                "output": str(Path(output) / f"seed{a_config.seed}" / variant),
+            },
+        ),
+        data=a_config.data,
+        threads=a_config.threads,
+        progress=a_config.progress,
+        device=a_config.device,
+    )
 
 
 def mcnemar_p(correct_a: np.ndarray, correct_b: np.ndarray) -> float:
@@ -127,8 +150,9 @@ def _bootstrap_p(means: np.ndarray, observed: float) -> float:
     return (count + 1) / (means.size + 1)
 
 
-def paired_bootstrap_p(correct_base: np.ndarray, correct_other: np.ndarray, resamples: int = BOOTSTRAP_RESAMPLES,
-                       seed: int = 0) -> float:
+def paired_bootstrap_p(
+    correct_base: np.ndarray, correct_other: np.ndarray, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0
+) -> float:
     """Two-sided p-value of the seed-averaged accuracy difference, resampling
     pairs only (the same resample for every seed). Inputs are [seeds, pairs].
     It treats the trained models as fixed: see ``hierarchical_bootstrap_p``."""
@@ -138,12 +162,13 @@ def paired_bootstrap_p(correct_base: np.ndarray, correct_other: np.ndarray, resa
     means = np.empty(resamples)
     for start in range(0, resamples, 1000):
         idx = rng.integers(0, n, size=(min(1000, resamples - start), n))
-        means[start:start + idx.shape[0]] = diff[idx].mean(1)
+        means[start : start + idx.shape[0]] = diff[idx].mean(1)
     return _bootstrap_p(means, float(diff.mean()))
 
 
-def hierarchical_bootstrap_p(correct_base: np.ndarray, correct_other: np.ndarray, resamples: int = BOOTSTRAP_RESAMPLES,
-                             seed: int = 0) -> float | None:
+def hierarchical_bootstrap_p(
+    correct_base: np.ndarray, correct_other: np.ndarray, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0
+) -> float | None:
     """Two-sided p-value resampling seeds *and* pairs: each resample draws
     seeds with replacement (training variance) and pairs with replacement
     (test-set variance). None with a single seed, where it cannot see
@@ -159,7 +184,7 @@ def hierarchical_bootstrap_p(correct_base: np.ndarray, correct_other: np.ndarray
         k = min(chunk, resamples - start)
         per_seed = diff[:, rng.integers(0, n, size=(k, n))].mean(2)  # [seeds, k]
         pick = rng.integers(0, seeds, size=(k, seeds))
-        means[start:start + k] = per_seed[pick, np.arange(k)[:, None]].mean(1)
+        means[start : start + k] = per_seed[pick, np.arange(k)[:, None]].mean(1)
     return _bootstrap_p(means, float(diff.mean()))
 
 
@@ -200,8 +225,14 @@ def _recalibrated(valid: tuple, target: tuple | None, split: str, seed: int) -> 
     return probs.argmax(1), target[1], probs
 
 
-def summarize(output: str | Path, seeds: Sequence[int], variants: Sequence[str], title: str = "",
-              recalibrate: bool = True, baselines: Sequence[str] = ()) -> dict[str, Any]:
+def summarize(
+    output: str | Path,
+    seeds: Sequence[int],
+    variants: Sequence[str],
+    title: str = "",
+    recalibrate: bool = True,
+    baselines: Sequence[str] = (),
+) -> dict[str, Any]:
     """Table 3 from finished runs: accuracy mean ± std, log-loss and ECE,
     paired tests at the pair and at the seed level, and (``recalibrate``) the
     zero-training baseline: A (and +VAA) with the decision rule re-fitted on
@@ -212,10 +243,19 @@ def summarize(output: str | Path, seeds: Sequence[int], variants: Sequence[str],
     notes = _add_recalibrated(outputs, splits, seeds) if recalibrate else []
     rows, correct = _accuracy_rows(outputs)
     _add_tests_against_baseline(rows, correct, splits)
-    return {"title": title, "seeds": list(seeds), "variants": list(variants), "baselines": list(baselines), "splits": splits, "rows": rows,
-            "vaa_vs_controls": _vaa_vs_controls(rows, correct, splits),
-            "recalibrated_vaa_vs_recalibrated_a": _recalibrated_vaa_vs_recalibrated_a(correct, splits),
-            "missing": missing + not_saved, "notes": notes, "bootstrap_resamples": BOOTSTRAP_RESAMPLES}
+    return {
+        "title": title,
+        "seeds": list(seeds),
+        "variants": list(variants),
+        "baselines": list(baselines),
+        "splits": splits,
+        "rows": rows,
+        "vaa_vs_controls": _vaa_vs_controls(rows, correct, splits),
+        "recalibrated_vaa_vs_recalibrated_a": _recalibrated_vaa_vs_recalibrated_a(correct, splits),
+        "missing": missing + not_saved,
+        "notes": notes,
+        "bootstrap_resamples": BOOTSTRAP_RESAMPLES,
+    }
 
 
 # outputs[name][split] = one (predicted, gold, probs) per seed
@@ -282,8 +322,12 @@ def _accuracy_rows(outputs: Outputs) -> tuple[dict[str, Any], dict[str, dict[str
             matrix = np.stack([(p == g)[m] for (p, g, _), m in zip(per_seed, labelled)])
             correct.setdefault(name, {})[split] = matrix
             acc = matrix.mean(1)
-            row[split] = {"per_seed": acc.tolist(), "mean": float(acc.mean()), "std": float(acc.std(ddof=1)) if len(acc) > 1 else 0.0,
-                          "pairs": int(matrix.shape[1])}
+            row[split] = {
+                "per_seed": acc.tolist(),
+                "mean": float(acc.mean()),
+                "std": float(acc.std(ddof=1)) if len(acc) > 1 else 0.0,
+                "pairs": int(matrix.shape[1]),
+            }
             if all(pr is not None for _, _, pr in per_seed):
                 row[split]["log_loss"] = float(np.mean([log_loss(pr, g) for _, g, pr in per_seed]))
                 row[split]["ece"] = float(np.mean([expected_calibration_error(pr, g) for _, g, pr in per_seed]))
@@ -330,10 +374,14 @@ def _paired(base: np.ndarray, other: np.ndarray, delta_key: str) -> dict[str, An
     unit), the seed-level t and sign tests, and the bootstrap over seeds and
     pairs together (training variance included)."""
     per_seed = (other.mean(1) - base.mean(1)).tolist()
-    return {delta_key: float(other.mean() - base.mean()), "delta_per_seed": per_seed,
-            "mcnemar_p_per_seed": [mcnemar_p(b, o) for b, o in zip(base, other)],
-            "paired_bootstrap_p": paired_bootstrap_p(base, other), **seed_level_tests(per_seed),
-            "hierarchical_bootstrap_p": hierarchical_bootstrap_p(base, other)}
+    return {
+        delta_key: float(other.mean() - base.mean()),
+        "delta_per_seed": per_seed,
+        "mcnemar_p_per_seed": [mcnemar_p(b, o) for b, o in zip(base, other)],
+        "paired_bootstrap_p": paired_bootstrap_p(base, other),
+        **seed_level_tests(per_seed),
+        "hierarchical_bootstrap_p": hierarchical_bootstrap_p(base, other),
+    }
 
 
 def format_p(p: float | None, resamples: int | None = None) -> str:
@@ -350,11 +398,23 @@ def table_markdown(summary: dict[str, Any]) -> str:
     calibration, then +VAA against each control and the re-fitted baseline."""
     splits = summary["splits"]
     r_boot = summary.get("bootstrap_resamples", BOOTSTRAP_RESAMPLES)
-    head = "| model | " + " | ".join(f"{s} acc. (mean ± std, %) | Δ vs A | McNemar p per seed | bootstrap p (pairs) | "
-                                      f"seed t-test p | bootstrap p (seeds × pairs)" for s in splits) + " |"
-    lines = [f"### {summary['title']}" if summary["title"] else "", f"Seeds {summary['seeds']}.", "", head,
-             "|---|" + "---|---|---|---|---|---|" * len(splits)]
-    for name, row in summary["rows"].items():
+    head = (
+        "| model | "
+        + " | ".join(
+            f"{s} acc. (mean ± std, %) | Δ vs A | McNemar p per seed | bootstrap p (pairs) | "
+            f"seed t-test p | bootstrap p (seeds × pairs)"
+            for s in splits
+        )
+        + " |"
+    )
+    lines = [
+        f"### {summary['title']}" if summary["title"] else "",
+        f"Seeds {summary['seeds']}.",
+        "",
+        head,
+        "|---|" + "---|---|---|---|---|---|" * len(splits),
+    ]
+    for row in summary["rows"].values():
         cells = []
         for s in splits:
             r = row.get(s)
@@ -363,34 +423,55 @@ def table_markdown(summary: dict[str, Any]) -> str:
                 continue
             cells.append(f"{100 * r['mean']:.2f} ± {100 * r['std']:.2f}")
             if "delta_vs_baseline" in r:
-                cells += [f"{100 * r['delta_vs_baseline']:+.2f}", ", ".join(f"{p:.3g}" for p in r["mcnemar_p_per_seed"]),
-                          format_p(r["paired_bootstrap_p"], r_boot), format_p(r["seed_t_test_p"]),
-                          format_p(r["hierarchical_bootstrap_p"], r_boot)]
+                cells += [
+                    f"{100 * r['delta_vs_baseline']:+.2f}",
+                    ", ".join(f"{p:.3g}" for p in r["mcnemar_p_per_seed"]),
+                    format_p(r["paired_bootstrap_p"], r_boot),
+                    format_p(r["seed_t_test_p"]),
+                    format_p(r["hierarchical_bootstrap_p"], r_boot),
+                ]
             else:
                 cells += ["", "", "", "", ""]
         lines.append(f"| {row['label']} | " + " | ".join(cells) + " |")
     calibrated = [(name, s, row[s]) for name, row in summary["rows"].items() for s in splits if s in row and "ece" in row[s]]
     if calibrated:
-        lines += ["", "Calibration (mean over seeds; recalibrated rows cross-fitted on validation):", "",
-                  "| model | split | log-loss | ECE |", "|---|---|---|---|"]
+        lines += [
+            "",
+            "Calibration (mean over seeds; recalibrated rows cross-fitted on validation):",
+            "",
+            "| model | split | log-loss | ECE |",
+            "|---|---|---|---|",
+        ]
         lines += [f"| {summary['rows'][n]['label']} | {s} | {r['log_loss']:.4f} | {r['ece']:.4f} |" for n, s, r in calibrated]
     if summary.get("missing"):
         lines += ["", "Not in the table (no saved predictions): " + ", ".join(summary["missing"])]
     for note in summary.get("notes", []):
         lines += ["", note]
-    comparisons = [(f"+VAA vs {LABELS.get(name, name)}", split, r) for name, per_split in summary.get("vaa_vs_controls", {}).items()
-                   for split, r in per_split.items()]
-    comparisons += [(f"{LABELS['vaa_recal']} vs {LABELS['baseline_recal']}", split, r)
-                    for split, r in summary.get("recalibrated_vaa_vs_recalibrated_a", {}).items()]
+    comparisons = [
+        (f"+VAA vs {LABELS.get(name, name)}", split, r)
+        for name, per_split in summary.get("vaa_vs_controls", {}).items()
+        for split, r in per_split.items()
+    ]
+    comparisons += [
+        (f"{LABELS['vaa_recal']} vs {LABELS['baseline_recal']}", split, r)
+        for split, r in summary.get("recalibrated_vaa_vs_recalibrated_a", {}).items()
+    ]
     if comparisons:
-        lines += ["", "+VAA against each control and the re-fitted baseline (same seeds, same pairs):", "",
-                  "| comparison | split | Δ (%) | Δ per seed | McNemar p per seed | bootstrap p (pairs) | seed t-test p | sign p | "
-                  "bootstrap p (seeds × pairs) |", "|---|---|---|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            "+VAA against each control and the re-fitted baseline (same seeds, same pairs):",
+            "",
+            "| comparison | split | Δ (%) | Δ per seed | McNemar p per seed | bootstrap p (pairs) | seed t-test p | sign p | "
+            "bootstrap p (seeds × pairs) |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
         for label, split, r in comparisons:
-            lines.append(f"| {label} | {split} | {100 * r['delta']:+.2f} | {', '.join(f'{100 * d:+.2f}' for d in r['delta_per_seed'])} | "
-                         f"{', '.join(f'{p:.3g}' for p in r['mcnemar_p_per_seed'])} | {format_p(r['paired_bootstrap_p'], r_boot)} | "
-                         f"{format_p(r['seed_t_test_p'])} | {format_p(r['sign_test_p'])} | "
-                         f"{format_p(r['hierarchical_bootstrap_p'], r_boot)} |")
+            lines.append(
+                f"| {label} | {split} | {100 * r['delta']:+.2f} | {', '.join(f'{100 * d:+.2f}' for d in r['delta_per_seed'])} | "
+                f"{', '.join(f'{p:.3g}' for p in r['mcnemar_p_per_seed'])} | {format_p(r['paired_bootstrap_p'], r_boot)} | "
+                f"{format_p(r['seed_t_test_p'])} | {format_p(r['sign_test_p'])} | "
+                f"{format_p(r['hierarchical_bootstrap_p'], r_boot)} |"
+            )
     return "\n".join(lines).strip() + "\n"
 
 
@@ -407,8 +488,13 @@ def plot_table(summary: dict[str, Any], path: Path) -> Path:
         stds = [100 * summary["rows"][n][split]["std"] for n in names]
         ax.bar(range(len(names)), means, yerr=stds, capsize=4, color=[f"C{i}" for i in range(len(names))])
         for i, n in enumerate(names):
-            ax.scatter([i] * len(summary["rows"][n][split]["per_seed"]), [100 * a for a in summary["rows"][n][split]["per_seed"]],
-                       color="black", s=10, zorder=3)
+            ax.scatter(
+                [i] * len(summary["rows"][n][split]["per_seed"]),
+                [100 * a for a in summary["rows"][n][split]["per_seed"]],
+                color="black",
+                s=10,
+                zorder=3,
+            )
         ax.set_xticks(range(len(names)), names)
         lo = min(m - s for m, s in zip(means, stds))
         hi = max(m + s for m, s in zip(means, stds))
@@ -431,15 +517,26 @@ def plot_stage_losses(output: Path, seed: int, variants: Sequence[str]) -> Path 
             curves.append((f"stage two: {LABELS.get(v, v)}", steps, losses))
     every = RunConfig.load(a_dir / "config.json").log_every if (a_dir / "config.json").exists() else None
     window = f"per {every} batches" if every else "per logged window"
-    return plot_losses(curves, output / f"loss_seed{seed}.png", boundary=float(curves[0][1][-1]),
-                       title=f"Training loss {window}, both stages (seed {seed})")
+    return plot_losses(
+        curves,
+        output / f"loss_seed{seed}.png",
+        boundary=float(curves[0][1][-1]),
+        title=f"Training loss {window}, both stages (seed {seed})",
+    )
 
 
 def reproduce(
-    preset: str, output: str | Path, seeds: Sequence[int] = (0, 1, 2), stage_two_preset: str | None = None,
-    variants: Sequence[str] = DEFAULT_VARIANTS, overrides_a: dict[str, Any] | None = None,
-    overrides_b: dict[str, Any] | None = None, title: str = "", jobs: int = 1,
-    baselines: Sequence[str] = (), overrides_adversarial: dict[str, Any] | None = None,
+    preset: str,
+    output: str | Path,
+    seeds: Sequence[int] = (0, 1, 2),
+    stage_two_preset: str | None = None,
+    variants: Sequence[str] = DEFAULT_VARIANTS,
+    overrides_a: dict[str, Any] | None = None,
+    overrides_b: dict[str, Any] | None = None,
+    title: str = "",
+    jobs: int = 1,
+    baselines: Sequence[str] = (),
+    overrides_adversarial: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Train (or reuse) every run, then write table3.md/.json/.png and the
     loss plots into ``output``. ``stage_two_preset`` defaults to esim-vaa or
@@ -450,8 +547,9 @@ def reproduce(
     for baseline in baselines:
         baseline_folder(baseline)  # an unknown name fails before anything is trained
     if jobs > 1:
-        _run_concurrently(preset, output, seeds, stage_two_preset, variants, overrides_a, overrides_b, jobs,
-                          baselines, overrides_adversarial)
+        _run_concurrently(
+            preset, output, seeds, stage_two_preset, variants, overrides_a, overrides_b, jobs, baselines, overrides_adversarial
+        )
     for seed in seeds if jobs <= 1 else ():
         a_config = stage_one_config(preset, seed, output, overrides_a)
         if stage_two_preset is None:  # B is trained like its family's A
@@ -471,8 +569,14 @@ def reproduce(
     return summary
 
 
-def write_table(output: str | Path, seeds: Sequence[int], variants: Sequence[str], title: str = "",
-                summary: dict[str, Any] | None = None, baselines: Sequence[str] = ()) -> str:
+def write_table(
+    output: str | Path,
+    seeds: Sequence[int],
+    variants: Sequence[str],
+    title: str = "",
+    summary: dict[str, Any] | None = None,
+    baselines: Sequence[str] = (),
+) -> str:
     """table3.json/.md/.png and the first seed's loss plot from the finished
     runs' saved predictions (nothing is trained); returns the Markdown."""
     output = Path(output)
@@ -487,9 +591,17 @@ def write_table(output: str | Path, seeds: Sequence[int], variants: Sequence[str
     return markdown
 
 
-def reproduction_jobs(preset: str, output: Path, seeds: Sequence[int], stage_two_preset: str | None,
-                      variants: Sequence[str], overrides_a: dict[str, Any] | None, overrides_b: dict[str, Any] | None,
-                      baselines: Sequence[str] = (), overrides_adversarial: dict[str, Any] | None = None) -> list[Job]:
+def reproduction_jobs(
+    preset: str,
+    output: Path,
+    seeds: Sequence[int],
+    stage_two_preset: str | None,
+    variants: Sequence[str],
+    overrides_a: dict[str, Any] | None,
+    overrides_b: dict[str, Any] | None,
+    baselines: Sequence[str] = (),
+    overrides_adversarial: dict[str, Any] | None = None,
+) -> list[Job]:
     """Every run of a reproduction as a plain command over a config file
     (``output/jobs``); stage-two runs name their model A's job."""
     out: list[Job] = []
@@ -508,13 +620,23 @@ def reproduction_jobs(preset: str, output: Path, seeds: Sequence[int], stage_two
     return out
 
 
-def _run_concurrently(preset: str, output: Path, seeds: Sequence[int], stage_two_preset: str | None, variants: Sequence[str],
-                      overrides_a: dict[str, Any] | None, overrides_b: dict[str, Any] | None, jobs: int,
-                      baselines: Sequence[str] = (), overrides_adversarial: dict[str, Any] | None = None) -> None:
+def _run_concurrently(
+    preset: str,
+    output: Path,
+    seeds: Sequence[int],
+    stage_two_preset: str | None,
+    variants: Sequence[str],
+    overrides_a: dict[str, Any] | None,
+    overrides_b: dict[str, Any] | None,
+    jobs: int,
+    baselines: Sequence[str] = (),
+    overrides_adversarial: dict[str, Any] | None = None,
+) -> None:
     from .runs import RunError
 
-    planned = reproduction_jobs(preset, output, seeds, stage_two_preset, variants, overrides_a, overrides_b, baselines,
-                                overrides_adversarial)
+    planned = reproduction_jobs(
+        preset, output, seeds, stage_two_preset, variants, overrides_a, overrides_b, baselines, overrides_adversarial
+    )
     device = str((overrides_a or {}).get("device", "auto"))
     failed = run_jobs(planned, jobs, gpu_slots(jobs, device))
     if failed:
@@ -524,8 +646,12 @@ def _run_concurrently(preset: str, output: Path, seeds: Sequence[int], stage_two
 DEMO_EPS = (0.005, 0.02, 0.1, 0.5)
 
 
-def demo(output: str | Path = "runs/demo", preset: str = "demo", stage_two_preset: str = "demo-vaa",
-         overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+def demo(
+    output: str | Path = "runs/demo",
+    preset: str = "demo",
+    stage_two_preset: str = "demo-vaa",
+    overrides: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """The main job end to end on the built-in synthetic data: model A, the
     vulnerability analyses of its validation pairs, stage two; returns the
     headline figures."""
@@ -536,19 +662,22 @@ def demo(output: str | Path = "runs/demo", preset: str = "demo", stage_two_prese
     a_config = apply_overrides(load_preset(preset), {**(overrides or {}), "output": str(output / "a")})
     a = train(a_config)
     logger.info("== vulnerability of model A's validation pairs (FGSM, L2, eps 0.02; small sweep)")
-    analysis = analyze(a["run"], None, output / "analysis", eps_list=DEMO_EPS, progress=a_config.progress,
-                       device=a_config.device)
+    analysis = analyze(a["run"], None, output / "analysis", eps_list=DEMO_EPS, progress=a_config.progress, device=a_config.device)
     logger.info("== stage two: model B with the vulnerability vector")
     b_config = stage_two_config(stage_two_preset, a_config, "vaa", output, overrides)
     b_config = dataclasses.replace(b_config, output=str(output / "vaa"))
     b = train_vaa(b_config)
     f2 = next(r for r in analysis["roc"] if r["criterion"] == "F2")
     summary = {
-        "valid_accuracy_a": a["scores"]["valid"]["accuracy"], "valid_accuracy_vaa": b["scores"]["valid"]["accuracy"],
-        "test_accuracy_a": a["scores"].get("test", {}).get("accuracy"), "test_accuracy_vaa": b["scores"].get("test", {}).get("accuracy"),
+        "valid_accuracy_a": a["scores"]["valid"]["accuracy"],
+        "valid_accuracy_vaa": b["scores"]["valid"]["accuracy"],
+        "test_accuracy_a": a["scores"].get("test", {}).get("accuracy"),
+        "test_accuracy_vaa": b["scores"].get("test", {}).get("accuracy"),
         # the paper's orientation (higher F2 = class 1), never the direction picked after the fact
-        "auc_f2": f2["auc"], "auc_a_probability": next(iter(analysis["a_probability_auc"].values()), None),
-        "flip_rate": analysis["flip_rate"], "folder": str(output),
+        "auc_f2": f2["auc"],
+        "auc_a_probability": next(iter(analysis["a_probability_auc"].values()), None),
+        "flip_rate": analysis["flip_rate"],
+        "folder": str(output),
     }
     write_json(output / "summary.json", summary)
     return summary

@@ -16,12 +16,22 @@ what stage two's feature options feed to W, all from the attack code of
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
-from .attack import BasePass, forward_embedded, forward_with_gradient, gradient_norms, perturb, perturbation, retarget, token_saliency
+from .attack import (
+    BasePass,
+    forward_embedded,
+    forward_with_gradient,
+    gradient_norms,
+    perturb,
+    perturbation,
+    retarget,
+    token_saliency,
+)
 from .config import AttackConfig, VAAConfig
 from .data.batching import BatchIterator, Example
 from .device import model_device, to_device
@@ -36,7 +46,12 @@ TINY = 1e-12  # floor under logs of non-negative quantities (a zero distance is 
 # Scalars stage two can append to V3 (``vaa.scalars``), with the number of
 # columns each adds ("n": one per class; "g": one per sentence group).
 SCALARS: dict[str, str] = {
-    "log_distance": "1", "log_grad_norm": "g", "F1": "1", "F2": "1", "flip": "1", "log_flip_eps": "1",
+    "log_distance": "1",
+    "log_grad_norm": "g",
+    "F1": "1",
+    "F2": "1",
+    "flip": "1",
+    "log_flip_eps": "1",
     "targeted_loss_drop": "n",
 }
 
@@ -55,8 +70,12 @@ def _smallest_eps(base: BasePass, cfg: AttackConfig, grid: np.ndarray, goal: tor
     result = torch.full_like(base.predicted, float(grid[-1] * FLIP_GRID_RATIO), dtype=torch.float64)
     done = torch.zeros_like(base.predicted, dtype=torch.bool)
     for eps in grid:
-        logits, _ = forward_embedded(base.model, base.emb.with_values(
-            [v + s for v, s in zip(base.emb.values, perturbation(base, dataclasses.replace(cfg, eps=float(eps))))]))
+        logits, _ = forward_embedded(
+            base.model,
+            base.emb.with_values(
+                [v + s for v, s in zip(base.emb.values, perturbation(base, dataclasses.replace(cfg, eps=float(eps))))]
+            ),
+        )
         predicted = logits.argmax(-1)
         hit = (predicted != base.predicted) if goal is None else (predicted == goal)
         result = torch.where(hit & ~done, torch.full_like(result, float(eps)), result)
@@ -66,7 +85,9 @@ def _smallest_eps(base: BasePass, cfg: AttackConfig, grid: np.ndarray, goal: tor
     return result
 
 
-def batch_features(model: PairModel, batch: Any, cfg: AttackConfig, want: Sequence[str], grid: np.ndarray | None = None) -> dict[str, np.ndarray]:
+def batch_features(
+    model: PairModel, batch: Any, cfg: AttackConfig, want: Sequence[str], grid: np.ndarray | None = None
+) -> dict[str, np.ndarray]:
     """The per-pair features named in ``want`` for one batch, from the same
     attack code as everything else:
 
@@ -86,7 +107,12 @@ def batch_features(model: PairModel, batch: Any, cfg: AttackConfig, want: Sequen
     v1, v2 = base.hidden, hidden_adv
     distance = (v1 - v2).norm(dim=-1)
     out: dict[str, torch.Tensor] = {
-        "v1": v1, "v2": v2, "log_probs": torch.log_softmax(base.logits, -1), "F1": f1, "F2": f2, "distance": distance,
+        "v1": v1,
+        "v2": v2,
+        "log_probs": torch.log_softmax(base.logits, -1),
+        "F1": f1,
+        "F2": f2,
+        "distance": distance,
         "relative_distance": distance / v1.norm(dim=-1).clamp(min=TINY),
         "cosine": torch.nn.functional.cosine_similarity(v1, v2, dim=-1),
         "step_norm": torch.stack([s.pow(2).flatten(1).sum(1) for s in steps]).sum(0).sqrt(),
@@ -113,10 +139,13 @@ def batch_features(model: PairModel, batch: Any, cfg: AttackConfig, want: Sequen
             assert labels is not None
             targeted_cfg = dataclasses.replace(cfg, target=c)
             if "targeted_loss_drop" in want:
-                adv, _ = forward_embedded(model, base.emb.with_values(
-                    [v + s for v, s in zip(base.emb.values, perturbation(toward, targeted_cfg))]))
-                drops.append(torch.nn.functional.cross_entropy(base.logits, labels, reduction="none")
-                             - torch.nn.functional.cross_entropy(adv, labels, reduction="none"))
+                adv, _ = forward_embedded(
+                    model, base.emb.with_values([v + s for v, s in zip(base.emb.values, perturbation(toward, targeted_cfg))])
+                )
+                drops.append(
+                    torch.nn.functional.cross_entropy(base.logits, labels, reduction="none")
+                    - torch.nn.functional.cross_entropy(adv, labels, reduction="none")
+                )
             if "targeted_flip_eps" in want:
                 smallest = _smallest_eps(toward, targeted_cfg, grid, labels)
                 flips.append(torch.where(base.predicted == c, torch.full_like(smallest, float(grid[0] / 2)), smallest))
@@ -128,8 +157,13 @@ def batch_features(model: PairModel, batch: Any, cfg: AttackConfig, want: Sequen
 
 
 def pair_features(
-    model: PairModel, examples: Sequence[Example], cfg: AttackConfig, want: Sequence[str] = (),
-    batch_size: int = 128, progress: bool = False, grid: np.ndarray | None = None,
+    model: PairModel,
+    examples: Sequence[Example],
+    cfg: AttackConfig,
+    want: Sequence[str] = (),
+    batch_size: int = 128,
+    progress: bool = False,
+    grid: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """``batch_features`` for every example, in example order."""
     iterator = BatchIterator(examples, batch_size, shuffle=False)
@@ -139,7 +173,7 @@ def pair_features(
     for batch in bar(iterator.epoch(), progress, total=iterator.num_batches(), desc="features"):
         part = batch_features(model, to_device(batch, device), cfg, want, grid)
         for key in [k for k in part if k.startswith("saliency")]:  # batches differ in length: one array per pair
-            lengths = part[f"length{key[len('saliency'):]}"]
+            lengths = part[f"length{key[len('saliency') :]}"]
             ragged = np.empty(len(lengths), dtype=object)
             ragged[:] = [row[:n] for row, n in zip(part[key], lengths)]
             part[key] = ragged
@@ -149,8 +183,12 @@ def pair_features(
 
 
 # derived features: the log of a non-negative scale quantity (floored where it can be 0)
-_LOGS = {"log_distance": ("distance", TINY), "log_grad_norm": ("grad_norm", TINY), "log_flip_eps": ("flip_eps", 0.0),
-         "targeted_log_flip_eps": ("targeted_flip_eps", 0.0)}
+_LOGS = {
+    "log_distance": ("distance", TINY),
+    "log_grad_norm": ("grad_norm", TINY),
+    "log_flip_eps": ("flip_eps", 0.0),
+    "targeted_log_flip_eps": ("targeted_flip_eps", 0.0),
+}
 
 
 def feature_values(features: dict[str, np.ndarray], name: str) -> np.ndarray:
@@ -181,8 +219,14 @@ def scalar_needs(names: Sequence[str]) -> list[str]:
 
 
 def calibrate_eps(
-    model: PairModel, examples: Sequence[Example], cfg: AttackConfig, target_rate: float, batch_size: int = 128,
-    max_pairs: int = 2000, iterations: int = 20, progress: bool = False,
+    model: PairModel,
+    examples: Sequence[Example],
+    cfg: AttackConfig,
+    target_rate: float,
+    batch_size: int = 128,
+    max_pairs: int = 2000,
+    iterations: int = 20,
+    progress: bool = False,
 ) -> dict[str, float]:
     """The smallest eps (to a relative precision of ~1e-4) at which the attack
     flips at least ``target_rate`` of the pairs (the first ``max_pairs``).
@@ -195,8 +239,10 @@ def calibrate_eps(
     iterator = BatchIterator(list(examples[:max_pairs]), batch_size, shuffle=False)
     target = cfg.target if cfg.target >= 0 else None  # a targeted attack's gradient, once per batch
     device = model_device(model)
-    bases = [forward_with_gradient(model, to_device(b, device), target=target)
-             for b in bar(iterator.epoch(), progress, total=iterator.num_batches(), desc="calibrate eps")]
+    bases = [
+        forward_with_gradient(model, to_device(b, device), target=target)
+        for b in bar(iterator.epoch(), progress, total=iterator.num_batches(), desc="calibrate eps")
+    ]
     count = sum(int(b.predicted.shape[0]) for b in bases)
 
     def rate(eps: float) -> float:
@@ -215,7 +261,9 @@ def calibrate_eps(
         hi_rate = rate(hi)
         doublings += 1
         if doublings > 40:
-            raise ValueError(f"no eps up to {hi:.3g} flips {target_rate:.1%} of the pairs (the most: {hi_rate:.1%}): choose a lower target")
+            raise ValueError(
+                f"no eps up to {hi:.3g} flips {target_rate:.1%} of the pairs (the most: {hi_rate:.1%}): choose a lower target"
+            )
     for _ in range(iterations):
         mid = (lo * hi) ** 0.5 if lo > 0 else hi / 2
         mid_rate = rate(mid)

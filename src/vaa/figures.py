@@ -10,9 +10,9 @@ stages that draw them sit below the analysis layer (docs/architecture.md).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from os import PathLike
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -29,7 +29,9 @@ def save_figure(fig: Figure, path: str | PathLike[str], dpi: int = 120) -> Path:
     return path
 
 
-def plot_losses(curves: Sequence[tuple[str, np.ndarray, np.ndarray]], path: str | Path, boundary: float | None = None, title: str = "") -> Path:
+def plot_losses(
+    curves: Sequence[tuple[str, np.ndarray, np.ndarray]], path: str | Path, boundary: float | None = None, title: str = ""
+) -> Path:
     """Fig. 5: training loss per logged batch window across both stages.
     ``curves`` are (label, steps, losses); ``boundary`` marks where stage two starts."""
     fig = Figure(figsize=(8, 4.5))

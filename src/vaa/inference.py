@@ -19,16 +19,26 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from .calibration import (Calibration, cross_fit, fit, read_calibration, reliability_bins, run_folder_of, save_calibration,
-                          scores, weights_fingerprint)
+from .calibration import (
+    Calibration,
+    cross_fit,
+    fit,
+    read_calibration,
+    reliability_bins,
+    run_folder_of,
+    save_calibration,
+    scores,
+    weights_fingerprint,
+)
 from .checkpoint import load_checkpoint
 from .config import AttackConfig, DataConfig
 from .data.batching import Example
@@ -37,8 +47,8 @@ from .data.sources import check_labels, load_splits, read_file
 from .device import check_precision, resolve_device
 from .metrics import classification_report
 from .models.base import PairModel
-from .runtime import Runtime
 from .prediction import Predictions, predict_examples
+from .runtime import Runtime
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -105,13 +115,24 @@ class LoadedModel:
     def featurize(self, pairs: Sequence[Pair]) -> list[Example]:
         return self.base.featurize_all(pairs, self.label_map)
 
-    def read(self, data: str | Path, format: str = "auto", columns: str | None = None, labels: str | None = None,
-             limit: int | None = None, on_error: str = "raise", require_labels: bool = False) -> PairDataset:
+    def read(
+        self,
+        data: str | Path,
+        format: str = "auto",
+        columns: str | None = None,
+        labels: str | None = None,
+        limit: int | None = None,
+        on_error: str = "raise",
+        require_labels: bool = False,
+    ) -> PairDataset:
         """Pairs of a file, their labels renamed by ``labels`` (e.g.
         "0=not_duplicate,1=duplicate") and checked against the model's.
         The read report (rows kept and skipped by reason) is logged at INFO."""
-        dataset = read_file(str(data), DataConfig(format=format, columns=columns, labels=labels, limit=limit, on_error=on_error),
-                            require_labels=require_labels)
+        dataset = read_file(
+            str(data),
+            DataConfig(format=format, columns=columns, labels=labels, limit=limit, on_error=on_error),
+            require_labels=require_labels,
+        )
         logger.info(dataset.report.summary())
         check_labels(self.label_map, dataset)
         return dataset
@@ -142,8 +163,9 @@ class LoadedModel:
             rows.append(row)
         return rows
 
-    def vulnerability(self, pairs: PairsLike, attack: AttackConfig | None = None, batch_size: int = 128,
-                      progress: bool = False) -> "pd.DataFrame":
+    def vulnerability(
+        self, pairs: PairsLike, attack: AttackConfig | None = None, batch_size: int = 128, progress: bool = False
+    ) -> pd.DataFrame:
         """Per pair: id, gold if known, A's prediction and confidence, F1, F2,
         ||V1 - V2|| and whether the attack flips A's prediction (model A of a
         VAA model; A's own output, never a calibration). Non-finite criteria
@@ -160,13 +182,29 @@ class LoadedModel:
             row: dict[str, Any] = {"id": pair.id}
             if pair.label is not None:
                 row["gold"] = pair.label
-            row.update({"predicted": names[int(v.predicted[i])], "confidence": float(v.probs[i].max()), "F1": float(v.f1[i]),
-                        "F2": float(v.f2[i]), "distance": float(v.distance[i]), "flipped": bool(v.flipped[i])})
+            row.update(
+                {
+                    "predicted": names[int(v.predicted[i])],
+                    "confidence": float(v.probs[i].max()),
+                    "F1": float(v.f1[i]),
+                    "F2": float(v.f2[i]),
+                    "distance": float(v.distance[i]),
+                    "flipped": bool(v.flipped[i]),
+                }
+            )
             rows.append(row)
         return pd.DataFrame(rows)
 
-    def evaluate(self, data: str | Path, format: str = "auto", columns: str | None = None, labels: str | None = None,
-                 batch_size: int = 256, limit: int | None = None, on_error: str = "raise") -> dict[str, Any]:
+    def evaluate(
+        self,
+        data: str | Path,
+        format: str = "auto",
+        columns: str | None = None,
+        labels: str | None = None,
+        batch_size: int = 256,
+        limit: int | None = None,
+        on_error: str = "raise",
+    ) -> dict[str, Any]:
         """Accuracy, per-class precision/recall/F1, the confusion matrix,
         log-loss and expected calibration error on a labelled file."""
         dataset = self.read(data, format, columns, labels, limit, on_error, require_labels=True)
@@ -187,8 +225,9 @@ def load_model(path: str | Path, raw: bool = False, device: str | torch.device =
     runtime = Runtime(resolved, check_precision(precision, resolved))
     checkpoint = load_checkpoint(path)
     module = checkpoint.module
-    loaded = LoadedModel(module, checkpoint.base, checkpoint.label_map, checkpoint.kind, checkpoint.path, runtime=runtime,
-                         meta=checkpoint.meta)
+    loaded = LoadedModel(
+        module, checkpoint.base, checkpoint.label_map, checkpoint.kind, checkpoint.path, runtime=runtime, meta=checkpoint.meta
+    )
     if not raw:
         loaded.calibration = read_calibration(loaded.run_dir, module.state_dict())
         if loaded.calibration is not None:
@@ -201,20 +240,38 @@ load = load_model  # ``vaa.load(path)``
 
 
 def evaluate(
-    checkpoint: str | Path, data: str | Path, format: str = "auto", columns: str | None = None, batch_size: int = 256,
-    limit: int | None = None, on_error: str = "raise", raw: bool = False, labels: str | None = None, device: str = "auto",
+    checkpoint: str | Path,
+    data: str | Path,
+    format: str = "auto",
+    columns: str | None = None,
+    batch_size: int = 256,
+    limit: int | None = None,
+    on_error: str = "raise",
+    raw: bool = False,
+    labels: str | None = None,
+    device: str = "auto",
     precision: str = "fp32",
 ) -> dict[str, Any]:
     """``load_model(checkpoint, raw, device, precision).evaluate(data, ...)``:
     the run's stored calibration is applied unless ``raw``."""
-    return load_model(checkpoint, raw=raw, device=device, precision=precision).evaluate(data, format, columns, labels, batch_size,
-                                                                                        limit, on_error)
+    return load_model(checkpoint, raw=raw, device=device, precision=precision).evaluate(
+        data, format, columns, labels, batch_size, limit, on_error
+    )
 
 
-def _model_and_pairs(checkpoint: str | Path, data: str | Path | None, pairs: PairsLike | None, format: str,
-                     columns: str | None, labels: str | None, limit: int | None, on_error: str,
-                     raw: bool = True, device: str = "cpu",
-                     precision: str = "fp32") -> tuple[LoadedModel, list[Pair]]:
+def _model_and_pairs(
+    checkpoint: str | Path,
+    data: str | Path | None,
+    pairs: PairsLike | None,
+    format: str,
+    columns: str | None,
+    labels: str | None,
+    limit: int | None,
+    on_error: str,
+    raw: bool = True,
+    device: str = "cpu",
+    precision: str = "fp32",
+) -> tuple[LoadedModel, list[Pair]]:
     """The model, and the pairs of a file or of (a, b) tuples (exactly one)."""
     if (data is None) == (pairs is None):
         raise ValueError("give either a data file or pairs")
@@ -226,24 +283,42 @@ def _model_and_pairs(checkpoint: str | Path, data: str | Path | None, pairs: Pai
 
 
 def predict(
-    checkpoint: str | Path, data: str | Path | None = None, pairs: PairsLike | None = None,
-    format: str = "auto", columns: str | None = None, batch_size: int = 256, limit: int | None = None,
-    on_error: str = "raise", raw: bool = False, labels: str | None = None,
-    device: str = "auto", precision: str = "fp32",
+    checkpoint: str | Path,
+    data: str | Path | None = None,
+    pairs: PairsLike | None = None,
+    format: str = "auto",
+    columns: str | None = None,
+    batch_size: int = 256,
+    limit: int | None = None,
+    on_error: str = "raise",
+    raw: bool = False,
+    labels: str | None = None,
+    device: str = "auto",
+    precision: str = "fp32",
 ) -> list[dict[str, Any]]:
     """Predicted label and class probabilities per pair, for a file or for
     ``pairs`` given as (sentence a, sentence b) tuples; the run's stored
     calibration is applied unless ``raw`` (and logged when it is). The file's read
     report (how many rows were kept and skipped) is logged at INFO."""
-    loaded, items = _model_and_pairs(checkpoint, data, pairs, format, columns, labels, limit, on_error, raw=raw,
-                                     device=device, precision=precision)
+    loaded, items = _model_and_pairs(
+        checkpoint, data, pairs, format, columns, labels, limit, on_error, raw=raw, device=device, precision=precision
+    )
     return loaded.prediction_rows(items, batch_size)
 
 
 def vulnerability_rows(
-    checkpoint: str | Path, data: str | Path | None = None, pairs: PairsLike | None = None,
-    attack: AttackConfig = AttackConfig(), format: str = "auto", columns: str | None = None, limit: int | None = None,
-    batch_size: int = 128, progress: bool = True, on_error: str = "raise", labels: str | None = None, device: str = "auto",
+    checkpoint: str | Path,
+    data: str | Path | None = None,
+    pairs: PairsLike | None = None,
+    attack: AttackConfig | None = None,
+    format: str = "auto",
+    columns: str | None = None,
+    limit: int | None = None,
+    batch_size: int = 128,
+    progress: bool = True,
+    on_error: str = "raise",
+    labels: str | None = None,
+    device: str = "auto",
 ) -> list[dict[str, Any]]:
     """Per pair: id, gold label if known, A's prediction, F1, F2, ||V1-V2||
     and whether the attack flipped the prediction (model A of the checkpoint;
@@ -268,8 +343,9 @@ def run_validation_split(checkpoint: str | Path, label_map: LabelMap, limit: int
     return load_splits(data, label_map=label_map).valid
 
 
-def _validation_probabilities(loaded: LoadedModel, data: str | Path | None, settings: DataConfig,
-                              batch_size: int) -> tuple[np.ndarray, np.ndarray, str]:
+def _validation_probabilities(
+    loaded: LoadedModel, data: str | Path | None, settings: DataConfig, batch_size: int
+) -> tuple[np.ndarray, np.ndarray, str]:
     """The model's own (raw) probabilities and gold labels on ``data``, or on
     its run's validation split. A finished run's saved validation predictions
     are those of the same best checkpoint, so they are reused."""
@@ -281,8 +357,9 @@ def _validation_probabilities(loaded: LoadedModel, data: str | Path | None, sett
         dataset = run_validation_split(loaded.path, loaded.label_map, settings.limit)
         source = "the run's validation split"
     else:
-        dataset = loaded.read(data, settings.format, settings.columns, settings.labels, settings.limit, settings.on_error,
-                              require_labels=True)
+        dataset = loaded.read(
+            data, settings.format, settings.columns, settings.labels, settings.limit, settings.on_error, require_labels=True
+        )
         source = str(data)
     preds = predict_examples(loaded.module, loaded.featurize(dataset.pairs), batch_size, runtime=loaded.runtime)
     return preds.probs.astype(np.float64), preds.labels, source
@@ -299,9 +376,17 @@ def _run_lock(folder: Path) -> Any:
 
 
 def calibrate(
-    checkpoint: str | Path, data: str | Path | None = None, method: str = "temperature-bias", format: str = "auto",
-    columns: str | None = None, limit: int | None = None, on_error: str = "raise", batch_size: int = 256,
-    seed: int = 0, labels: str | None = None, device: str = "auto",
+    checkpoint: str | Path,
+    data: str | Path | None = None,
+    method: str = "temperature-bias",
+    format: str = "auto",
+    columns: str | None = None,
+    limit: int | None = None,
+    on_error: str = "raise",
+    batch_size: int = 256,
+    seed: int = 0,
+    labels: str | None = None,
+    device: str = "auto",
 ) -> dict[str, Any]:
     """Re-fit the checkpoint's decision rule on validation data (``data``, or
     its run's validation split) and store it in the run folder, where
@@ -320,21 +405,32 @@ def calibrate(
     rule.fingerprint = weights_fingerprint(loaded.module.state_dict())
     after = rule.apply(probs)
     crossed, _ = cross_fit(probs, gold, method, seed=seed)
-    report = {"checkpoint": loaded.path, "method": method, "fitted_on": rule.fitted_on,
-              "before": scores(probs, gold), "after_in_sample": scores(after, gold), "after_cross_fitted": scores(crossed, gold),
-              "reliability": {"before": reliability_bins(probs, gold), "after": reliability_bins(after, gold)}}
+    report = {
+        "checkpoint": loaded.path,
+        "method": method,
+        "fitted_on": rule.fitted_on,
+        "before": scores(probs, gold),
+        "after_in_sample": scores(after, gold),
+        "after_cross_fitted": scores(crossed, gold),
+        "reliability": {"before": reliability_bins(probs, gold), "after": reliability_bins(after, gold)},
+    }
     with _run_lock(loaded.run_dir):  # a training still writing this folder keeps us out
         path = save_calibration(rule, loaded.run_dir, report)
         if (loaded.run_dir / "results.json").exists():  # a run folder: its model card now names the stored rule
             from .model_card import write_run_card
 
             write_run_card(loaded.run_dir)
-        plot = plot_reliability(report["reliability"], loaded.run_dir / "calibration.png",
-                                title=f"Reliability on {source} ({rule.fitted_on['pairs']} pairs)")
+        plot = plot_reliability(
+            report["reliability"],
+            loaded.run_dir / "calibration.png",
+            title=f"Reliability on {source} ({rule.fitted_on['pairs']} pairs)",
+        )
     report.update({"calibration": rule.to_json(), "saved": str(path), "plot": str(plot)})
     logger.info(rule.describe())
     for name in ("before", "after_in_sample", "after_cross_fitted"):
         s = report[name]
-        logger.info(f"{name.replace('_', ' '):>18}: accuracy {s['accuracy']:.4f}  log-loss {s['log_loss']:.4f}  ECE {s['ece']:.4f}")
+        logger.info(
+            f"{name.replace('_', ' '):>18}: accuracy {s['accuracy']:.4f}  log-loss {s['log_loss']:.4f}  ECE {s['ece']:.4f}"
+        )
     logger.info(f"stored in {path}; predict/evaluate apply it (--raw for the model's own output); diagram {plot}")
     return report

@@ -17,10 +17,10 @@ import queue
 import subprocess
 import sys
 import threading
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
 
 from .config import RunConfig, stage_settings
 from .runs import write_json
@@ -68,8 +68,12 @@ def gpu_slots(jobs: int, device: str) -> list[dict[str, str]]:
     return [{"CUDA_VISIBLE_DEVICES": str(k % count)} for k in range(jobs)]
 
 
-def run_jobs(jobs: Sequence[Job], parallel: int, slots: Sequence[dict[str, str]] | None = None,
-             runner: Callable[[Job, dict[str, str]], int] = run_process) -> list[Job]:
+def run_jobs(
+    jobs: Sequence[Job],
+    parallel: int,
+    slots: Sequence[dict[str, str]] | None = None,
+    runner: Callable[[Job, dict[str, str]], int] = run_process,
+) -> list[Job]:
     """Run ``jobs`` with at most ``parallel`` at once, each after its
     ``after``; returns the jobs that failed (and those that never ran
     because what they need failed)."""

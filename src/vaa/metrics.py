@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
 
-def classification_report(gold: np.ndarray, predicted: np.ndarray, names: Sequence[str],
-                          probs: np.ndarray | None = None) -> dict[str, Any]:
+def classification_report(
+    gold: np.ndarray, predicted: np.ndarray, names: Sequence[str], probs: np.ndarray | None = None
+) -> dict[str, Any]:
     """Metrics over the labelled pairs (``gold >= 0``) as plain JSON types;
     macro-F1 averages the classes that occur in the gold labels. With the
     class probabilities, log-loss and expected calibration error too: two
@@ -25,14 +27,19 @@ def classification_report(gold: np.ndarray, predicted: np.ndarray, names: Sequen
         raise ValueError("no labelled pairs to score")
     labels = list(range(len(names)))
     p, r, f, s = precision_recall_fscore_support(gold, predicted, labels=labels, zero_division=0)
-    per_class = {names[i]: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])} for i in labels}
+    per_class = {
+        names[i]: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])} for i in labels
+    }
     present = s > 0  # a class absent from the file would add a meaningless F1 of 0
     return {
         "pairs": int(gold.size),
         "accuracy": float((gold == predicted).mean()),
         "macro_f1": float(np.mean(f[present])),
         "per_class": per_class,
-        "confusion_matrix": {"labels": list(names), "rows_gold_cols_predicted": confusion_matrix(gold, predicted, labels=labels).tolist()},
+        "confusion_matrix": {
+            "labels": list(names),
+            "rows_gold_cols_predicted": confusion_matrix(gold, predicted, labels=labels).tolist(),
+        },
         **extra,
     }
 

@@ -9,8 +9,8 @@ sits below the trainer (which validates with it) and below ``inference``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -42,8 +42,14 @@ class Predictions:
         return float((self.predicted[known] == self.labels[known]).mean()) if known.any() else None
 
 
-def predict_examples(model: nn.Module, examples: Sequence[Example], batch_size: int = 256, progress: bool = False, desc: str = "predict",
-                     runtime: Runtime = LOCAL) -> Predictions:
+def predict_examples(
+    model: nn.Module,
+    examples: Sequence[Example],
+    batch_size: int = 256,
+    progress: bool = False,
+    desc: str = "predict",
+    runtime: Runtime = LOCAL,
+) -> Predictions:
     """Run ``model`` in eval mode over ``examples`` and restore their order.
 
     Batches go to the model's device and run under the runtime's precision;
@@ -61,8 +67,9 @@ def predict_examples(model: nn.Module, examples: Sequence[Example], batch_size: 
     # (batch number, indices, probs, loss sum, labelled, logits finite)
     pieces: list[tuple[int, list[int], np.ndarray, float, int, bool]] = []
     with torch.no_grad():
-        for k, batch in enumerate(progress_bar(iterator.epoch(shard=shard), progress and runtime.is_main,
-                                               total=iterator.shard_size(shard), desc=desc)):
+        for k, batch in enumerate(
+            progress_bar(iterator.epoch(shard=shard), progress and runtime.is_main, total=iterator.shard_size(shard), desc=desc)
+        ):
             batch = to_device(batch, device)
             with autocast(device, runtime.precision):
                 logits = model(batch)
@@ -73,8 +80,16 @@ def predict_examples(model: nn.Module, examples: Sequence[Example], batch_size: 
             if known.any():
                 total = float(F.cross_entropy(logits[known], labels[known], reduction="sum"))
                 count = int(known.sum())
-            pieces.append((k * runtime.world_size + runtime.rank, batch["index"].tolist(), to_numpy(torch.softmax(logits, -1)), total, count,
-                           is_finite(logits)))
+            pieces.append(
+                (
+                    k * runtime.world_size + runtime.rank,
+                    batch["index"].tolist(),
+                    to_numpy(torch.softmax(logits, -1)),
+                    total,
+                    count,
+                    is_finite(logits),
+                )
+            )
     model.train(was_training)
     gathered = sorted((p for part in runtime.all_gather(pieces) for p in part), key=lambda p: p[0])
     probs: list[np.ndarray] = [None] * len(examples)  # type: ignore[list-item]

@@ -65,29 +65,39 @@ def check_target(target: Path, source: Path) -> None:
         raise OutputError(f"cannot save to {target}: it is a training run's checkpoint, not a saved model; choose another folder")
     meta = _read_json(target / METADATA)
     if meta is None or meta.get("format") != FORMAT:
-        raise OutputError(f"cannot save to {target}: the folder is not empty and not an earlier save_pretrained "
-                          f"(no {METADATA}); choose an empty or new folder")
+        raise OutputError(
+            f"cannot save to {target}: the folder is not empty and not an earlier save_pretrained "
+            f"(no {METADATA}); choose an empty or new folder"
+        )
     foreign = sorted(p.name for p in target.iterdir() if p.name not in _save_entries(meta) and not p.name.endswith(".tmp"))
     if foreign:
-        raise OutputError(f"cannot save to {target}: it holds files a save does not write ({', '.join(foreign[:5])}); "
-                          "move them away or choose another folder")
+        raise OutputError(
+            f"cannot save to {target}: it holds files a save does not write ({', '.join(foreign[:5])}); "
+            "move them away or choose another folder"
+        )
 
 
-def _card(model: "LoadedModel", meta: dict[str, Any], calibration: dict[str, Any] | None) -> str:
+def _card(model: LoadedModel, meta: dict[str, Any], calibration: dict[str, Any] | None) -> str:
     """The card from the records of the run the model came from; from an
     earlier save (no records) its card is kept; otherwise what vaa.json says."""
     run_dir = run_folder_of(model.path)
     results = _read_json(run_dir / "results.json")
     if results is not None:
-        return render(results, _read_json(run_dir / "config.json"), _read_json(run_dir / "data.json"), calibration, meta,
-                      source=str(run_dir))
+        return render(
+            results,
+            _read_json(run_dir / "config.json"),
+            _read_json(run_dir / "data.json"),
+            calibration,
+            meta,
+            source=str(run_dir),
+        )
     earlier = Path(model.path) / CARD
     if earlier.is_file():
         return earlier.read_text()
     return render(calibration=calibration, meta=meta, source=model.path)
 
 
-def save_pretrained(model: "LoadedModel", directory: str | Path) -> Path:
+def save_pretrained(model: LoadedModel, directory: str | Path) -> Path:
     """Write ``model`` (either stage, either family) into ``directory`` as a
     self-contained folder; returns its path. See the module docstring."""
     target = Path(directory)

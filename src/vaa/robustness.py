@@ -51,8 +51,8 @@ from .config import NORMS, AttackConfig
 from .data.batching import Batch, BatchIterator, Example
 from .device import full_precision, to_device
 from .features import feature_needs
-from .models.vaa import VAAModel
 from .models.base import Embedded, PairModel
+from .models.vaa import VAAModel
 from .progress import bar as progress_bar
 
 METHODS = ("fgsm", "pgd")
@@ -71,16 +71,23 @@ class AttackSetting:
     step_ratio: float = 2.5
 
     def config(self) -> AttackConfig:
-        return AttackConfig(norm=self.norm, eps=self.eps, steps=self.steps if self.method == "pgd" else 1, step_ratio=self.step_ratio)
+        return AttackConfig(
+            norm=self.norm, eps=self.eps, steps=self.steps if self.method == "pgd" else 1, step_ratio=self.step_ratio
+        )
 
     @property
     def name(self) -> str:
         return f"FGSM {self.norm}" if self.method == "fgsm" else f"PGD-{self.steps} {self.norm}"
 
 
-def attack_grid(l2_eps: Sequence[float] = DEFAULT_L2_EPS, linf_eps: Sequence[float] = DEFAULT_LINF_EPS,
-                methods: Sequence[str] = METHODS, norms: Sequence[str] = NORMS, steps: int = PGD_STEPS,
-                step_ratio: float = 2.5) -> list[AttackSetting]:
+def attack_grid(
+    l2_eps: Sequence[float] = DEFAULT_L2_EPS,
+    linf_eps: Sequence[float] = DEFAULT_LINF_EPS,
+    methods: Sequence[str] = METHODS,
+    norms: Sequence[str] = NORMS,
+    steps: int = PGD_STEPS,
+    step_ratio: float = 2.5,
+) -> list[AttackSetting]:
     """Every (method, norm, eps) of a robustness run; bad values are one-line ValueErrors."""
     for method in methods:
         if method not in METHODS:
@@ -97,8 +104,12 @@ def attack_grid(l2_eps: Sequence[float] = DEFAULT_L2_EPS, linf_eps: Sequence[flo
         bad = [e for e in grid if not (math.isfinite(e) and e >= 0)]
         if bad:
             raise ValueError(f"{norm} eps must be finite and >= 0, got {bad[0]}")
-    return [AttackSetting(method, norm, float(eps), steps, step_ratio) for method in methods for norm in norms
-            for eps in sorted(set(grids[norm]))]
+    return [
+        AttackSetting(method, norm, float(eps), steps, step_ratio)
+        for method in methods
+        for norm in norms
+        for eps in sorted(set(grids[norm]))
+    ]
 
 
 class EndToEnd(nn.Module):
@@ -114,8 +125,10 @@ class EndToEnd(nn.Module):
         super().__init__()
         cfg = model.vaa_config
         if feature_needs(cfg) or cfg.vulnerability == "permuted":
-            raise ValueError("robustness of a stage-two model covers V built from V1 and V2 (and the zeros/v1-only controls); "
-                             "this model uses vaa.scalars, saliency, diff_scale or the permuted control")
+            raise ValueError(
+                "robustness of a stage-two model covers V built from V1 and V2 (and the zeros/v1-only controls); "
+                "this model uses vaa.scalars, saliency, diff_scale or the permuted control"
+            )
         self.vaa = model
         self.clean_a: list[torch.Tensor] = []
         self.emb_b: Embedded | None = None
@@ -169,8 +182,15 @@ def attack_target(module: nn.Module) -> nn.Module:
     raise ValueError(f"cannot attack a {type(module).__name__}: expected a model A or a stage-two VAA model")
 
 
-def robust_accuracy(module: nn.Module, examples: Sequence[Example], settings: Sequence[AttackSetting], batch_size: int = 64,
-                    device: torch.device | str = "cpu", progress: bool = False, desc: str = "robustness") -> dict[str, Any]:
+def robust_accuracy(
+    module: nn.Module,
+    examples: Sequence[Example],
+    settings: Sequence[AttackSetting],
+    batch_size: int = 64,
+    device: torch.device | str = "cpu",
+    progress: bool = False,
+    desc: str = "robustness",
+) -> dict[str, Any]:
     """Clean accuracy and accuracy under each attack setting on labelled
     ``examples``. One input-gradient pass per batch serves every FGSM
     setting; PGD adds its steps per setting."""
@@ -197,15 +217,35 @@ def robust_accuracy(module: nn.Module, examples: Sequence[Example], settings: Se
                 correct[k] += int((logits.argmax(-1) == gold).sum())
             bar.update(1)
     n = len(examples)
-    rows = [{"method": s.method, "norm": s.norm, "eps": s.eps, "steps": s.steps if s.method == "pgd" else 1,
-             "attack": s.name, "accuracy": float(c / n), "correct": int(c)} for s, c in zip(settings, correct)]
+    rows = [
+        {
+            "method": s.method,
+            "norm": s.norm,
+            "eps": s.eps,
+            "steps": s.steps if s.method == "pgd" else 1,
+            "attack": s.name,
+            "accuracy": float(c / n),
+            "correct": int(c),
+        }
+        for s, c in zip(settings, correct)
+    ]
     return {"pairs": n, "clean_accuracy": clean / n, "clean_correct": clean, "results": rows}
 
 
-def robustness(checkpoints: Sequence[str | Path], data: str | Path, settings: Sequence[AttackSetting] | None = None,
-               output: str | Path | None = None, batch_size: int = 64, format: str = "auto", columns: str | None = None,
-               labels: str | None = None, limit: int | None = None, on_error: str = "raise", device: str = "auto",
-               progress: bool = True) -> dict[str, Any]:
+def robustness(
+    checkpoints: Sequence[str | Path],
+    data: str | Path,
+    settings: Sequence[AttackSetting] | None = None,
+    output: str | Path | None = None,
+    batch_size: int = 64,
+    format: str = "auto",
+    columns: str | None = None,
+    labels: str | None = None,
+    limit: int | None = None,
+    on_error: str = "raise",
+    device: str = "auto",
+    progress: bool = True,
+) -> dict[str, Any]:
     """``vaa robustness``: robust accuracy of every checkpoint on the
     labelled file ``data`` (each model reads it with its own featuriser and
     label map). With ``output``: robustness.json, robustness.md and
@@ -219,21 +259,36 @@ def robustness(checkpoints: Sequence[str | Path], data: str | Path, settings: Se
     for path in checkpoints:
         loaded = load_model(path, raw=True, device=device)
         dataset = loaded.read(data, format, columns, labels, limit, on_error, require_labels=True)
-        result = robust_accuracy(loaded.module, loaded.featurize(dataset.pairs), settings, batch_size, loaded.runtime.device,
-                                 progress, desc=f"robustness {Path(str(path)).name}")
-        models.append({"checkpoint": str(path), "name": model_name(path), "kind": loaded.kind, "family": loaded.base.family,
-                       **result})
+        result = robust_accuracy(
+            loaded.module,
+            loaded.featurize(dataset.pairs),
+            settings,
+            batch_size,
+            loaded.runtime.device,
+            progress,
+            desc=f"robustness {Path(str(path)).name}",
+        )
+        models.append(
+            {"checkpoint": str(path), "name": model_name(path), "kind": loaded.kind, "family": loaded.base.family, **result}
+        )
         logger.info(f"{path}: clean accuracy {result['clean_accuracy']:.4f} on {result['pairs']} pairs")
-    report = {"data": str(data), "models": models, "threat_model": THREAT_MODEL,
-              "settings": [{"method": s.method, "norm": s.norm, "eps": s.eps, "steps": s.steps, "step_ratio": s.step_ratio}
-                           for s in settings]}
+    report = {
+        "data": str(data),
+        "models": models,
+        "threat_model": THREAT_MODEL,
+        "settings": [
+            {"method": s.method, "norm": s.norm, "eps": s.eps, "steps": s.steps, "step_ratio": s.step_ratio} for s in settings
+        ],
+    }
     if output is not None:
         write_report(report, Path(output))
     return report
 
 
-THREAT_MODEL = ("untargeted attack on the word embeddings against the gold label; for a stage-two model the same perturbation "
-                "reaches A (V1, V2 recomputed) and B, end to end")
+THREAT_MODEL = (
+    "untargeted attack on the word embeddings against the gold label; for a stage-two model the same perturbation "
+    "reaches A (V1, V2 recomputed) and B, end to end"
+)
 
 
 def model_name(path: str | Path) -> str:
@@ -247,8 +302,12 @@ def table_markdown(report: dict[str, Any]) -> str:
     """One row per model, one column per (attack, eps); accuracy in %."""
     settings = [(r["attack"], r["eps"]) for r in report["models"][0]["results"]] if report["models"] else []
     head = "| model | clean | " + " | ".join(f"{a} ε={e:g}" for a, e in settings) + " |"
-    lines = [f"Accuracy (%) under attack on {report['data']} ({report['threat_model']}).", "", head,
-             "|---|---|" + "---|" * len(settings)]
+    lines = [
+        f"Accuracy (%) under attack on {report['data']} ({report['threat_model']}).",
+        "",
+        head,
+        "|---|---|" + "---|" * len(settings),
+    ]
     for m in report["models"]:
         cells = [f"{100 * r['accuracy']:.2f}" for r in m["results"]]
         lines.append(f"| {m['name']} ({m['kind']}) | {100 * m['clean_accuracy']:.2f} | " + " | ".join(cells) + " |")

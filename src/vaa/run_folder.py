@@ -23,9 +23,9 @@ import os
 import shutil
 import socket
 import time
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Sequence
 
 from .files import OutputError, ensure_folder, output_error, recover_folder
 
@@ -34,10 +34,29 @@ logger = logging.getLogger(__name__)
 MARKER = ".vaa-run"
 LOCK = ".vaa-lock"
 # every entry a training run writes into its folder
-KNOWN_ENTRIES = frozenset({MARKER, LOCK, "config.json", "label_map.json", "data.json", "metrics.jsonl", "loss.jsonl",
-                           "results.json", "checkpoints", "predictions", "vcache", "loss_both_stages.png",
-                           "calibration.json", "calibration.png", "eps_calibration.json", "README.md",  # README.md: the model card
-                           "analysis", "features", "tensorboard"})  # analysis/: the README's `vaa analyze --output RUN/analysis`
+KNOWN_ENTRIES = frozenset(
+    {
+        MARKER,
+        LOCK,
+        "config.json",
+        "label_map.json",
+        "data.json",
+        "metrics.jsonl",
+        "loss.jsonl",
+        "results.json",
+        "checkpoints",
+        "predictions",
+        "vcache",
+        "loss_both_stages.png",
+        "calibration.json",
+        "calibration.png",
+        "eps_calibration.json",
+        "README.md",  # README.md: the model card
+        "analysis",
+        "features",
+        "tensorboard",
+    }
+)  # analysis/: the README's `vaa analyze --output RUN/analysis`
 
 
 class RunError(RuntimeError):
@@ -79,8 +98,10 @@ def check_apart(output: str | Path, protected: Sequence[str | Path], what: str =
     for item in protected:
         other = Path(item).resolve()
         if out == other or other in out.parents or out in other.parents:
-            raise RunError(f"--output {output} overlaps {what} {item}: stage two never writes into (or deletes) "
-                           "the model it reads; choose another --output")
+            raise RunError(
+                f"--output {output} overlaps {what} {item}: stage two never writes into (or deletes) "
+                "the model it reads; choose another --output"
+            )
 
 
 class RunLock:
@@ -92,7 +113,7 @@ class RunLock:
         self._file = None
         self.stale: str | None = None  # the holder a stale lock named, if any
 
-    def acquire(self) -> "RunLock":
+    def acquire(self) -> RunLock:
         import fcntl
 
         try:
@@ -105,8 +126,9 @@ class RunLock:
             f.seek(0)
             holder = f.read().strip() or "another process"
             f.close()
-            raise RunError(f"{self.path.parent} is in use by {holder}; wait for it to finish "
-                           "(or stop it) before using this folder") from None
+            raise RunError(
+                f"{self.path.parent} is in use by {holder}; wait for it to finish (or stop it) before using this folder"
+            ) from None
         f.seek(0)
         previous = f.read().strip()
         if previous:
@@ -131,7 +153,7 @@ class RunLock:
             self._file.close()
             self._file = None
 
-    def __enter__(self) -> "RunLock":
+    def __enter__(self) -> RunLock:
         return self.acquire()
 
     def __exit__(self, *exc: object) -> None:
@@ -160,8 +182,9 @@ def _empty_for_overwrite(folder: Path) -> None:
     foreign = foreign_entries(folder)
     if foreign:
         shown = ", ".join(foreign[:10]) + (f" and {len(foreign) - 10} more" if len(foreign) > 10 else "")
-        raise RunError(f"--overwrite refused: {folder} holds files vaa did not write ({shown}); "
-                       "move them away or choose another --output")
+        raise RunError(
+            f"--overwrite refused: {folder} holds files vaa did not write ({shown}); move them away or choose another --output"
+        )
     for item in folder.iterdir():
         if item.name in (MARKER, LOCK):
             continue
@@ -181,10 +204,14 @@ def use_run_folder(path: str | Path, overwrite: bool = False, protected: Sequenc
         raise OutputError(f"cannot use {path} as a run folder: it is a file; choose another --output")
     if path.is_dir() and any(path.iterdir()) and not is_run_folder(path):
         if (path / "config.json").exists():
-            raise RunError(f"{path} has no {MARKER} marker: a run of an older vaa or not a vaa run; convert an old run "
-                           "with `vaa convert OLD NEW`, or choose another --output")
-        raise RunError(f"{path} is not empty and not a vaa run folder (no {MARKER}); "
-                       f"vaa writes only into its own run folders: choose another --output")
+            raise RunError(
+                f"{path} has no {MARKER} marker: a run of an older vaa or not a vaa run; convert an old run "
+                "with `vaa convert OLD NEW`, or choose another --output"
+            )
+        raise RunError(
+            f"{path} is not empty and not a vaa run folder (no {MARKER}); "
+            f"vaa writes only into its own run folders: choose another --output"
+        )
     claim_new_folder(path)
     lock = RunLock(path).acquire()
     try:

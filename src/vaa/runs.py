@@ -37,8 +37,9 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -60,8 +61,21 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["RunError", "prepare_run", "write_json", "read_json", "finished_results", "a_run_folder", "open_run", "report_data",
-           "featurize_counted", "final_scores", "write_npz", "steps_in_log", "loss_curve"]
+__all__ = [
+    "RunError",
+    "prepare_run",
+    "write_json",
+    "read_json",
+    "finished_results",
+    "a_run_folder",
+    "open_run",
+    "report_data",
+    "featurize_counted",
+    "final_scores",
+    "write_npz",
+    "steps_in_log",
+    "loss_curve",
+]
 
 # Settings that do not change what a run computes (device and precision change
 # it only by float rounding: a run may be resumed on another device or precision).
@@ -85,8 +99,9 @@ def _differences(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list
 
 
 @contextlib.contextmanager
-def prepare_run(config: RunConfig, overwrite: bool = False, protected: Sequence[str | Path] = (),
-                runtime: dict[str, Any] | None = None) -> Iterator[Path]:
+def prepare_run(
+    config: RunConfig, overwrite: bool = False, protected: Sequence[str | Path] = (), runtime: dict[str, Any] | None = None
+) -> Iterator[Path]:
     """Open (or create) the run folder, locked for the ``with`` block, and
     save the config in it, with ``runtime`` (device, precision, world size,
     versions of this call) as a record beside the settings; a different
@@ -97,8 +112,10 @@ def prepare_run(config: RunConfig, overwrite: bool = False, protected: Sequence[
             stage = stage_of(config)
             diff = _differences(_comparable(RunConfig.load(saved), stage), _comparable(config, stage))
             if diff:
-                raise RunError(f"{out} holds a run with a different configuration ({'; '.join(diff[:6])}); "
-                               "pass --overwrite to replace it or choose another --output")
+                raise RunError(
+                    f"{out} holds a run with a different configuration ({'; '.join(diff[:6])}); "
+                    "pass --overwrite to replace it or choose another --output"
+                )
         record = config.to_json()
         if runtime is not None:
             record["runtime"] = runtime
@@ -125,8 +142,9 @@ def a_run_folder(model_a: str | Path) -> Path | None:
 
 
 @contextlib.contextmanager
-def open_run(config: RunConfig, overwrite: bool, protected: Sequence[str | Path] = (),
-             runtime: Runtime = LOCAL) -> Iterator[tuple[Path, dict[str, Any] | None]]:
+def open_run(
+    config: RunConfig, overwrite: bool, protected: Sequence[str | Path] = (), runtime: Runtime = LOCAL
+) -> Iterator[tuple[Path, dict[str, Any] | None]]:
     """Open the run folder (locked while the ``with`` block runs); yield the
     saved results if the run is finished, else set threads and seeds for the
     work ahead. ``protected``: folders the run must not overlap (model A's).
@@ -137,8 +155,14 @@ def open_run(config: RunConfig, overwrite: bool, protected: Sequence[str | Path]
         error: Exception | None = None
         if runtime.is_main:
             try:
-                stack.enter_context(prepare_run(config, overwrite, protected,
-                                                runtime=runtime_record(runtime.device, runtime.precision, runtime.world_size)))
+                stack.enter_context(
+                    prepare_run(
+                        config,
+                        overwrite,
+                        protected,
+                        runtime=runtime_record(runtime.device, runtime.precision, runtime.world_size),
+                    )
+                )
             except Exception as exc:  # a refusal (RunError), an unwritable folder (OutputError), ...
                 error = exc
         message = runtime.broadcast(str(error) if error is not None else None)
@@ -166,8 +190,16 @@ def report_data(splits: Splits) -> None:
         logger.info(line)
 
 
-def featurize_counted(model: Any, pairs: Sequence[Any], label_map: Any, name: str, truncated: dict[str, Any],
-                      directory: Path | None = None, runtime: Runtime = LOCAL, read_only: Sequence[Path] = ()) -> list[Example]:
+def featurize_counted(
+    model: Any,
+    pairs: Sequence[Any],
+    label_map: Any,
+    name: str,
+    truncated: dict[str, Any],
+    directory: Path | None = None,
+    runtime: Runtime = LOCAL,
+    read_only: Sequence[Path] = (),
+) -> list[Example]:
     """Featurise one split (read back from ``directory``, or from a
     ``read_only`` folder, when cached there), recording in ``truncated`` how
     many pairs the model's length cap cut (ESIM's ``max_tokens``, the HF
@@ -181,8 +213,14 @@ def featurize_counted(model: Any, pairs: Sequence[Any], label_map: Any, name: st
     return examples
 
 
-def final_scores(run_dir: Path, model: torch.nn.Module, examples: dict[str, Sequence[Example]], splits: Splits,
-                 batch_size: int, runtime: Runtime = LOCAL) -> dict[str, Any]:
+def final_scores(
+    run_dir: Path,
+    model: torch.nn.Module,
+    examples: dict[str, Sequence[Example]],
+    splits: Splits,
+    batch_size: int,
+    runtime: Runtime = LOCAL,
+) -> dict[str, Any]:
     """Scores of the best checkpoint on each labelled split; the predictions
     go to ``predictions/<split>.npz`` (paired significance tests read them).
     Under DDP scoring is sharded and gathered; rank 0 writes."""
@@ -202,6 +240,7 @@ def final_scores(run_dir: Path, model: torch.nn.Module, examples: dict[str, Sequ
 
 def write_npz(path: Path, **arrays: np.ndarray) -> None:
     """``np.savez_compressed`` written atomically (no half-written file)."""
+
     def write(tmp: Path) -> None:
         with tmp.open("wb") as f:
             np.savez_compressed(f, **arrays)

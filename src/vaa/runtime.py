@@ -107,8 +107,9 @@ def runtime_for(device: str = "auto", precision: str = "fp32") -> Runtime:
     if resolved.type == "cuda":
         # one process per GPU: the local rank picks it (cuda:N in the setting is ignored under torchrun)
         if local >= torch.cuda.device_count():
-            raise ValueError(f"local rank {local} has no GPU ({torch.cuda.device_count()} visible): "
-                             "use --nproc_per_node <= the number of GPUs")
+            raise ValueError(
+                f"local rank {local} has no GPU ({torch.cuda.device_count()} visible): use --nproc_per_node <= the number of GPUs"
+            )
         resolved = torch.device("cuda", local)
         torch.cuda.set_device(resolved)
     elif resolved.type == "mps":

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from .checkpoint import header, load_pair_model
 from .config import RunConfig, check_stage
@@ -32,8 +33,9 @@ def model_options(config: RunConfig) -> dict[str, Any]:
     return options
 
 
-def score_best(config: RunConfig, run_dir: Path, splits: Splits,
-               valid_examples: Sequence[Example] | None = None, runtime: Runtime = LOCAL) -> dict[str, Any]:
+def score_best(
+    config: RunConfig, run_dir: Path, splits: Splits, valid_examples: Sequence[Example] | None = None, runtime: Runtime = LOCAL
+) -> dict[str, Any]:
     """Scores of the run's best checkpoint on its validation (and test) split,
     predictions saved. Also used for finished runs made before predictions
     were saved: the paired tests of Table 3 need them. ``valid_examples``:
@@ -64,7 +66,9 @@ def train(config: RunConfig, overwrite: bool = False) -> dict[str, Any]:
         return _train(config, run_dir, done, splits, runtime)
 
 
-def _train(config: RunConfig, run_dir: Path, done: dict[str, Any] | None, splits: Splits | None, runtime: Runtime) -> dict[str, Any]:
+def _train(
+    config: RunConfig, run_dir: Path, done: dict[str, Any] | None, splits: Splits | None, runtime: Runtime
+) -> dict[str, Any]:
     if done is not None:
         if not (run_dir / "predictions" / "valid.npz").exists():
             logger.info(f"{run_dir} has no saved predictions; scoring its best checkpoint")
@@ -86,8 +90,14 @@ def _train(config: RunConfig, run_dir: Path, done: dict[str, Any] | None, splits
     valid_examples = featurize_counted(model, splits.valid.pairs, splits.label_map, "valid", truncated, features, runtime)
     if runtime.is_main:
         write_json(run_dir / "data.json", {**splits.reports(), "truncated": truncated})
-    settings = TrainerSettings.for_run(config, run_dir, lambda: header(model, splits.label_map, kind="model", build_info=info),
-                                       stage="stage1", runtime=runtime, adversarial=config.train)
+    settings = TrainerSettings.for_run(
+        config,
+        run_dir,
+        lambda: header(model, splits.label_map, kind="model", build_info=info),
+        stage="stage1",
+        runtime=runtime,
+        adversarial=config.train,
+    )
     trainer = Trainer(model, train_examples, valid_examples, settings)
     if config.tensorboard and runtime.is_main:
         trainer.board = TensorBoardLog(run_dir)
@@ -98,10 +108,17 @@ def _train(config: RunConfig, run_dir: Path, done: dict[str, Any] | None, splits
     logger.info(state.stop_reason)
 
     results = {
-        "stage": "stage1", "run": str(run_dir), "family": config.model.family, "seed": config.seed,
-        "best_epoch": state.best_epoch + 1, "epochs": state.epoch, "stop_reason": state.stop_reason,
-        "train_seconds_this_call": round(time.perf_counter() - started, 1), "model_info": info,
-        "history": state.history, "scores": score_best(config, run_dir, splits, valid_examples, runtime),
+        "stage": "stage1",
+        "run": str(run_dir),
+        "family": config.model.family,
+        "seed": config.seed,
+        "best_epoch": state.best_epoch + 1,
+        "epochs": state.epoch,
+        "stop_reason": state.stop_reason,
+        "train_seconds_this_call": round(time.perf_counter() - started, 1),
+        "model_info": info,
+        "history": state.history,
+        "scores": score_best(config, run_dir, splits, valid_examples, runtime),
         "runtime": runtime_record(runtime.device, runtime.precision, runtime.world_size),
     }
     if runtime.is_main:

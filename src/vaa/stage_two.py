@@ -15,8 +15,9 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -27,15 +28,26 @@ from .data.batching import Example
 from .data.pairs import LabelMap
 from .data.sources import Splits, load_splits
 from .device import runtime_record, to_numpy
-from .figures import plot_losses
 from .features import attachable, calibrate_eps, feature_needs, pair_features, permutation_for, permute
+from .figures import plot_losses
+from .inference import load_model
 from .model_card import write_run_card
 from .models.base import PairModel
 from .models.vaa import VAAModel
-from .inference import load_model
 from .run_folder import check_apart
-from .runs import (RunError, a_run_folder, featurize_counted, final_scores, finished_results, loss_curve, open_run, read_json,
-                   report_data, steps_in_log, write_json)
+from .runs import (
+    RunError,
+    a_run_folder,
+    featurize_counted,
+    final_scores,
+    finished_results,
+    loss_curve,
+    open_run,
+    read_json,
+    report_data,
+    steps_in_log,
+    write_json,
+)
 from .runtime import Runtime, runtime_for
 from .tensorboard_log import TensorBoardLog, require_tensorboard, v_statistics
 from .training import Trainer, TrainerSettings
@@ -86,8 +98,10 @@ def attach_features(examples: Sequence[Example], features: dict[str, Any]) -> li
     what the feature options need), one row each."""
     out = []
     for i, e in enumerate(examples):
-        extra = {k: (v[i] if not isinstance(v, np.ndarray) else torch.from_numpy(np.asarray(v[i], dtype=np.float32)))
-                 for k, v in features.items()}
+        extra = {
+            k: (v[i] if not isinstance(v, np.ndarray) else torch.from_numpy(np.asarray(v[i], dtype=np.float32)))
+            for k, v in features.items()
+        }
         out.append({**e, **extra})
     return out
 
@@ -111,14 +125,18 @@ def stage_two_features(raw: dict[str, Any], config: RunConfig, split: str) -> di
     feats = attachable(_as_numpy(raw), config.vaa)
     if config.vaa.vulnerability == "permuted":
         feats = permute(feats, permutation_for(len(feats["v1"]), config.seed + sum(map(ord, split))))
-    return {k: (torch.from_numpy(np.ascontiguousarray(v)) if isinstance(v, np.ndarray) and v.dtype != object else v) for k, v in feats.items()}
+    return {
+        k: (torch.from_numpy(np.ascontiguousarray(v)) if isinstance(v, np.ndarray) and v.dtype != object else v)
+        for k, v in feats.items()
+    }
 
 
 EPS_CALIBRATION = "eps_calibration.json"  # not calibration.json: that is `vaa calibrate`'s decision rule
 
 
-def calibrated_attack(config: RunConfig, run_dir: Path, model_a: Any, train_examples: Sequence[Example],
-                      runtime: Runtime | None = None) -> RunConfig:
+def calibrated_attack(
+    config: RunConfig, run_dir: Path, model_a: Any, train_examples: Sequence[Example], runtime: Runtime | None = None
+) -> RunConfig:
     """With ``vaa.calibrate_flip_rate``, eps is chosen once on the training
     pairs and stored in the run folder (eps_calibration.json): a resumed run reuses
     it, and B's checkpoint carries the calibrated attack. Under DDP rank 0
@@ -136,12 +154,15 @@ def calibrated_attack(config: RunConfig, run_dir: Path, model_a: Any, train_exam
     else:
         found = None
         if main:
-            found = calibrate_eps(model_a, train_examples, config.attack, target, batch_size=config.optim.eval_batch_size,
-                                  progress=config.progress)
+            found = calibrate_eps(
+                model_a, train_examples, config.attack, target, batch_size=config.optim.eval_batch_size, progress=config.progress
+            )
             write_json(path, found)
         if runtime is not None:
             found = runtime.broadcast(found)
-    logger.info(f"eps calibrated to {found['eps']:.4g}: the attack flips {found['flip_rate']:.2%} of {found['pairs']} training pairs (target {target:.2%})")
+    logger.info(
+        f"eps calibrated to {found['eps']:.4g}: the attack flips {found['flip_rate']:.2%} of {found['pairs']} training pairs (target {target:.2%})"
+    )
     return dataclasses.replace(config, attack=dataclasses.replace(config.attack, eps=found["eps"]))
 
 
@@ -149,8 +170,14 @@ def signal_statistics(v1: torch.Tensor, v2: torch.Tensor) -> dict[str, float]:
     """How big ||V1 - V2|| is: a vanishing signal means B learns nothing from V."""
     d = to_numpy((v1 - v2).norm(dim=-1))
     scale = to_numpy(v1.norm(dim=-1))
-    return {"mean": float(d.mean()), "median": float(np.median(d)), "p90": float(np.quantile(d, 0.9)),
-            "max": float(d.max()), "zero_share": float((d == 0).mean()), "mean_relative_to_V1": float((d / np.maximum(scale, 1e-12)).mean())}
+    return {
+        "mean": float(d.mean()),
+        "median": float(np.median(d)),
+        "p90": float(np.quantile(d, 0.9)),
+        "max": float(d.max()),
+        "zero_share": float((d == 0).mean()),
+        "mean_relative_to_V1": float((d / np.maximum(scale, 1e-12)).mean()),
+    }
 
 
 def plot_both_stages(a_dir: Path | None, run_dir: Path, label: str = "stage two") -> Path | None:
@@ -168,8 +195,9 @@ def plot_both_stages(a_dir: Path | None, run_dir: Path, label: str = "stage two"
     return plot_losses(curves, run_dir / "loss_both_stages.png", boundary) if curves else None
 
 
-def featurize_splits(run_dir: Path, model_a: PairModel, label_map: LabelMap, a_dir: Path | None, splits: Splits,
-                     runtime: Runtime) -> dict[str, list[Example]]:
+def featurize_splits(
+    run_dir: Path, model_a: PairModel, label_map: LabelMap, a_dir: Path | None, splits: Splits, runtime: Runtime
+) -> dict[str, list[Example]]:
     """Every split featurised by A's featuriser (data.json records what was
     read and truncated). The examples A's run cached (stage one wrote train
     and valid there) are read from A's folder, never written there; what is
@@ -180,15 +208,24 @@ def featurize_splits(run_dir: Path, model_a: PairModel, label_map: LabelMap, a_d
     truncated: dict[str, Any] = {}
     features = run_dir / "features"
     elsewhere = [a_dir / "features"] if a_dir is not None else []
-    examples = {name: featurize_counted(model_a, d.pairs, label_map, name, truncated, features, runtime, elsewhere)
-                for name, d in parts.items()}
+    examples = {
+        name: featurize_counted(model_a, d.pairs, label_map, name, truncated, features, runtime, elsewhere)
+        for name, d in parts.items()
+    }
     if runtime.is_main:
         write_json(run_dir / "data.json", {**splits.reports(), "truncated": truncated})
     return examples
 
 
-def attach_cached_features(config: RunConfig, run_dir: Path, model_a: PairModel, examples: dict[str, list[Example]],
-                           want: Sequence[str], info: dict[str, Any], runtime: Runtime) -> dict[str, Any] | None:
+def attach_cached_features(
+    config: RunConfig,
+    run_dir: Path,
+    model_a: PairModel,
+    examples: dict[str, list[Example]],
+    want: Sequence[str],
+    info: dict[str, Any],
+    runtime: Runtime,
+) -> dict[str, Any] | None:
     """V1/V2 (and the feature options' features) of every split from the
     cache, computed on a miss, attached to the examples in place; the cache
     hits and the size of the signal go to ``info``. Returns the training
@@ -198,8 +235,16 @@ def attach_cached_features(config: RunConfig, run_dir: Path, model_a: PairModel,
     info["cache"] = {}
     train_features = None
     for name in examples:
-        raw, hit = cache.features(model_a, examples[name], config.attack, want, fingerprint,
-                                  batch_size=config.optim.eval_batch_size, progress=config.progress, runtime=runtime)
+        raw, hit = cache.features(
+            model_a,
+            examples[name],
+            config.attack,
+            want,
+            fingerprint,
+            batch_size=config.optim.eval_batch_size,
+            progress=config.progress,
+            runtime=runtime,
+        )
         features = stage_two_features(raw, config, name)
         if name == "train":
             train_features = features
@@ -209,20 +254,35 @@ def attach_cached_features(config: RunConfig, run_dir: Path, model_a: PairModel,
         info["cache"][name] = hit
         info[f"signal_{name}"] = stats
         how = "cache hit" if hit["hit"] else f"computed in {hit['seconds']:.1f} s"
-        logger.info(f"V1/V2 for {len(v1)} {name} pairs: {how}; "
-                    f"||V1-V2|| mean {stats['mean']:.4g}, median {stats['median']:.4g} ({stats['mean_relative_to_V1']:.2%} of ||V1||)")
+        logger.info(
+            f"V1/V2 for {len(v1)} {name} pairs: {how}; "
+            f"||V1-V2|| mean {stats['mean']:.4g}, median {stats['median']:.4g} ({stats['mean_relative_to_V1']:.2%} of ||V1||)"
+        )
     return train_features
 
 
-def standardize(model: VAAModel, config: RunConfig, train_examples: Sequence[Example], want: Sequence[str],
-                train_features: dict[str, Any] | None) -> dict[str, int]:
+def standardize(
+    model: VAAModel,
+    config: RunConfig,
+    train_examples: Sequence[Example],
+    want: Sequence[str],
+    train_features: dict[str, Any] | None,
+) -> dict[str, int]:
     """``normalize: standardize``: store the training pairs' V3 mean and std
     in the model (computed once from every training pair when nothing is
     cached); returns what the statistics cover."""
     if train_features is None:  # no cache: the statistics still come from every training pair, once
-        raw = pair_features(model.model_a, train_examples, config.attack, [w for w in want if w != "scalars"] or ["scalars"],
-                            config.optim.eval_batch_size, config.progress)
-        train_features = stage_two_features({k: (torch.from_numpy(v) if v.dtype != object else list(v)) for k, v in raw.items()}, config, "train")
+        raw = pair_features(
+            model.model_a,
+            train_examples,
+            config.attack,
+            [w for w in want if w != "scalars"] or ["scalars"],
+            config.optim.eval_batch_size,
+            config.progress,
+        )
+        train_features = stage_two_features(
+            {k: (torch.from_numpy(v) if v.dtype != object else list(v)) for k, v in raw.items()}, config, "train"
+        )
     with torch.no_grad():
         device = model.projection.weight.device
         x = model.v3_inputs({k: v.to(device) for k, v in train_features.items() if isinstance(v, torch.Tensor)})
@@ -233,8 +293,10 @@ def standardize(model: VAAModel, config: RunConfig, train_examples: Sequence[Exa
 def train_vaa(config: RunConfig, overwrite: bool = False) -> dict[str, Any]:
     """Train model B (with W) from the frozen model A in ``config.vaa.model_a``."""
     if config.train.adversarial_training != "none":
-        raise RunError(f"train.adversarial_training={config.train.adversarial_training} is a stage-one option (it trains model A); "
-                       "stage two trains B with V instead: drop it, or train an adversarial A with `vaa train`")
+        raise RunError(
+            f"train.adversarial_training={config.train.adversarial_training} is a stage-one option (it trains model A); "
+            "stage two trains B with V instead: drop it, or train an adversarial A with `vaa train`"
+        )
     config = resolve_config(config)
     runtime = runtime_for(config.device, config.precision)
     if config.tensorboard:
@@ -257,8 +319,16 @@ def train_vaa(config: RunConfig, overwrite: bool = False) -> dict[str, Any]:
         return _train_vaa(config, run_dir, model_a, label_map, payload_a, a_dir, splits, runtime)
 
 
-def _train_vaa(config: RunConfig, run_dir: Path, model_a: PairModel, label_map: LabelMap, payload_a: dict[str, Any],
-               a_dir: Path | None, splits: Splits, runtime: Runtime) -> dict[str, Any]:
+def _train_vaa(
+    config: RunConfig,
+    run_dir: Path,
+    model_a: PairModel,
+    label_map: LabelMap,
+    payload_a: dict[str, Any],
+    a_dir: Path | None,
+    splits: Splits,
+    runtime: Runtime,
+) -> dict[str, Any]:
     report_data(splits)
     if runtime.is_main:
         label_map.save(run_dir / "label_map.json")
@@ -275,19 +345,30 @@ def _train_vaa(config: RunConfig, run_dir: Path, model_a: PairModel, label_map: 
     if cached:
         train_features = attach_cached_features(config, run_dir, model_a, examples, want, info, runtime)
     else:
-        logger.info("V1/V2 computed on the fly in every batch (no cache)" if config.vaa.vulnerability != "zeros" else
-            "control: V replaced by zeros")
+        logger.info(
+            "V1/V2 computed on the fly in every batch (no cache)"
+            if config.vaa.vulnerability != "zeros"
+            else "control: V replaced by zeros"
+        )
     if config.vaa.normalize == "standardize":
         info["standardization"] = standardize(model, config, examples["train"], want, train_features)
 
     settings = TrainerSettings.for_run(
-        config, run_dir, lambda: header(model_a, label_map, kind="vaa", **model.describe(), model_a_checkpoint=payload_a["path"]),
-        learning_rates=model.learning_rates(), step_offset=steps_in_log(a_dir / "loss.jsonl") if a_dir else 0, stage="stage2",
-        runtime=runtime)
+        config,
+        run_dir,
+        lambda: header(model_a, label_map, kind="vaa", **model.describe(), model_a_checkpoint=payload_a["path"]),
+        learning_rates=model.learning_rates(),
+        step_offset=steps_in_log(a_dir / "loss.jsonl") if a_dir else 0,
+        stage="stage2",
+        runtime=runtime,
+    )
     trainer = Trainer(model, examples["train"], examples["valid"], settings)
     if config.tensorboard and runtime.is_main:
-        trainer.board = TensorBoardLog(run_dir, trainer.step_offset,
-                                       epoch_extras=lambda: v_statistics(model, examples["valid"], config.optim.eval_batch_size))
+        trainer.board = TensorBoardLog(
+            run_dir,
+            trainer.step_offset,
+            epoch_extras=lambda: v_statistics(model, examples["valid"], config.optim.eval_batch_size),
+        )
     started = time.perf_counter()
     state = trainer.fit()
     logger.info(state.stop_reason)
@@ -295,10 +376,18 @@ def _train_vaa(config: RunConfig, run_dir: Path, model_a: PairModel, label_map: 
     scored = {name: ex for name, ex in examples.items() if name != "train"}
     a_results = read_json(a_dir / "results.json") if a_dir and (a_dir / "results.json").exists() else {}
     results = {
-        "stage": "stage2", "run": str(run_dir), "family": payload_a["model"]["family"], "seed": config.seed,
-        "vaa": dataclasses.asdict(config.vaa), "attack": dataclasses.asdict(config.attack),
-        "best_epoch": state.best_epoch + 1, "epochs": state.epoch, "stop_reason": state.stop_reason,
-        "train_seconds_this_call": round(time.perf_counter() - started, 1), "info": info, "history": state.history,
+        "stage": "stage2",
+        "run": str(run_dir),
+        "family": payload_a["model"]["family"],
+        "seed": config.seed,
+        "vaa": dataclasses.asdict(config.vaa),
+        "attack": dataclasses.asdict(config.attack),
+        "best_epoch": state.best_epoch + 1,
+        "epochs": state.epoch,
+        "stop_reason": state.stop_reason,
+        "train_seconds_this_call": round(time.perf_counter() - started, 1),
+        "info": info,
+        "history": state.history,
         "scores": final_scores(run_dir, best.module, scored, splits, config.optim.eval_batch_size, runtime),
         "model_a_scores": a_results.get("scores", {}),
         "runtime": runtime_record(runtime.device, runtime.precision, runtime.world_size),

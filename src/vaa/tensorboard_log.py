@@ -21,8 +21,9 @@ and a missing one is a one-line error before anything is trained.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -39,8 +40,9 @@ def require_tensorboard() -> None:
         import tensorboard  # noqa: F401
         from torch.utils.tensorboard import SummaryWriter  # noqa: F401
     except ImportError as exc:
-        raise RunError(f"tensorboard: true (--tensorboard) needs the tensorboard package ({exc}); {INSTALL}, "
-                       "or leave the option off") from None
+        raise RunError(
+            f"tensorboard: true (--tensorboard) needs the tensorboard package ({exc}); {INSTALL}, or leave the option off"
+        ) from None
 
 
 class TensorBoardLog:
@@ -48,8 +50,7 @@ class TensorBoardLog:
     per-epoch scalars (stage two's V statistics); it is called only here, so
     nothing is computed for them when TensorBoard is off."""
 
-    def __init__(self, run_dir: str | Path, step_offset: int = 0,
-                 epoch_extras: Callable[[], dict[str, float]] | None = None):
+    def __init__(self, run_dir: str | Path, step_offset: int = 0, epoch_extras: Callable[[], dict[str, float]] | None = None):
         self.folder = Path(run_dir) / FOLDER
         self.step_offset = step_offset
         self.epoch_extras = epoch_extras
@@ -72,8 +73,12 @@ class TensorBoardLog:
 
     def epoch(self, stage_step: int, record: dict[str, Any]) -> None:
         step = self.step_offset + stage_step
-        scalars = {"valid/accuracy": record["valid_accuracy"], "valid/loss": record.get("valid_loss"),
-                   "epoch/train_loss": record["train_loss"], "epoch/lr": record["lr"]}
+        scalars = {
+            "valid/accuracy": record["valid_accuracy"],
+            "valid/loss": record.get("valid_loss"),
+            "epoch/train_loss": record["train_loss"],
+            "epoch/lr": record["lr"],
+        }
         if self.epoch_extras is not None:
             scalars.update(self.epoch_extras())
         for tag, value in scalars.items():
@@ -108,8 +113,12 @@ def v_statistics(model: Any, examples: Sequence[Any], batch_size: int) -> dict[s
             diff_norms.append((feats["v1"] - feats["v2"]).float().norm(dim=-1).cpu().numpy())
     model.train(was_training)
     v, d = np.concatenate(v_norms), np.concatenate(diff_norms)
-    return {"V/norm_mean": float(v.mean()), "V/norm_std": float(v.std()),
-            "V/v1_minus_v2_norm_mean": float(d.mean()), "V/v1_minus_v2_norm_std": float(d.std())}
+    return {
+        "V/norm_mean": float(v.mean()),
+        "V/norm_std": float(v.std()),
+        "V/v1_minus_v2_norm_mean": float(d.mean()),
+        "V/v1_minus_v2_norm_std": float(d.std()),
+    }
 
 
 __all__ = ["FOLDER", "TensorBoardLog", "require_tensorboard", "v_statistics"]

@@ -16,9 +16,10 @@ import logging
 import random
 import resource
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -26,10 +27,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from .checkpoint import CheckpointInfo, load_training_state, load_weights, rng_state, save_checkpoint, set_rng_state
 from .adversarial import AdversarialLoss, adversarial_loss
+from .checkpoint import CheckpointInfo, load_training_state, load_weights, rng_state, save_checkpoint, set_rng_state
 from .config import OptimConfig, RunConfig, TrainConfig
-from .data.batching import Batch, BatchIterator, Example, collate, split_batch
+from .data.batching import BatchIterator, Example, collate, split_batch
 from .device import autocast, grad_scaler, to_device
 from .files import atomic_write_text, read_jsonl  # noqa: F401  (read_jsonl: re-exported)
 from .guards import NonFiniteError, check_finite, is_finite
@@ -50,8 +51,9 @@ def set_seed(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def make_optimizer(params: Sequence[tuple[str, nn.Parameter]], cfg: OptimConfig,
-                   learning_rates: dict[str, float] | None = None) -> torch.optim.Optimizer:
+def make_optimizer(
+    params: Sequence[tuple[str, nn.Parameter]], cfg: OptimConfig, learning_rates: dict[str, float] | None = None
+) -> torch.optim.Optimizer:
     """Adam (the paper's ESIM) or AdamW (BERT fine-tuning; no decay on biases
     and norms, as usual). ``learning_rates`` gives some parameters (by name)
     their own lr, e.g. stage two's W, which at BERT's 2e-5 barely moves."""
@@ -71,13 +73,17 @@ def make_optimizer(params: Sequence[tuple[str, nn.Parameter]], cfg: OptimConfig,
     if cfg.optimizer == "adamw":
         decay = [(n, p) for n, p in params if p.ndim >= 2]
         no_decay = [(n, p) for n, p in params if p.ndim < 2]
-        return torch.optim.AdamW(groups({"weight_decay": cfg.weight_decay}, decay) + groups({"weight_decay": 0.0}, no_decay), lr=cfg.lr)
+        return torch.optim.AdamW(
+            groups({"weight_decay": cfg.weight_decay}, decay) + groups({"weight_decay": 0.0}, no_decay), lr=cfg.lr
+        )
     raise ValueError(f"unknown optimizer {cfg.optimizer!r} (adam | adamw)")
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, cfg: OptimConfig, steps_per_epoch: int) -> Any:
     if cfg.scheduler == "plateau":
-        return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=cfg.plateau_factor, patience=cfg.plateau_patience)
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode="max", factor=cfg.plateau_factor, patience=cfg.plateau_patience
+        )
     if cfg.scheduler == "linear":
         total = max(1, cfg.max_epochs * steps_per_epoch)
         warmup = int(cfg.warmup_ratio * total)
@@ -141,11 +147,21 @@ class TrainerSettings:
     adversarial: TrainConfig | None = None  # adversarial training (stage one); None or "none": plain cross-entropy
 
     @classmethod
-    def for_run(cls, config: RunConfig, run_dir: str | Path, describe: Callable[[], CheckpointInfo], **more: Any) -> "TrainerSettings":
+    def for_run(
+        cls, config: RunConfig, run_dir: str | Path, describe: Callable[[], CheckpointInfo], **more: Any
+    ) -> TrainerSettings:
         """The settings a run's configuration gives (optimiser, seed, logging,
         checkpoints, progress); ``more`` sets the rest (stage, runtime, ...)."""
-        return cls(optim=config.optim, run_dir=run_dir, describe=describe, seed=config.seed, log_every=config.log_every,
-                   checkpoint_every=config.checkpoint_every, progress=config.progress, **more)
+        return cls(
+            optim=config.optim,
+            run_dir=run_dir,
+            describe=describe,
+            seed=config.seed,
+            log_every=config.log_every,
+            checkpoint_every=config.checkpoint_every,
+            progress=config.progress,
+            **more,
+        )
 
 
 class Trainer:
@@ -193,8 +209,10 @@ class Trainer:
         if self.adversary is not None:
             AdversarialLoss.check_model(model)
             if runtime.distributed:
-                raise ValueError("adversarial training (train.adversarial_training) runs in one process: "
-                                 "drop torchrun or set train.adversarial_training=none")
+                raise ValueError(
+                    "adversarial training (train.adversarial_training) runs in one process: "
+                    "drop torchrun or set train.adversarial_training=none"
+                )
         self.batches = BatchIterator(train, optim.batch_size, shuffle=True, seed=settings.seed)
         params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
         if not params:
@@ -205,8 +223,8 @@ class Trainer:
             # find_unused_parameters: stage two's classifier injection leaves B's own head unused,
             # mean pooling leaves BERT's pooler unused
             self.forward_model = DistributedDataParallel(
-                model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
-                find_unused_parameters=True)
+                model, device_ids=[self.device.index] if self.device.type == "cuda" else None, find_unused_parameters=True
+            )
         self.optimizer = make_optimizer(params, optim, settings.learning_rates)
         self.scheduler = make_scheduler(self.optimizer, optim, self.batches.num_batches())
         self.scaler = grad_scaler(self.device, runtime.precision)
@@ -229,7 +247,9 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
             "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
-            "rng": rng[0], "rng_per_rank": rng, "world_size": self.runtime.world_size,
+            "rng": rng[0],
+            "rng_per_rank": rng,
+            "world_size": self.runtime.world_size,
         }
 
     def save_last(self) -> None:
@@ -303,8 +323,9 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         if self.adversary is not None:  # adds weight * CE(A(E + delta), y) to the gradients (vaa.adversarial)
-            loss = loss + self.adversary.backward(self.model, batch, emb, logits, hidden, self.scaler.scale,
-                                                  lambda: autocast(self.device, rt.precision))
+            loss = loss + self.adversary.backward(
+                self.model, batch, emb, logits, hidden, self.scaler.scale, lambda: autocast(self.device, rt.precision)
+            )
         if self.scaler.is_enabled():
             if self.cfg.grad_clip and self.cfg.grad_clip > 0:
                 self.scaler.unscale_(self.optimizer)
@@ -325,8 +346,9 @@ class Trainer:
         st = self.state
         main = self.runtime.is_main
         try:
-            preds = predict_examples(self.model, self.valid_examples, self.cfg.eval_batch_size, self.progress, desc="validate",
-                                     runtime=self.runtime)
+            preds = predict_examples(
+                self.model, self.valid_examples, self.cfg.eval_batch_size, self.progress, desc="validate", runtime=self.runtime
+            )
             if preds.loss is not None:
                 check_finite(preds.loss, f"validation loss ({preds.loss})", _NON_FINITE_HINT)
         except NonFiniteError as exc:
@@ -335,9 +357,14 @@ class Trainer:
         if self.cfg.scheduler == "plateau":
             self.scheduler.step(accuracy)
         record = {
-            "stage": self.stage, "epoch": st.epoch, "train_loss": st.epoch_loss_sum / max(1, st.epoch_seen),
-            "valid_accuracy": accuracy, "valid_loss": preds.loss, "lr": self.optimizer.param_groups[0]["lr"],
-            "epoch_seconds": round(seconds, 3), "train_pairs_per_s": round(seen / seconds, 2) if seconds > 0 else None,
+            "stage": self.stage,
+            "epoch": st.epoch,
+            "train_loss": st.epoch_loss_sum / max(1, st.epoch_seen),
+            "valid_accuracy": accuracy,
+            "valid_loss": preds.loss,
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "epoch_seconds": round(seconds, 3),
+            "train_pairs_per_s": round(seen / seconds, 2) if seconds > 0 else None,
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         }
         if self.runtime.distributed:
@@ -364,8 +391,10 @@ class Trainer:
             st.finished, st.stop_reason = True, f"reached max_epochs={self.cfg.max_epochs}"
         self.save_last()
         if main:
-            logger.info(f"[{self.stage}] epoch {record['epoch'] + 1}: train loss {record['train_loss']:.4f}, "
-                f"validation accuracy {accuracy:.4f}{' (best)' if improved else ''} ({seconds:.0f} s)")
+            logger.info(
+                f"[{self.stage}] epoch {record['epoch'] + 1}: train loss {record['train_loss']:.4f}, "
+                f"validation accuracy {accuracy:.4f}{' (best)' if improved else ''} ({seconds:.0f} s)"
+            )
 
     def fit(self, resume: bool = True, stop_after_batches: int | None = None) -> TrainState:
         """Train until early stopping or ``max_epochs``.
@@ -393,14 +422,18 @@ class Trainer:
             start = time.perf_counter()
             seen_at_start = st.epoch_seen
             total = self.batches.num_batches()
-            bar = progress_bar(None, self.progress, total=total, initial=st.batch_in_epoch, desc=f"{self.stage} epoch {st.epoch + 1}")
+            bar = progress_bar(
+                None, self.progress, total=total, initial=st.batch_in_epoch, desc=f"{self.stage} epoch {st.epoch + 1}"
+            )
             for indices in self.batches.global_batches(st.epoch, skip=st.batch_in_epoch):
                 try:
                     loss = self.train_step(indices)
                 except NonFiniteError as exc:
                     bar.close()
-                    raise NonFiniteError(f"[{self.stage}] epoch {st.epoch + 1}, batch {st.batch_in_epoch + 1}: {exc}; "
-                                         "training stopped (the last checkpoint is from before this batch)") from None
+                    raise NonFiniteError(
+                        f"[{self.stage}] epoch {st.epoch + 1}, batch {st.batch_in_epoch + 1}: {exc}; "
+                        "training stopped (the last checkpoint is from before this batch)"
+                    ) from None
                 n = len(indices)
                 st.epoch_loss_sum += loss * n
                 st.epoch_seen += n
@@ -410,8 +443,16 @@ class Trainer:
                 bar.update(1)
                 if st.global_step % self.log_every == 0:
                     if main:
-                        _append_jsonl(self.loss_log, {"stage": self.stage, "stage_step": st.global_step, "step": self.step_offset + st.global_step,
-                                                      "epoch": st.epoch, "loss": float(np.mean(window))})
+                        _append_jsonl(
+                            self.loss_log,
+                            {
+                                "stage": self.stage,
+                                "stage_step": st.global_step,
+                                "step": self.step_offset + st.global_step,
+                                "epoch": st.epoch,
+                                "loss": float(np.mean(window)),
+                            },
+                        )
                         if self.board is not None:
                             self.board.loss(st.global_step, float(np.mean(window)), self.optimizer.param_groups[0]["lr"])
                     bar.set_postfix(loss=f"{np.mean(window):.4f}")

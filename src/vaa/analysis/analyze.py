@@ -15,8 +15,9 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -58,18 +59,28 @@ def _fmt(value: float | None, spec: str = ".4f") -> str:
     return "—" if value is None else format(value, spec)
 
 
-def sweep_rows(results: Sequence[Vulnerability], settings: Sequence[AttackConfig], labels: np.ndarray, class_names: Sequence[str]) -> list[dict[str, Any]]:
+def sweep_rows(
+    results: Sequence[Vulnerability], settings: Sequence[AttackConfig], labels: np.ndarray, class_names: Sequence[str]
+) -> list[dict[str, Any]]:
     """One row per (setting, criterion): AUC, flip rate, signal size."""
     rows = []
     for cfg, res in zip(settings, results):
         for criterion in CRITERIA:
             roc = criterion_roc(res.criterion(criterion), labels, class_names, criterion) if _separable(labels) else None
-            rows.append({
-                "criterion": criterion, "norm": cfg.norm, "eps": cfg.eps, "relative": cfg.relative, "direction": cfg.direction,
-                "auc": roc.auc if roc else None, "auc_oriented": roc.auc_oriented if roc else None,
-                "flip_rate": float(res.flipped.mean()), "mean_distance": float(res.distance.mean()),
-                "median_distance": float(np.median(res.distance)),
-            })
+            rows.append(
+                {
+                    "criterion": criterion,
+                    "norm": cfg.norm,
+                    "eps": cfg.eps,
+                    "relative": cfg.relative,
+                    "direction": cfg.direction,
+                    "auc": roc.auc if roc else None,
+                    "auc_oriented": roc.auc_oriented if roc else None,
+                    "flip_rate": float(res.flipped.mean()),
+                    "mean_distance": float(res.distance.mean()),
+                    "median_distance": float(np.median(res.distance)),
+                }
+            )
     return rows
 
 
@@ -88,26 +99,43 @@ def probability_reference(main: Vulnerability, labels: np.ndarray, class_names: 
     criterion that does not beat it tells nothing A's output does not."""
     present = [k for k in range(len(class_names)) if (labels == k).any()]
     positives = [present[1]] if len(present) == 2 else present
-    return {class_names[k]: criterion_roc(main.probs[:, k], labels == k, ["rest", class_names[k]]).per_class[0].auc
-            for k in positives}
+    return {
+        class_names[k]: criterion_roc(main.probs[:, k], labels == k, ["rest", class_names[k]]).per_class[0].auc for k in positives
+    }
 
 
 def sweep_markdown(rows: Sequence[dict[str, Any]]) -> str:
-    lines = ["| criterion | norm | direction | eps | AUC | AUC (oriented) | flipped | mean ‖V1−V2‖ |", "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| criterion | norm | direction | eps | AUC | AUC (oriented) | flipped | mean ‖V1−V2‖ |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
-        lines.append(f"| {r['criterion']} | {r['norm']} | {r['direction']} | {r['eps']:g} | {_fmt(r['auc'])} | {_fmt(r['auc_oriented'])} | "
-                     f"{r['flip_rate']:.4f} | {r['mean_distance']:.4g} |")
+        lines.append(
+            f"| {r['criterion']} | {r['norm']} | {r['direction']} | {r['eps']:g} | {_fmt(r['auc'])} | {_fmt(r['auc_oriented'])} | "
+            f"{r['flip_rate']:.4f} | {r['mean_distance']:.4g} |"
+        )
     return "\n".join(lines)
 
 
 def analyze_examples(
-    model: PairModel, examples: Sequence[Any], labels: np.ndarray, class_names: Sequence[str], output: str | Path,
-    attack: AttackConfig = AttackConfig(), eps_list: Sequence[float] = DEFAULT_EPS, norms: Sequence[str] = ("l2", "linf"),
-    run_sweep: bool = True, batch_size: int = 128, progress: bool = True, ids: Sequence[str] | None = None, title: str = "",
+    model: PairModel,
+    examples: Sequence[Any],
+    labels: np.ndarray,
+    class_names: Sequence[str],
+    output: str | Path,
+    attack: AttackConfig | None = None,
+    eps_list: Sequence[float] = DEFAULT_EPS,
+    norms: Sequence[str] = ("l2", "linf"),
+    run_sweep: bool = True,
+    batch_size: int = 128,
+    progress: bool = True,
+    ids: Sequence[str] | None = None,
+    title: str = "",
 ) -> dict[str, Any]:
     """All analyses for featurised, labelled examples (see module docstring):
     per-pair table, Fig. 2, Fig. 3a with its no-attack references, Theorem 1,
     the summary, the Fig. 3b sweep, and the report."""
+    attack = attack if attack is not None else AttackConfig()
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
     prefix = f"{title}: " if title else ""
@@ -126,7 +154,9 @@ def analyze_examples(
         for r in rocs:
             logger.info(f"AUC of {r.criterion} ({setting}): {r.auc:.4f} (oriented {r.auc_oriented:.4f})")
         reference = no_attack_reference(main, labels, class_names)
-        logger.info("AUC without attack (entropy, -log max phi, ||V1||): " + ", ".join(f"{c} {v:.4f}" for c, v in reference.items()))
+        logger.info(
+            "AUC without attack (entropy, -log max phi, ||V1||): " + ", ".join(f"{c} {v:.4f}" for c, v in reference.items())
+        )
         probability_auc = probability_reference(main, labels, class_names)
         logger.info("AUC of A's own class probability: " + ", ".join(f"{c} {v:.4f}" for c, v in probability_auc.items()))
     else:
@@ -138,27 +168,50 @@ def analyze_examples(
         fits = {}
     result = summary(main, labels, attack, seconds, rocs, reference, probability_auc, stats, fits)
     if run_sweep:
-        result.update(sweep_figure(model, examples, attack, eps_list, norms, labels, class_names, out, reference,
-                                   batch_size, progress, f"{prefix}criterion x norm x eps"))
+        result.update(
+            sweep_figure(
+                model,
+                examples,
+                attack,
+                eps_list,
+                norms,
+                labels,
+                class_names,
+                out,
+                reference,
+                batch_size,
+                progress,
+                f"{prefix}criterion x norm x eps",
+            )
+        )
     write_json(out / "analysis.json", result)
     (out / "report.md").write_text(report_markdown(result, class_names, title))
     return result
 
 
-def write_per_pair(path: Path, main: Vulnerability, labels: np.ndarray, class_names: Sequence[str],
-                   ids: Sequence[str] | None) -> None:
+def write_per_pair(
+    path: Path, main: Vulnerability, labels: np.ndarray, class_names: Sequence[str], ids: Sequence[str] | None
+) -> None:
     """per_pair.csv: each pair's gold and predicted class, F1, F2, ||V1 - V2||, flip and ||V1||."""
     import pandas as pd
 
-    pd.DataFrame({
-        "id": list(ids) if ids is not None else range(len(labels)), "gold": [class_names[k] for k in labels],
-        "predicted": [class_names[k] for k in main.predicted], "F1": main.f1, "F2": main.f2,
-        "distance": main.distance, "flipped": main.flipped, "v1_norm": main.v1_norm,
-    }).to_csv(path, index=False)
+    pd.DataFrame(
+        {
+            "id": list(ids) if ids is not None else range(len(labels)),
+            "gold": [class_names[k] for k in labels],
+            "predicted": [class_names[k] for k in main.predicted],
+            "F1": main.f1,
+            "F2": main.f2,
+            "distance": main.distance,
+            "flipped": main.flipped,
+            "v1_norm": main.v1_norm,
+        }
+    ).to_csv(path, index=False)
 
 
-def per_class_figures(main: Vulnerability, labels: np.ndarray, class_names: Sequence[str], out: Path,
-                      prefix: str, setting: str) -> dict[str, dict[str, dict[str, float]]]:
+def per_class_figures(
+    main: Vulnerability, labels: np.ndarray, class_names: Sequence[str], out: Path, prefix: str, setting: str
+) -> dict[str, dict[str, dict[str, float]]]:
     """Fig. 2 for each criterion (per_class_<criterion>.png) and the
     per-class statistics behind it."""
     stats = {}
@@ -166,7 +219,9 @@ def per_class_figures(main: Vulnerability, labels: np.ndarray, class_names: Sequ
         values = main.criterion(name)
         stats[name] = class_statistics(values, labels, class_names)
         label = "||V1 - V2||" if name == "distance" else name
-        plot_per_class(values, labels, class_names, label, out / f"per_class_{name}.png", title=f"{prefix}{label} per gold class ({setting})")
+        plot_per_class(
+            values, labels, class_names, label, out / f"per_class_{name}.png", title=f"{prefix}{label} per gold class ({setting})"
+        )
     return stats
 
 
@@ -186,25 +241,51 @@ def theorem_fits(main: Vulnerability, labels: np.ndarray, class_names: Sequence[
     return fits
 
 
-def summary(main: Vulnerability, labels: np.ndarray, attack: AttackConfig, seconds: float, rocs: Sequence[ROCResult],
-            reference: dict[str, float], probability_auc: dict[str, float], stats: dict[str, Any],
-            fits: dict[str, CriterionFit]) -> dict[str, Any]:
+def summary(
+    main: Vulnerability,
+    labels: np.ndarray,
+    attack: AttackConfig,
+    seconds: float,
+    rocs: Sequence[ROCResult],
+    reference: dict[str, float],
+    probability_auc: dict[str, float],
+    stats: dict[str, Any],
+    fits: dict[str, CriterionFit],
+) -> dict[str, Any]:
     """What analysis.json records about the main attack setting."""
     pairs = len(labels)
     return {
-        "pairs": pairs, "accuracy_of_A": float((main.predicted == labels).mean()), "log_loss_of_A": log_loss(main.probs, labels),
-        "ece_of_A": expected_calibration_error(main.probs, labels), "attack": dataclasses.asdict(attack),
-        "pairs_per_s": pairs / seconds, "seconds": seconds,
-        "flip_rate": float(main.flipped.mean()), "mean_distance": float(main.distance.mean()),
-        "roc": [r.to_json() for r in rocs], "no_attack_auc_oriented": reference, "a_probability_auc": probability_auc,
+        "pairs": pairs,
+        "accuracy_of_A": float((main.predicted == labels).mean()),
+        "log_loss_of_A": log_loss(main.probs, labels),
+        "ece_of_A": expected_calibration_error(main.probs, labels),
+        "attack": dataclasses.asdict(attack),
+        "pairs_per_s": pairs / seconds,
+        "seconds": seconds,
+        "flip_rate": float(main.flipped.mean()),
+        "mean_distance": float(main.distance.mean()),
+        "roc": [r.to_json() for r in rocs],
+        "no_attack_auc_oriented": reference,
+        "a_probability_auc": probability_auc,
         "per_class": stats,
         "theorem": {c: dataclasses.asdict(f) for c, f in fits.items()},
     }
 
 
-def sweep_figure(model: PairModel, examples: Sequence[Any], attack: AttackConfig, eps_list: Sequence[float],
-                 norms: Sequence[str], labels: np.ndarray, class_names: Sequence[str], out: Path, reference: dict[str, float],
-                 batch_size: int, progress: bool, title: str) -> dict[str, Any]:
+def sweep_figure(
+    model: PairModel,
+    examples: Sequence[Any],
+    attack: AttackConfig,
+    eps_list: Sequence[float],
+    norms: Sequence[str],
+    labels: np.ndarray,
+    class_names: Sequence[str],
+    out: Path,
+    reference: dict[str, float],
+    batch_size: int,
+    progress: bool,
+    title: str,
+) -> dict[str, Any]:
     """Fig. 3b: every norm x eps with FGSM, plus the random-direction control
     at the main setting (sweep.csv, sweep.md, sweep.png); returns the
     ``sweep`` rows and ``sweep_seconds`` for analysis.json."""
@@ -224,33 +305,59 @@ def sweep_figure(model: PairModel, examples: Sequence[Any], attack: AttackConfig
 
 def report_markdown(result: dict[str, Any], class_names: Sequence[str], title: str = "") -> str:
     a = result["attack"]
-    lines = [f"# Vulnerability analysis{': ' + title if title else ''}", "",
-             f"{result['pairs']} pairs; accuracy of A {result['accuracy_of_A']:.4f} (log-loss {result['log_loss_of_A']:.4f}, "
-             f"ECE {result['ece_of_A']:.4f}); attack {a['norm']} eps {a['eps']:g}"
-             f"{' relative' if a['relative'] else ''} ({a['scope']} norm, {a['direction']}); "
-             f"{result['flip_rate']:.2%} of predictions flipped; mean ||V1-V2|| {result['mean_distance']:.4g}; "
-             f"{result['pairs_per_s']:.1f} pairs/s.", "", "## AUC of one criterion (Fig. 3a)", ""]
+    lines = [
+        f"# Vulnerability analysis{': ' + title if title else ''}",
+        "",
+        f"{result['pairs']} pairs; accuracy of A {result['accuracy_of_A']:.4f} (log-loss {result['log_loss_of_A']:.4f}, "
+        f"ECE {result['ece_of_A']:.4f}); attack {a['norm']} eps {a['eps']:g}"
+        f"{' relative' if a['relative'] else ''} ({a['scope']} norm, {a['direction']}); "
+        f"{result['flip_rate']:.2%} of predictions flipped; mean ||V1-V2|| {result['mean_distance']:.4g}; "
+        f"{result['pairs_per_s']:.1f} pairs/s.",
+        "",
+        "## AUC of one criterion (Fig. 3a)",
+        "",
+    ]
     if result["roc"]:
-        lines += ["AUC with the score = the criterion and the positive class = " +
-                  ("class 1" if len(result["roc"][0]["per_class"]) == 1 else "each class against the rest") +
-                  " (the paper's orientation: higher = more vulnerable = that class). The oriented figure, max(AUC, 1 - AUC), "
-                  "picks the direction after the fact and is not comparable with the paper's. References without any "
-                  f"attack: {', '.join(f'{c} -> {v}' for c, v in NO_ATTACK.items())} (oriented), and A's own class "
-                  "probability (the strongest).", ""]
+        lines += [
+            "AUC with the score = the criterion and the positive class = "
+            + ("class 1" if len(result["roc"][0]["per_class"]) == 1 else "each class against the rest")
+            + " (the paper's orientation: higher = more vulnerable = that class). The oriented figure, max(AUC, 1 - AUC), "
+            "picks the direction after the fact and is not comparable with the paper's. References without any "
+            f"attack: {', '.join(f'{c} -> {v}' for c, v in NO_ATTACK.items())} (oriented), and A's own class "
+            "probability (the strongest).",
+            "",
+        ]
     for r in result["roc"]:
         per = "; ".join(f"{c['positive_class']} {c['auc']:.4f}" for c in r["per_class"])
-        lines.append(f"- {r['criterion']}: AUC {per} (oriented {r['auc_oriented']:.4f}; without attack — "
-                     f"{NO_ATTACK[r['criterion']]}: {result['no_attack_auc_oriented'][r['criterion']]:.4f})")
+        lines.append(
+            f"- {r['criterion']}: AUC {per} (oriented {r['auc_oriented']:.4f}; without attack — "
+            f"{NO_ATTACK[r['criterion']]}: {result['no_attack_auc_oriented'][r['criterion']]:.4f})"
+        )
     if result.get("a_probability_auc"):
-        lines.append("- A's own probability of the class: " + "; ".join(f"{c} {v:.4f}" for c, v in result["a_probability_auc"].items()))
+        lines.append(
+            "- A's own probability of the class: " + "; ".join(f"{c} {v:.4f}" for c, v in result["a_probability_auc"].items())
+        )
     if not result["roc"]:
         lines.append("- not computed: the data hold a single class")
-    lines += ["", "## Per-class means (Fig. 2)", "", "| criterion | " + " | ".join(class_names) + " |",
-              "|---|" + "---|" * len(class_names)]
+    lines += [
+        "",
+        "## Per-class means (Fig. 2)",
+        "",
+        "| criterion | " + " | ".join(class_names) + " |",
+        "|---|" + "---|" * len(class_names),
+    ]
     for name, per in result["per_class"].items():
-        lines.append(f"| {name} | " + " | ".join(f"{per[c]['mean']:.4g} ± {per[c]['std']:.3g}" if c in per else "—" for c in class_names) + " |")
-    plots = ["per_class_F1.png", "per_class_F2.png", "per_class_distance.png"] + (["roc.png"] if result["roc"] else []) \
-        + (["theorem.png"] if result["theorem"] else []) + (["sweep.png"] if "sweep" in result else [])
+        lines.append(
+            f"| {name} | "
+            + " | ".join(f"{per[c]['mean']:.4g} ± {per[c]['std']:.3g}" if c in per else "—" for c in class_names)
+            + " |"
+        )
+    plots = (
+        ["per_class_F1.png", "per_class_F2.png", "per_class_distance.png"]
+        + (["roc.png"] if result["roc"] else [])
+        + (["theorem.png"] if result["theorem"] else [])
+        + (["sweep.png"] if "sweep" in result else [])
+    )
     lines += ["", "Plots: " + ", ".join(plots), ""]
     if "sweep" in result:
         lines += ["## Sweep (Fig. 3b)", "", sweep_markdown(result["sweep"]), ""]
@@ -258,10 +365,20 @@ def report_markdown(result: dict[str, Any], class_names: Sequence[str], title: s
 
 
 def analyze(
-    checkpoint: str | Path, data: str | Path | None, output: str | Path, attack: AttackConfig = AttackConfig(),
-    eps_list: Sequence[float] = DEFAULT_EPS, norms: Sequence[str] = ("l2", "linf"), run_sweep: bool = True,
-    format: str = "auto", columns: str | None = None, limit: int | None = None, batch_size: int = 128,
-    progress: bool = True, on_error: str = "raise", labels: str | None = None,
+    checkpoint: str | Path,
+    data: str | Path | None,
+    output: str | Path,
+    attack: AttackConfig | None = None,
+    eps_list: Sequence[float] = DEFAULT_EPS,
+    norms: Sequence[str] = ("l2", "linf"),
+    run_sweep: bool = True,
+    format: str = "auto",
+    columns: str | None = None,
+    limit: int | None = None,
+    batch_size: int = 128,
+    progress: bool = True,
+    on_error: str = "raise",
+    labels: str | None = None,
     device: str = "auto",
 ) -> dict[str, Any]:
     """Analyse model A of ``checkpoint`` (a stage-one model, or the A inside a
@@ -274,9 +391,21 @@ def analyze(
         dataset = loaded.read(data, format, columns, labels, limit, on_error, require_labels=True)
     examples = loaded.featurize(dataset.pairs)
     labels = np.asarray([e["label"] for e in examples])
-    result = analyze_examples(loaded.base, examples, labels, loaded.label_map.names, output, attack, eps_list, norms,
-                              run_sweep, batch_size, progress, ids=[p.id for p in dataset.pairs],
-                              title=Path(str(data)).name if data is not None else "validation split")
+    result = analyze_examples(
+        loaded.base,
+        examples,
+        labels,
+        loaded.label_map.names,
+        output,
+        attack,
+        eps_list,
+        norms,
+        run_sweep,
+        batch_size,
+        progress,
+        ids=[p.id for p in dataset.pairs],
+        title=Path(str(data)).name if data is not None else "validation split",
+    )
     result["checkpoint"] = loaded.path
     result["data"] = dataset.report.to_json()
     write_json(Path(output) / "analysis.json", result)

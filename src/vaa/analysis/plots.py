@@ -6,9 +6,10 @@ live in :mod:`vaa.figures`, below the stages that write them)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from os import PathLike
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -18,8 +19,16 @@ from .roc import ROCResult
 from .theorem import CriterionFit, overlap_mass, predicted_accuracy
 
 
-def plot_per_class(values: np.ndarray, labels: np.ndarray, class_names: Sequence[str], criterion: str, path: str | Path,
-                   title: str = "", max_points: int = 3000, seed: int = 0) -> Path:
+def plot_per_class(
+    values: np.ndarray,
+    labels: np.ndarray,
+    class_names: Sequence[str],
+    criterion: str,
+    path: str | Path,
+    title: str = "",
+    max_points: int = 3000,
+    seed: int = 0,
+) -> Path:
     """Fig. 2: each pair's criterion as a point in its gold class's column
     (jittered; at most ``max_points`` drawn), each class's mean as a line."""
     rng = np.random.default_rng(seed)
@@ -60,7 +69,9 @@ def plot_roc(results: Sequence[ROCResult], path: str | Path, title: str = "") ->
     return save_figure(fig, path)
 
 
-def plot_sweep(rows: Sequence[dict[str, Any]], path: str | Path, title: str = "", reference: dict[str, float] | None = None) -> Path:
+def plot_sweep(
+    rows: Sequence[dict[str, Any]], path: str | Path, title: str = "", reference: dict[str, float] | None = None
+) -> Path:
     """Fig. 3b and the signal check: AUC, flip rate and mean ||V1-V2|| per
     (criterion, norm) against eps. ``reference`` draws each criterion's AUC
     without any attack (eps = 0) as a dotted line."""
@@ -79,7 +90,9 @@ def plot_sweep(rows: Sequence[dict[str, Any]], path: str | Path, title: str = ""
     for k, (criterion, value) in enumerate(sorted((reference or {}).items())):
         axes[0].axhline(value, linestyle=":", color=f"C{k + 5}", label=f"{criterion}: reference without attack")
     axes[0].axhline(0.5, linestyle="--", color="grey", label="chance")
-    for ax, ylabel in zip(axes, ("AUC (oriented: max(AUC, 1-AUC))", "share of predictions flipped by the attack", "mean ||V1 - V2||")):
+    for ax, ylabel in zip(
+        axes, ("AUC (oriented: max(AUC, 1-AUC))", "share of predictions flipped by the attack", "mean ||V1 - V2||")
+    ):
         ax.set_xscale("log")
         ax.set_xlabel("eps")
         ax.set_ylabel(ylabel)
@@ -96,7 +109,7 @@ def plot_sweep(rows: Sequence[dict[str, Any]], path: str | Path, title: str = ""
 def plot_accuracy_curves(
     path: str | PathLike[str],
     ns: Sequence[int] = (2, 3, 5, 10),
-    d_over_sigma: np.ndarray = np.linspace(0, 6, 121),
+    d_over_sigma: np.ndarray | None = None,
     mark: CriterionFit | None = None,
 ) -> None:
     """Write a two-panel PNG of Theorem 1's accuracy curves to ``path``.
@@ -110,15 +123,14 @@ def plot_accuracy_curves(
 
     Drawn on its own Figure (no pyplot state, no display needed).
     """
-    ratios = np.asarray(d_over_sigma, dtype=float)
+    ratios = np.linspace(0, 6, 121) if d_over_sigma is None else np.asarray(d_over_sigma, dtype=float)
     fig = Figure(figsize=(11, 4.5))
     ax_d, ax_n = fig.subplots(1, 2)
 
     for i, n in enumerate(ns):
         colour = f"C{i}"
         ax_d.plot(ratios, predicted_accuracy(n, ratios, 1.0), color=colour, label=f"n = {n}")
-        ax_d.axhline(1.0 / n, color=colour, linestyle="--", linewidth=0.8,
-                     label=f"chance 1/{n}")
+        ax_d.axhline(1.0 / n, color=colour, linestyle="--", linewidth=0.8, label=f"chance 1/{n}")
     ax_d.set_xlabel("d / sigma (gap between class means / within-class std)")
     ax_d.set_ylabel("expected accuracy P")
     ax_d.set_title("Theorem 1: P against d / sigma")
@@ -127,12 +139,11 @@ def plot_accuracy_curves(
     n_grid = np.arange(1, 21)
     for i, ratio in enumerate((0.5, 1.0, 2.0, 4.0)):
         colour = f"C{i}"
-        ax_n.plot(n_grid, predicted_accuracy(n_grid, ratio, 1.0), marker="o", markersize=3,
-                  color=colour, label=f"d/sigma = {ratio:g}")
-        ax_n.axhline(2.0 * float(overlap_mass(ratio, 1.0)), color=colour, linestyle=":",
-                     linewidth=0.8)
-    ax_n.plot(n_grid, 1.0 / n_grid, color="grey", linestyle="--", linewidth=0.8,
-              label="chance 1/n")
+        ax_n.plot(
+            n_grid, predicted_accuracy(n_grid, ratio, 1.0), marker="o", markersize=3, color=colour, label=f"d/sigma = {ratio:g}"
+        )
+        ax_n.axhline(2.0 * float(overlap_mass(ratio, 1.0)), color=colour, linestyle=":", linewidth=0.8)
+    ax_n.plot(n_grid, 1.0 / n_grid, color="grey", linestyle="--", linewidth=0.8, label="chance 1/n")
     ax_n.set_xticks(n_grid[::2])
     ax_n.set_xlabel("number of classes n")
     ax_n.set_ylabel("expected accuracy P")
@@ -141,15 +152,20 @@ def plot_accuracy_curves(
 
     if mark is not None and np.isfinite(mark.d_over_sigma):
         x = mark.d_over_sigma
-        ax_d.plot([x], [mark.balanced_observed], marker="*", markersize=12, color="black",
-                  linestyle="none", label="measured (balanced)")
-        ax_d.plot([x], [mark.predicted], marker="x", markersize=10, color="red",
-                  linestyle="none", label="predicted")
-        ax_n.plot([mark.n_classes], [mark.balanced_observed], marker="*", markersize=12,
-                  color="black", linestyle="none",
-                  label=f"measured (d/sigma = {x:.2f})")
-        ax_n.plot([mark.n_classes], [mark.predicted], marker="x", markersize=10, color="red",
-                  linestyle="none", label="predicted")
+        ax_d.plot(
+            [x], [mark.balanced_observed], marker="*", markersize=12, color="black", linestyle="none", label="measured (balanced)"
+        )
+        ax_d.plot([x], [mark.predicted], marker="x", markersize=10, color="red", linestyle="none", label="predicted")
+        ax_n.plot(
+            [mark.n_classes],
+            [mark.balanced_observed],
+            marker="*",
+            markersize=12,
+            color="black",
+            linestyle="none",
+            label=f"measured (d/sigma = {x:.2f})",
+        )
+        ax_n.plot([mark.n_classes], [mark.predicted], marker="x", markersize=10, color="red", linestyle="none", label="predicted")
 
     ax_d.legend(fontsize=7, ncol=2, loc="lower right")
     ax_n.legend(fontsize=7, loc="best")
@@ -166,8 +182,13 @@ def plot_robustness(report: dict[str, Any], path: str | Path) -> Path:
         ax = fig.add_subplot(1, len(attacks), k + 1)
         for m in models:
             rows = [r for r in m["results"] if r["attack"] == attack]
-            ax.plot([r["eps"] for r in rows], [100 * r["accuracy"] for r in rows], marker="o", linewidth=1.2,
-                    label=f"{m['name']} ({m['kind']})")
+            ax.plot(
+                [r["eps"] for r in rows],
+                [100 * r["accuracy"] for r in rows],
+                marker="o",
+                linewidth=1.2,
+                label=f"{m['name']} ({m['kind']})",
+            )
         ax.set_xlabel("eps")
         ax.set_ylabel("accuracy under attack (%)")
         ax.set_title(attack)

@@ -23,16 +23,17 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from ..config import AttackConfig, DataConfig
 from ..data.sources import check_labels, read_file
+from ..features import feature_values, flip_grid, pair_features
 from ..inference import load_model
 from ..runs import write_json
-from ..features import feature_values, flip_grid, pair_features
 
 logger = logging.getLogger(__name__)
 
@@ -55,8 +56,12 @@ FEATURES: dict[str, str] = {
 NO_RANDOM = {"log_grad_norm", "targeted_loss_drop", "targeted_log_flip_eps"}
 BASELINES = {"log_probs": "A's log-probabilities", "v1": "V1"}
 # Features that need more than one attacked pass (batch_features' optional outputs).
-NEEDS = {"log_grad_norm": "grad_norm", "log_flip_eps": "flip_eps", "targeted_loss_drop": "targeted_loss_drop",
-         "targeted_log_flip_eps": "targeted_flip_eps"}
+NEEDS = {
+    "log_grad_norm": "grad_norm",
+    "log_flip_eps": "flip_eps",
+    "targeted_loss_drop": "targeted_loss_drop",
+    "targeted_log_flip_eps": "targeted_flip_eps",
+}
 
 
 def feature_matrix(features: dict[str, np.ndarray], name: str) -> np.ndarray:
@@ -75,13 +80,17 @@ def cv_folds(labels: np.ndarray, folds: int, seed: int) -> list[tuple[np.ndarray
     if folds < 2:
         raise ValueError(f"the probe needs at least 2 folds, got {folds}")
     if smallest < folds:
-        raise ValueError(f"the probe's {folds} folds need at least {folds} pairs of every class; the rarest has {smallest} "
-                         "(give more pairs or fewer --folds)")
+        raise ValueError(
+            f"the probe's {folds} folds need at least {folds} pairs of every class; the rarest has {smallest} "
+            "(give more pairs or fewer --folds)"
+        )
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     return [(train, test) for train, test in splitter.split(np.zeros(len(labels)), labels)]
 
 
-def fold_scores(x: np.ndarray, labels: np.ndarray, folds: Sequence[tuple[np.ndarray, np.ndarray]], c: float = 1.0) -> dict[str, np.ndarray]:
+def fold_scores(
+    x: np.ndarray, labels: np.ndarray, folds: Sequence[tuple[np.ndarray, np.ndarray]], c: float = 1.0
+) -> dict[str, np.ndarray]:
     """Accuracy and log-loss per fold of a standardised logistic regression
     fitted on each fold's training part only."""
     from sklearn.linear_model import LogisticRegression
@@ -105,8 +114,13 @@ def _stats(values: np.ndarray) -> dict[str, float]:
 
 
 def compare(
-    features: dict[str, np.ndarray], random_features: dict[str, np.ndarray] | None, labels: np.ndarray,
-    names: Sequence[str], folds: int = 5, seed: int = 0, c: float = 1.0,
+    features: dict[str, np.ndarray],
+    random_features: dict[str, np.ndarray] | None,
+    labels: np.ndarray,
+    names: Sequence[str],
+    folds: int = 5,
+    seed: int = 0,
+    c: float = 1.0,
 ) -> dict[str, Any]:
     """The probe's table as data: per baseline, its fold scores, then per
     feature the scores of baseline + feature and the gains over the baseline
@@ -125,31 +139,46 @@ def compare(
                     continue
                 with_f = fold_scores(np.concatenate([base_x, feature_matrix(source, name)], 1), labels, splits, c)
                 row[version] = {
-                    "accuracy": _stats(with_f["accuracy"]), "log_loss": _stats(with_f["log_loss"]),
+                    "accuracy": _stats(with_f["accuracy"]),
+                    "log_loss": _stats(with_f["log_loss"]),
                     "accuracy_gain": _stats(with_f["accuracy"] - base["accuracy"]),
                     "log_loss_gain": _stats(base["log_loss"] - with_f["log_loss"]),
                 }
             rows[name] = row
-        out["baselines"][base_name] = {"label": base_label, "accuracy": _stats(base["accuracy"]),
-                                       "log_loss": _stats(base["log_loss"]), "features": rows}
+        out["baselines"][base_name] = {
+            "label": base_label,
+            "accuracy": _stats(base["accuracy"]),
+            "log_loss": _stats(base["log_loss"]),
+            "features": rows,
+        }
     return out
 
 
 def probe_markdown(result: dict[str, Any]) -> str:
     """The probe as Markdown: one table per baseline (accuracy in %)."""
-    lines = [f"Probe: {result['folds']}-fold cross-validated logistic regression (C = {result['C']}, seed {result['seed']}) "
-             f"on {result['pairs']} labelled pairs; gains are (baseline + feature) − baseline per fold, mean ± std over folds; "
-             "log-loss gain = baseline log-loss − with-feature log-loss (positive: the feature helps).", ""]
+    lines = [
+        f"Probe: {result['folds']}-fold cross-validated logistic regression (C = {result['C']}, seed {result['seed']}) "
+        f"on {result['pairs']} labelled pairs; gains are (baseline + feature) − baseline per fold, mean ± std over folds; "
+        "log-loss gain = baseline log-loss − with-feature log-loss (positive: the feature helps).",
+        "",
+    ]
     if "attack" in result:
-        lines += [f"Attack: {result['attack']}; flip grid {result.get('flip_grid', '')}; control direction: "
-                  f"{result.get('control_direction')}. Attack flips {100 * result['flip_rate']:.2f}% of the pairs; "
-                  f"mean ||V1 - V2|| / ||V1||: {result['mean_relative_distance']:.4g} (control: {result['mean_relative_distance_random']})."
-                  if result.get("flip_rate") is not None else f"Attack: {result['attack']}.", ""]
+        lines += [
+            f"Attack: {result['attack']}; flip grid {result.get('flip_grid', '')}; control direction: "
+            f"{result.get('control_direction')}. Attack flips {100 * result['flip_rate']:.2f}% of the pairs; "
+            f"mean ||V1 - V2|| / ||V1||: {result['mean_relative_distance']:.4g} (control: {result['mean_relative_distance_random']})."
+            if result.get("flip_rate") is not None
+            else f"Attack: {result['attack']}.",
+            "",
+        ]
     for base in result["baselines"].values():
-        lines += [f"### Baseline: {base['label']} — accuracy {100 * base['accuracy']['mean']:.2f} ± {100 * base['accuracy']['std']:.2f} %, "
-                  f"log-loss {base['log_loss']['mean']:.4f} ± {base['log_loss']['std']:.4f}", "",
-                  "| + feature | acc. gain (pts) | log-loss gain | random direction: acc. gain | random: log-loss gain |",
-                  "|---|---|---|---|---|"]
+        lines += [
+            f"### Baseline: {base['label']} — accuracy {100 * base['accuracy']['mean']:.2f} ± {100 * base['accuracy']['std']:.2f} %, "
+            f"log-loss {base['log_loss']['mean']:.4f} ± {base['log_loss']['std']:.4f}",
+            "",
+            "| + feature | acc. gain (pts) | log-loss gain | random direction: acc. gain | random: log-loss gain |",
+            "|---|---|---|---|---|",
+        ]
         for row in base["features"].values():
             cells = []
             for version in ("attack", "random"):
@@ -157,31 +186,47 @@ def probe_markdown(result: dict[str, Any]) -> str:
                 if r is None:
                     cells += ["—", "—"]
                     continue
-                cells += [f"{100 * r['accuracy_gain']['mean']:+.2f} ± {100 * r['accuracy_gain']['std']:.2f}",
-                          f"{r['log_loss_gain']['mean']:+.4f} ± {r['log_loss_gain']['std']:.4f}"]
+                cells += [
+                    f"{100 * r['accuracy_gain']['mean']:+.2f} ± {100 * r['accuracy_gain']['std']:.2f}",
+                    f"{r['log_loss_gain']['mean']:+.4f} ± {r['log_loss_gain']['std']:.4f}",
+                ]
             lines.append(f"| {row['label']} | " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
 
 
 def probe(
-    checkpoint: str | Path, data: str | Path, output: str | Path | None = None, attack: AttackConfig = AttackConfig(),
-    folds: int = 5, seed: int = 0, c: float = 1.0, names: Sequence[str] = tuple(FEATURES), random_control: bool = True,
+    checkpoint: str | Path,
+    data: str | Path,
+    output: str | Path | None = None,
+    attack: AttackConfig | None = None,
+    folds: int = 5,
+    seed: int = 0,
+    c: float = 1.0,
+    names: Sequence[str] = tuple(FEATURES),
+    random_control: bool = True,
     control_direction: str = "random",
-    format: str = "auto", columns: str | None = None, limit: int | None = None, batch_size: int = 128,
-    progress: bool = True, on_error: str = "raise",
+    format: str = "auto",
+    columns: str | None = None,
+    limit: int | None = None,
+    batch_size: int = 128,
+    progress: bool = True,
+    on_error: str = "raise",
 ) -> dict[str, Any]:
     """Run the probe for model A of ``checkpoint`` on a labelled file; write
     probe.md, probe.json and the per-pair features (features.npz) to ``output``.
     ``control_direction`` is the control's step: ``random`` (same norm as
     FGSM's) or ``random-matched`` (same ||V1 - V2|| as FGSM's)."""
+    attack = attack if attack is not None else AttackConfig()
     if control_direction not in ("random", "random-matched"):
         raise ValueError(f"the probe's control direction must be random or random-matched, got {control_direction!r}")
     unknown = [n for n in names if n not in FEATURES]
     if unknown:
         raise ValueError(f"unknown probe feature(s) {', '.join(unknown)} (known: {', '.join(FEATURES)})")
     loaded = load_model(checkpoint, raw=True)  # A itself: the probe scores its raw output, not a recalibration
-    dataset = read_file(str(data), DataConfig(format=format, columns=columns, limit=limit, on_error=on_error), require_labels=True)
+    dataset = read_file(
+        str(data), DataConfig(format=format, columns=columns, limit=limit, on_error=on_error), require_labels=True
+    )
     check_labels(loaded.label_map, dataset)
     examples = loaded.featurize(dataset.pairs)
     labels = np.array([e["label"] for e in examples], dtype=np.int64)
@@ -191,20 +236,34 @@ def probe(
     random_features = None
     if random_control:
         control = dataclasses.replace(attack, direction=control_direction)
-        random_features = pair_features(loaded.base, examples, control, [w for w in want if w == "flip_eps"], batch_size, progress)
+        random_features = pair_features(
+            loaded.base, examples, control, [w for w in want if w == "flip_eps"], batch_size, progress
+        )
     seconds = time.perf_counter() - started
     logger.info(f"features of {len(examples)} pairs in {seconds:.1f} s; fitting {folds}-fold logistic regressions")
     result = compare(features, random_features, labels, names, folds, seed, c)
-    result.update({"attack": dataclasses.asdict(attack), "control_direction": control_direction if random_control else None, "flip_grid": [float(e) for e in flip_grid(attack)],
-                   "checkpoint": loaded.path, "data": str(data), "feature_seconds": round(seconds, 1),
-                   "flip_rate": float(features["flip"].mean()),
-                   "mean_relative_distance": float(features["relative_distance"].mean()),
-                   "mean_relative_distance_random": float(random_features["relative_distance"].mean()) if random_features else None})
+    result.update(
+        {
+            "attack": dataclasses.asdict(attack),
+            "control_direction": control_direction if random_control else None,
+            "flip_grid": [float(e) for e in flip_grid(attack)],
+            "checkpoint": loaded.path,
+            "data": str(data),
+            "feature_seconds": round(seconds, 1),
+            "flip_rate": float(features["flip"].mean()),
+            "mean_relative_distance": float(features["relative_distance"].mean()),
+            "mean_relative_distance_random": float(random_features["relative_distance"].mean()) if random_features else None,
+        }
+    )
     if output is not None:
         folder = Path(output)
         folder.mkdir(parents=True, exist_ok=True)
         write_json(folder / "probe.json", result)
         (folder / "probe.md").write_text(probe_markdown(result))
-        np.savez_compressed(folder / "features.npz", labels=labels, **{k: v for k, v in features.items() if k not in ("v1", "v2")},
-                            **({f"random_{k}": v for k, v in random_features.items() if k not in ("v1", "v2")} if random_features else {}))
+        np.savez_compressed(
+            folder / "features.npz",
+            labels=labels,
+            **{k: v for k, v in features.items() if k not in ("v1", "v2")},
+            **({f"random_{k}": v for k, v in random_features.items() if k not in ("v1", "v2")} if random_features else {}),
+        )
     return result

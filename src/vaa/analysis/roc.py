@@ -11,8 +11,8 @@ average of both.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 from sklearn.metrics import roc_auc_score, roc_curve
@@ -65,9 +65,13 @@ class ROCResult:
 
     def to_json(self) -> dict:
         return {
-            "criterion": self.criterion, "auc": self.auc, "auc_oriented": self.auc_oriented,
-            "per_class": [{"positive_class": c.positive_class, "auc": c.auc, "auc_oriented": c.auc_oriented, "higher_for": c.higher_for}
-                          for c in self.per_class],
+            "criterion": self.criterion,
+            "auc": self.auc,
+            "auc_oriented": self.auc_oriented,
+            "per_class": [
+                {"positive_class": c.positive_class, "auc": c.auc, "auc_oriented": c.auc_oriented, "higher_for": c.higher_for}
+                for c in self.per_class
+            ],
         }
 
 

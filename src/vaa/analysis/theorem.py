@@ -33,8 +33,8 @@ Everything here is a pure function of its arguments; no module-level state.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 from scipy.special import erf
@@ -90,9 +90,7 @@ def overlap_mass(d: ArrayLike, sigma: ArrayLike) -> np.ndarray:
 def _check_n(n: int | np.ndarray | Sequence[int]) -> np.ndarray:
     """Validate class counts: integers >= 1 (integral floats such as 1e9 accepted)."""
     n_arr = np.asarray(n)
-    if n_arr.dtype == bool or not (
-        np.issubdtype(n_arr.dtype, np.integer) or np.issubdtype(n_arr.dtype, np.floating)
-    ):
+    if n_arr.dtype == bool or not (np.issubdtype(n_arr.dtype, np.integer) or np.issubdtype(n_arr.dtype, np.floating)):
         raise ValueError(f"n must be an integer number of classes, got {n!r}")
     n_float = n_arr.astype(float)
     if np.any(~np.isfinite(n_float)) or np.any(n_float != np.round(n_float)):
@@ -102,9 +100,7 @@ def _check_n(n: int | np.ndarray | Sequence[int]) -> np.ndarray:
     return n_float
 
 
-def predicted_accuracy(
-    n: int | np.ndarray | Sequence[int], d: ArrayLike, sigma: ArrayLike
-) -> np.ndarray:
+def predicted_accuracy(n: int | np.ndarray | Sequence[int], d: ArrayLike, sigma: ArrayLike) -> np.ndarray:
     """Return Theorem 1's expected accuracy P = (1 - 2S)/n + 2S, vectorised.
 
     ``n``, ``d`` and ``sigma`` broadcast against each other. ``n = 1`` gives
@@ -288,9 +284,7 @@ def _best_threshold(
     return best
 
 
-def fit_criterion(
-    values: np.ndarray, labels: np.ndarray, class_names: list[str]
-) -> CriterionFit:
+def fit_criterion(values: np.ndarray, labels: np.ndarray, class_names: list[str]) -> CriterionFit:
     """Estimate Theorem 1's d and sigma from criterion values and test its prediction.
 
     ``values`` are one criterion (e.g. F2) per example, ``labels`` integer
@@ -352,9 +346,7 @@ def _checked_inputs(values: np.ndarray, labels: np.ndarray, class_names: list[st
     vals = np.asarray(values, dtype=float).ravel()
     labs_raw = np.asarray(labels).ravel()
     if vals.shape != labs_raw.shape:
-        raise ValueError(
-            f"values and labels must have the same length, got {vals.size} and {labs_raw.size}"
-        )
+        raise ValueError(f"values and labels must have the same length, got {vals.size} and {labs_raw.size}")
     if not np.all(np.isfinite(vals)):
         raise ValueError("criterion values must be finite")
     integral = np.issubdtype(labs_raw.dtype, np.integer) or (
@@ -366,9 +358,7 @@ def _checked_inputs(values: np.ndarray, labels: np.ndarray, class_names: list[st
         raise ValueError("labels must be integer indices into class_names")
     labs = labs_raw.astype(np.int64)
     if labs.size and (labs.min() < 0 or labs.max() >= len(class_names)):
-        raise ValueError(
-            f"labels must lie in [0, {len(class_names)}), got range [{labs.min()}, {labs.max()}]"
-        )
+        raise ValueError(f"labels must lie in [0, {len(class_names)}), got range [{labs.min()}, {labs.max()}]")
     return vals, labs
 
 

@@ -26,7 +26,8 @@ def closed_form_text(n: int, d: float, sigma: float, samples: int = 20000, seed:
         f"  d -> 0              : P = {lim['P_d_to_0']:.6f}   (limit 1/n = {lim['chance']:.6f})",
         f"  sigma -> infinity   : P = {lim['P_sigma_to_inf']:.6f}   (limit 1/n = {lim['chance']:.6f})",
         f"  n -> infinity       : P = {lim['P_n_to_inf']:.6f}   (limit 2S = {2 * lim['S']:.6f})",
-        "  P against n (same d/sigma): " + ", ".join(f"n={k}: {float(predicted_accuracy(k, d, sigma)):.4f}" for k in (1, 2, 3, 5, 10)),
+        "  P against n (same d/sigma): "
+        + ", ".join(f"n={k}: {float(predicted_accuracy(k, d, sigma)):.4f}" for k in (1, 2, 3, 5, 10)),
     ]
     return "\n".join(lines)
 
@@ -45,8 +46,15 @@ def measured_text(analysis: str | Path) -> tuple[str, object]:
     return "\n\n".join(parts), fits["F2"]
 
 
-def theorem_text(n: int = 2, d: float = 1.0, sigma: float = 1.0, samples: int = 20000, seed: int = 0,
-                 analysis: str | Path | None = None, plot: str | Path | None = None) -> str:
+def theorem_text(
+    n: int = 2,
+    d: float = 1.0,
+    sigma: float = 1.0,
+    samples: int = 20000,
+    seed: int = 0,
+    analysis: str | Path | None = None,
+    plot: str | Path | None = None,
+) -> str:
     text = closed_form_text(n, d, sigma, samples, seed)
     mark = None
     if analysis is not None:

@@ -9,7 +9,7 @@ Nothing here knows which model it is feeding.
 
 from __future__ import annotations
 
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch

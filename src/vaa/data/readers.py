@@ -24,9 +24,10 @@ import gzip
 import io
 import json
 import zlib
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any
 
 from .pairs import DataError, Pair, PairDataset, ReadReport
 
@@ -61,7 +62,7 @@ class ColumnSpec:
     id: str | None = None
 
     @classmethod
-    def parse(cls, text: str) -> "ColumnSpec":
+    def parse(cls, text: str) -> ColumnSpec:
         """Parse ``"a=question1,b=question2,label=is_duplicate,id=id"``
         (``label`` and ``id`` optional), as given on the command line."""
         allowed = ("a", "b", "label", "id")
@@ -79,7 +80,9 @@ class ColumnSpec:
             values[key] = value
         missing = [k for k in ("a", "b") if k not in values]
         if missing:
-            raise ValueError(f"column spec {text!r} lacks {' and '.join(missing)}; e.g. a=question1,b=question2,label=is_duplicate")
+            raise ValueError(
+                f"column spec {text!r} lacks {' and '.join(missing)}; e.g. a=question1,b=question2,label=is_duplicate"
+            )
         return cls(**values)
 
     def names(self) -> list[str]:
@@ -286,10 +289,18 @@ def _check_label_like(record: Record, schema: _Schema) -> None:
         return
     for column in sorted(schema.label_like):
         value = record.get(column)
-        if isinstance(value, str) and value.strip() and value.strip() not in schema.labels and value.strip() not in schema.skip_labels:
+        if (
+            isinstance(value, str)
+            and value.strip()
+            and value.strip() not in schema.labels
+            and value.strip() not in schema.skip_labels
+        ):
             found = record.found if isinstance(record, _ShortRow) else len(record)
-            raise _RowError(SKIP_MALFORMED, f"column {column!r} holds {_clip(value)!r}, not a label: the fields are shifted "
-                                            f"(a tab inside a sentence?); {found} tab-separated fields")
+            raise _RowError(
+                SKIP_MALFORMED,
+                f"column {column!r} holds {_clip(value)!r}, not a label: the fields are shifted "
+                f"(a tab inside a sentence?); {found} tab-separated fields",
+            )
 
 
 def _clip(text: str, size: int = 40) -> str:
@@ -389,7 +400,9 @@ def _generic_source(path: str | Path, columns: ColumnSpec | None) -> _Source:
         return _header_source(path, _csv_table(path, text), lambda names: schema, prefix)
     if suffix in (".tsv", ".txt"):
         return _header_source(path, _tsv_table(path, lines), lambda names: schema, prefix)
-    raise DataError(f"the generic format reads .tsv, .txt, .csv or .jsonl files (optionally .gz), not {suffix or 'no extension'!r}", path)
+    raise DataError(
+        f"the generic format reads .tsv, .txt, .csv or .jsonl files (optionally .gz), not {suffix or 'no extension'!r}", path
+    )
 
 
 def _tsv_fields(suffix: str, first: str) -> list[str] | None:
@@ -602,11 +615,16 @@ def _csv_record(row: list[str] | _RowError, names: list[str], start: int, end: i
         return row
     spans = f"a quoted field runs from line {start} to line {end}: an unbalanced quote?" if end > start else ""
     if len(row) != len(names):
-        return _RowError(SKIP_MALFORMED, f"expected {len(names)} comma-separated fields, found {len(row)}" + (f" ({spans})" if spans else ""))
+        return _RowError(
+            SKIP_MALFORMED, f"expected {len(names)} comma-separated fields, found {len(row)}" + (f" ({spans})" if spans else "")
+        )
     for number in range(start + 1, end):  # the lines strictly inside the record
         if _reads_as_row(physical[number - 1], len(names)):
-            return _RowError(SKIP_MALFORMED, f"unbalanced quote? a quoted field runs from line {start} to line {end}, and line {number} "
-                                             "inside it reads as a row of its own")
+            return _RowError(
+                SKIP_MALFORMED,
+                f"unbalanced quote? a quoted field runs from line {start} to line {end}, and line {number} "
+                "inside it reads as a row of its own",
+            )
     return dict(zip(names, row))
 
 
@@ -651,7 +669,7 @@ def _load_hf(text: str):
         raise DataError("reading Hugging Face datasets needs the datasets package: pip install datasets", text) from None
     location, _, split = text.partition(_SPLIT_SEP)
     if location.startswith(_HF_PREFIX):
-        hub_id = location[len(_HF_PREFIX):]
+        hub_id = location[len(_HF_PREFIX) :]
         try:
             loaded = datasets.load_dataset(hub_id, split=split or "train")
         except Exception as exc:  # network, unknown id, unknown split: all user-facing

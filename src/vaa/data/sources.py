@@ -59,7 +59,9 @@ def _head(data: PairDataset, limit: int) -> PairDataset:
 def read_file(path: str, cfg: DataConfig, require_labels: bool = False) -> PairDataset:
     """Read one file with the run's format, column, error and label settings."""
     columns = ColumnSpec.parse(cfg.columns) if cfg.columns else None
-    data = read_pairs(path, format=cfg.format, columns=columns, on_error=cfg.on_error, limit=cfg.limit, require_labels=require_labels)
+    data = read_pairs(
+        path, format=cfg.format, columns=columns, on_error=cfg.on_error, limit=cfg.limit, require_labels=require_labels
+    )
     return relabel(data, parse_label_mapping(cfg.labels)) if cfg.labels else data
 
 
@@ -124,8 +126,11 @@ def load_splits(cfg: DataConfig, label_map: LabelMap | None = None) -> Splits:
     if label_map is None:
         label_map = LabelMap.from_labels(train.labels(), preferred)
         if len(label_map) < 2:
-            raise DataError(f"the training pairs have only one class ({', '.join(label_map.names)}): a classifier needs at "
-                            "least two; check the label column (--columns ...,label=...)", files.get("train", train.report).path)
+            raise DataError(
+                f"the training pairs have only one class ({', '.join(label_map.names)}): a classifier needs at "
+                "least two; check the label column (--columns ...,label=...)",
+                files.get("train", train.report).path,
+            )
     for part in (train, valid, test):
         if part is not None:
             check_labels(label_map, part)

@@ -47,7 +47,7 @@ def _groups(dataset: PairDataset) -> list[list[int]]:
     by_label: dict[str | None, list[int]] = defaultdict(list)
     for i, pair in enumerate(dataset.pairs):
         by_label[pair.label].append(i)
-    return [by_label[label] for label in sorted(by_label, key=lambda l: (l is not None, l or ""))]
+    return [by_label[label] for label in sorted(by_label, key=lambda label: (label is not None, label or ""))]
 
 
 def _allocate(total: int, sizes: list[int]) -> list[int]:

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 from .names import NameIndex
 
@@ -22,12 +22,12 @@ UNK = "<unk>"
 _CLITIC_NT = re.compile(r"(\w)n't\b")
 _CLITIC = re.compile(r"(\w)('s|'re|'ve|'ll|'d|'m)\b")
 _TOKEN = re.compile(
-    r"(?:[a-z]\.){2,}"            # abbreviations: u.s., e.g.
-    r"|\d+(?:[.,:]\d+)*"          # numbers: 5,000 3.5 10:30
+    r"(?:[a-z]\.){2,}"  # abbreviations: u.s., e.g.
+    r"|\d+(?:[.,:]\d+)*"  # numbers: 5,000 3.5 10:30
     r"|n't|'(?:s|re|ve|ll|d|m)\b"  # clitics split off above
-    r"|\w+(?:[-']\w+)*"           # words, hyphenated words, o'clock
-    r"|\.\.\.|--"                 # multi-character punctuation
-    r"|[^\w\s]"                   # any other single symbol
+    r"|\w+(?:[-']\w+)*"  # words, hyphenated words, o'clock
+    r"|\.\.\.|--"  # multi-character punctuation
+    r"|[^\w\s]"  # any other single symbol
 )
 
 
@@ -66,7 +66,7 @@ class Vocab(NameIndex):
         return [self.index(t) for t in tokens]
 
     @classmethod
-    def build(cls, token_lists: Iterable[Sequence[str]], min_count: int = 1) -> "Vocab":
+    def build(cls, token_lists: Iterable[Sequence[str]], min_count: int = 1) -> Vocab:
         """Vocabulary from the training split: words seen at least ``min_count``
         times, most frequent first (ties alphabetical, so the result does not
         depend on row order)."""
@@ -80,5 +80,5 @@ class Vocab(NameIndex):
         Path(path).write_text("\n".join(self.words) + "\n", encoding="utf-8")
 
     @classmethod
-    def load(cls, path: str | Path) -> "Vocab":
+    def load(cls, path: str | Path) -> Vocab:
         return cls(Path(path).read_text(encoding="utf-8").split("\n")[:-1])

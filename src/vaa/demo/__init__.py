@@ -195,7 +195,7 @@ def _frame(q: _Question, s: _Surface) -> str:
 
 
 def _gerund(verb: list[str]) -> list[str]:
-    """"get rid of" -> "getting rid of"; only the first word inflects."""
+    """ "get rid of" -> "getting rid of"; only the first word inflects."""
     head = verb[0]
     if head in _DOUBLED_FINAL:
         ing = head + head[-1] + "ing"
@@ -220,7 +220,7 @@ def _verb_phrase(q: _Question, s: _Surface, gerund: bool) -> tuple[list[str], li
             at = 1 if obj[0] in ("a", "an") else 0
             obj = obj[:at] + adj + obj[at:]
     adv = _pick(d.adverbs[q.adv[0]], q.adv[1], s.adv_var) if q.adv is not None else []
-    adv_first = (s.adv_before_verb and not q.neg and len(adv) == 1 and adv[0].endswith("ly"))
+    adv_first = s.adv_before_verb and not q.neg and len(adv) == 1 and adv[0].endswith("ly")
     head: list[str] = []
     if q.neg:
         forms = NEGATIONS_GERUND if gerund else NEGATIONS_BASE
@@ -341,7 +341,7 @@ def _reword_full(q: _Question, s: _Surface, rng: random.Random) -> _Surface | No
 
 
 def _negate(q: _Question, s: _Surface, rng: random.Random) -> _Question | None:
-    """"how can i X" -> "why ca n't i X" (frame 0 only), else add or remove a
+    """ "how can i X" -> "why ca n't i X" (frame 0 only), else add or remove a
     negation in the verb phrase ("avoid X-ing", "not X", "stop X-ing")."""
     if _frame(q, s) == FRAMES[q.intent][0] and rng.random() < 0.35:
         return replace(q, intent="why" if q.intent == "how" else "how")

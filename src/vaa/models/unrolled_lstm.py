@@ -99,8 +99,9 @@ def _reorder_gates(w: torch.Tensor) -> torch.Tensor:
     return torch.cat([i, f, o, g])
 
 
-def _direction(data: torch.Tensor, batch_sizes: list[int], reverse: bool, w_ih: torch.Tensor, w_hh: torch.Tensor,
-               bias: torch.Tensor) -> torch.Tensor:
+def _direction(
+    data: torch.Tensor, batch_sizes: list[int], reverse: bool, w_ih: torch.Tensor, w_hh: torch.Tensor, bias: torch.Tensor
+) -> torch.Tensor:
     """One direction over packed data; the input-to-hidden product is one
     matrix product over every real token."""
     gates_x = F.linear(data, _reorder_gates(w_ih), _reorder_gates(bias))
@@ -137,8 +138,14 @@ def unrolled_bilstm(lstm: nn.LSTM, x: torch.Tensor, mask: torch.Tensor) -> torch
     positions, batch_sizes = packed_positions(mask)
     data = x.reshape(batch * steps, -1).index_select(0, positions)
     forward = _direction(data, batch_sizes, False, lstm.weight_ih_l0, lstm.weight_hh_l0, lstm.bias_ih_l0 + lstm.bias_hh_l0)
-    backward = _direction(data, batch_sizes, True, lstm.weight_ih_l0_reverse, lstm.weight_hh_l0_reverse,
-                          lstm.bias_ih_l0_reverse + lstm.bias_hh_l0_reverse)
+    backward = _direction(
+        data,
+        batch_sizes,
+        True,
+        lstm.weight_ih_l0_reverse,
+        lstm.weight_hh_l0_reverse,
+        lstm.bias_ih_l0_reverse + lstm.bias_hh_l0_reverse,
+    )
     packed_out = torch.cat([forward, backward], 1)
     out = packed_out.new_zeros(batch * steps, packed_out.size(1)).index_copy(0, positions, packed_out)
     return out.view(batch, steps, -1)

@@ -70,12 +70,17 @@ def check_dimensions(model_a: PairModel) -> None:
     takes a word embedding's place, or is added to one)."""
     head_in = _input_width(model_a.head)
     if head_in is not None:
-        check_dimensions_match(int(model_a.hidden_size), head_in, "model A's hidden size (hidden_size)",
-                               "the input size of its final layer")
+        check_dimensions_match(
+            int(model_a.hidden_size), head_in, "model A's hidden size (hidden_size)", "the input size of its final layer"
+        )
     embeddings = model_a.input_embeddings()
     if embeddings is not None:
-        check_dimensions_match(int(model_a.embedding_dim), int(embeddings.embedding_dim),
-                               "model A's embedding size (embedding_dim)", "the width of its word embeddings")
+        check_dimensions_match(
+            int(model_a.embedding_dim),
+            int(embeddings.embedding_dim),
+            "model A's embedding size (embedding_dim)",
+            "the width of its word embeddings",
+        )
 
 
 def _extend_head(old: nn.Module, new: nn.Module, old_in: int) -> None:
@@ -112,7 +117,7 @@ class VAAModel(nn.Module):
         if getattr(model_a, "freeze_embeddings", False):
             self.model_b.embedding.requires_grad_(False)  # type: ignore[union-attr]
         dataclasses.replace(vaa)  # every rule, combinations included, is checked in config.py
-        h, l = model_a.hidden_size, model_a.embedding_dim
+        h, l = model_a.hidden_size, model_a.embedding_dim  # noqa: E741 - the paper's names
         v1_only = vaa.vulnerability == "v1-only"
         self.num_scalars = 0 if v1_only else scalar_width(scalar_names(vaa.scalars), model_a.num_labels)
         parts = 1 if v1_only else 3
@@ -122,7 +127,9 @@ class VAAModel(nn.Module):
         if vaa.normalize == "standardize":  # set from the training pairs by stage two; saved with B
             self.register_buffer("v3_mean", torch.zeros(width))
             self.register_buffer("v3_std", torch.ones(width))
-        self.saliency_weight = nn.Parameter(torch.zeros(l)) if vaa.saliency and not v1_only and vaa.vulnerability != "zeros" else None
+        self.saliency_weight = (
+            nn.Parameter(torch.zeros(l)) if vaa.saliency and not v1_only and vaa.vulnerability != "zeros" else None
+        )
         self.b_head: nn.Module | None = None
         if vaa.injection == "classifier":
             self.b_head = self.model_b.new_head(h + l)
@@ -138,7 +145,7 @@ class VAAModel(nn.Module):
         """Model B: A's structure, started from A's weights, trained with V."""
         return self._modules["b"]  # type: ignore[return-value]
 
-    def train(self, mode: bool = True) -> "VAAModel":
+    def train(self, mode: bool = True) -> VAAModel:
         """Train B and W; A always stays in eval mode."""
         super().train(mode)
         self.model_a.eval()
@@ -156,7 +163,9 @@ class VAAModel(nn.Module):
         return {name: self.vaa_config.w_lr for name in self.new_parameters()}
 
     # -- vulnerability ----------------------------------------------------
-    def a_features(self, batch: Batch, need_adversarial: bool = False) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor] | None]:
+    def a_features(
+        self, batch: Batch, need_adversarial: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor] | None]:
         """(V1, V2, step) for the batch. The step that made E~ is returned when
         B reads E~ (``b_input: adversarial``), which needs the attack itself."""
         if "v1" in batch and not need_adversarial:
@@ -225,7 +234,9 @@ class VAAModel(nn.Module):
         (V1, V2), or the dict of ``features`` for the feature options."""
         feats = v1 if isinstance(v1, dict) else {"v1": v1, "v2": v2}
         if self.vaa_config.vulnerability == "zeros":
-            return torch.zeros(feats["v1"].shape[0], self.projection.out_features, dtype=feats["v1"].dtype, device=feats["v1"].device)
+            return torch.zeros(
+                feats["v1"].shape[0], self.projection.out_features, dtype=feats["v1"].dtype, device=feats["v1"].device
+            )
         x = self.v3_inputs(feats)
         if self.vaa_config.normalize == "standardize":
             x = (x - self.v3_mean) / self.v3_std
@@ -278,8 +289,12 @@ class VAAModel(nn.Module):
     def shape_fields(self) -> dict[str, list[tuple[str, int]]]:
         """Axes of W and of the classifier head that follow the metadata (see
         ``PairModel.shape_fields``); A's and B's come from the family."""
-        return {"projection.weight": [("embedding size", 0)], "projection.bias": [("embedding size", 0)],
-                "b_head.1.weight": [("label count", 0)], "b_head.1.bias": [("label count", 0)]}
+        return {
+            "projection.weight": [("embedding size", 0)],
+            "projection.bias": [("embedding size", 0)],
+            "b_head.1.weight": [("label count", 0)],
+            "b_head.1.bias": [("label count", 0)],
+        }
 
     def describe(self) -> dict[str, Any]:
         return {"vaa": dataclasses.asdict(self.vaa_config), "attack": dataclasses.asdict(self.attack_config)}
