@@ -125,6 +125,18 @@ def test_overwrite_replaces_a_run_folder_of_ours(trained_a):
     assert "0.1" in (run / "config.json").read_text() and (run / MARKER).is_file()
 
 
+def test_adversarial_radius_is_no_difference_for_a_plainly_trained_run(trained_a):
+    """Plain training never reads train.adversarial_eps (the hf presets changed
+    its default): a finished plain run stays finished, not refused; turning
+    adversarial training on is a different run."""
+    run = Path(trained_a.output)
+    before = (run / "results.json").read_text()
+    train(apply_overrides(trained_a, {"train": {"adversarial_eps": 0.125, "adversarial_steps": 5}}))
+    assert (run / "results.json").read_text() == before
+    with pytest.raises(RunError, match="train.adversarial_training: 'none' -> 'fgm'"):
+        train(apply_overrides(trained_a, {"train": {"adversarial_training": "fgm"}}))
+
+
 @pytest.mark.parametrize("where", ["same", "inside", "around", "checkpoint"])
 @pytest.mark.parametrize("overwrite", [False, True])
 def test_stage_two_never_writes_into_model_a(shared_a, where, overwrite):

@@ -84,7 +84,13 @@ _IGNORED = {"progress", "threads", "output", "device", "precision", "runtime", "
 
 def _comparable(config: RunConfig, stage: str) -> dict[str, Any]:
     # settings the stage never reads (model.* in stage two) change nothing either
-    return {k: v for k, v in stage_settings(config, stage).items() if k not in _IGNORED}
+    settings = {k: v for k, v in stage_settings(config, stage).items() if k not in _IGNORED}
+    train = settings.get("train")
+    if isinstance(train, dict) and train.get("adversarial_training", "none") == "none":
+        # plain training never reads the adversarial radius, norm or steps (and runs made
+        # before these settings existed hold none of them): they cannot make a run differ
+        settings["train"] = {"adversarial_training": "none"}
+    return settings
 
 
 def _differences(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[str]:
