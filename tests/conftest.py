@@ -20,7 +20,7 @@ torch.set_num_threads(1)
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-from vaa.config import RunConfig, apply_overrides  # noqa: E402
+from vaa.config import DataConfig, RunConfig, apply_overrides  # noqa: E402
 from vaa.data.pairs import LabelMap, Pair  # noqa: E402
 from vaa.models.base import Embedded, PairModel  # noqa: E402
 
@@ -142,6 +142,93 @@ def write_pairs(path, n, seed):
     return path
 
 
+TINY_COLUMNS = "a=a,b=b,label=y"
+
+
+def tiny_train_argv(
+    data: DataConfig,
+    output: str | Path,
+    *more: str,
+    hidden: str = "8",
+    batch_size: str | None = "8",
+    no_progress: bool = True,
+) -> list[str]:
+    """The ``vaa train`` argument list for a one-epoch ESIM on the toy files
+    of ``data`` (generic format; ``--valid`` only when ``data.valid`` is set),
+    written to ``output``, then ``more``. One place for it, so that the many
+    command-line tests differ only in what they are about. ``batch_size=None``
+    leaves the CLI's default; ``no_progress=False`` leaves the progress bar
+    alone (for the tests of what the CLI prints)."""
+    argv = ["train", "--train", str(data.train)]
+    if data.valid is not None:
+        argv += ["--valid", str(data.valid)]
+    argv += ["--format", "generic", "--columns", str(data.columns), "--hidden", hidden, "--epochs", "1"]
+    if batch_size is not None:
+        argv += ["--batch-size", batch_size]
+    argv += ["--output", str(output)]
+    if no_progress:
+        argv.append("--no-progress")
+    return [*argv, *more]
+
+
+def write_tiny_presets(tmp_path: Path) -> tuple[Path, Path]:
+    """(stage one's preset, stage two's preset) in ``tmp_path`` for ``vaa
+    reproduce`` on fresh toy files: a one-epoch, 6-wide ESIM at batch size 8."""
+    train_file = write_pairs(tmp_path / "train.tsv", 32, 0)
+    valid_file = write_pairs(tmp_path / "valid.tsv", 16, 1)
+    preset = tmp_path / "tiny.yaml"
+    preset.write_text(f"""extends: esim
+data: {{train: {train_file}, valid: {valid_file}, format: generic, columns: "{TINY_COLUMNS}"}}
+model: {{hidden: 6}}
+optim: {{batch_size: 8, max_epochs: 1}}
+""")
+    stage_two = tmp_path / "tiny-vaa.yaml"
+    stage_two.write_text("extends: esim-vaa\nmodel: {hidden: 6}\noptim: {batch_size: 8, max_epochs: 1}\n")
+    return preset, stage_two
+
+
+def make_tokenizer(vocab: Sequence[str]):
+    """A WordPiece tokenizer over ``vocab``, built in memory (no download)."""
+    import transformers
+
+    return transformers.BertTokenizerFast(vocab={w: i for i, w in enumerate(vocab)})
+
+
+def write_tiny_bert(
+    folder: Path,
+    *,
+    hidden_size: int = 16,
+    layers: int = 1,
+    intermediate_size: int = 32,
+    max_positions: int = 64,
+    extra_words: Sequence[str] = (),
+    seed: int | None = 0,
+    **bert_options: Any,
+) -> Path:
+    """A WordPiece tokenizer over the toy words (plus ``extra_words``) and a
+    randomly initialised BERT of the given size saved in ``folder``: an HF
+    model for the tests, built in memory (no download). ``seed=None`` leaves
+    torch's random state as it is; ``bert_options`` go to ``BertConfig``."""
+    import transformers
+
+    words = sorted({w for p in TOY_PAIRS for w in (p.a + " " + p.b).split()})
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words, *extra_words]
+    make_tokenizer(vocab).save_pretrained(folder)
+    config = transformers.BertConfig(
+        vocab_size=len(vocab),
+        hidden_size=hidden_size,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        intermediate_size=intermediate_size,
+        max_position_embeddings=max_positions,
+        **bert_options,
+    )
+    if seed is not None:
+        torch.manual_seed(seed)
+    transformers.BertModel(config).save_pretrained(folder)
+    return folder
+
+
 @pytest.fixture
 def tiny_config(tmp_path):
     return make_tiny_config(tmp_path)
@@ -154,7 +241,7 @@ def make_tiny_config(tmp_path):
     return apply_overrides(
         RunConfig(),
         {
-            "data": {"train": str(train_file), "valid": str(valid_file), "format": "generic", "columns": "a=a,b=b,label=y"},
+            "data": {"train": str(train_file), "valid": str(valid_file), "format": "generic", "columns": TINY_COLUMNS},
             "model": {"hidden": 8},
             "optim": {"batch_size": 8, "max_epochs": 2, "eval_batch_size": 16},
             "output": str(tmp_path / "run"),

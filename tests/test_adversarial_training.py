@@ -12,7 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import TOY_LABELS, TOY_PAIRS
+from conftest import TOY_LABELS, TOY_PAIRS, write_tiny_bert
 from vaa.adversarial import AdversarialLoss
 from vaa.cli import main
 from vaa.config import OptimConfig, RunConfig, TrainConfig, apply_overrides
@@ -193,25 +193,10 @@ def test_stage_one_with_fgm_and_pgd_trains_and_records_the_setting(tiny_config):
 
 
 def test_hf_family_trains_adversarially(tmp_path):
-    transformers = pytest.importorskip("transformers")
-    from test_hf import make_tokenizer
+    pytest.importorskip("transformers")
     from vaa.models.hf import HFPairModel
 
-    folder = tmp_path / "bert"
-    words = sorted({w for p in TOY_PAIRS for w in (p.a + " " + p.b).split()})
-    make_tokenizer(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]).save_pretrained(folder)
-    config = transformers.BertConfig(
-        vocab_size=len(words) + 5,
-        hidden_size=16,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=32,
-        max_position_embeddings=64,
-        hidden_dropout_prob=0.0,
-        attention_probs_dropout_prob=0.0,
-    )
-    torch.manual_seed(0)
-    transformers.BertModel(config).save_pretrained(folder)
+    folder = write_tiny_bert(tmp_path / "bert", hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
     model = HFPairModel.build(TOY_PAIRS, TOY_LABELS, path=str(folder), max_length=16)
     trainer, _ = _trainer(
         model, tmp_path / "run", TrainConfig(adversarial_training="pgd", adversarial_eps=0.1, adversarial_steps=2)

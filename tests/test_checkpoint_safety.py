@@ -16,7 +16,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from conftest import TOY_LABELS, TOY_PAIRS, tiny_esim
+from conftest import TOY_LABELS, TOY_PAIRS, tiny_esim, tiny_train_argv
 from vaa.checkpoint import METADATA, WEIGHTS, CheckpointError, load_checkpoint, save_model
 from vaa.cli import main
 from vaa.config import apply_overrides
@@ -285,34 +285,7 @@ def test_tampered_training_state_is_refused_on_resume_and_never_executed(runs, t
     state = torch.load(state_file, weights_only=True)
     state["payload"] = Payload(marker)
     torch.save(state, state_file)
-    c = config.data
-    code = main(
-        [
-            "train",
-            "--train",
-            c.train,
-            "--valid",
-            c.valid,
-            "--format",
-            "generic",
-            "--columns",
-            c.columns,
-            "--hidden",
-            "8",
-            "--epochs",
-            "1",
-            "--batch-size",
-            "8",
-            "--set",
-            "optim.eval_batch_size=16",
-            "--set",
-            "log_every=2",
-            "--output",
-            str(run),
-            "--no-progress",
-            "--quiet",
-        ]
-    )
+    code = main(tiny_train_argv(config.data, run, "--set", "optim.eval_batch_size=16", "--set", "log_every=2", "--quiet"))
     err = capsys.readouterr().err
     assert code == 2 and "training_state.pt" in err and "refused" in err
     assert len(err.strip().splitlines()) == 1  # --quiet: the error line alone, no INFO log lines before it

@@ -12,6 +12,7 @@ import typing
 
 import pytest
 
+from conftest import tiny_train_argv
 from vaa.cli import main
 from vaa.config import (
     AttackConfig,
@@ -205,34 +206,8 @@ def test_absurd_but_finite_lr_is_allowed_with_a_loud_warning(caplog):
 
 
 def test_readme_set_lr_trains_with_lr_0_001(tiny_config, tmp_path):
-    data = tiny_config.data
     run = tmp_path / "run"
-    code = main(
-        [
-            "train",
-            "--train",
-            data.train,
-            "--valid",
-            data.valid,
-            "--format",
-            "generic",
-            "--columns",
-            data.columns,
-            "--hidden",
-            "8",
-            "--epochs",
-            "1",
-            "--batch-size",
-            "8",
-            "--set",
-            "optim.lr=1e-3",
-            "--set",
-            "optim.scheduler=none",
-            "--output",
-            str(run),
-            "--no-progress",
-        ]
-    )
+    code = main(tiny_train_argv(tiny_config.data, run, "--set", "optim.lr=1e-3", "--set", "optim.scheduler=none"))
     assert code == 0
     assert json.loads((run / "config.json").read_text())["optim"]["lr"] == 0.001
     assert [m["lr"] for m in read_jsonl(run / "metrics.jsonl")] == [0.001]

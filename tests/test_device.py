@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import TOY_LABELS, TOY_PAIRS
+from conftest import TOY_LABELS, TOY_PAIRS, write_tiny_bert
 from vaa.attack import attack, forward_with_gradient, perturbation
 from vaa.config import AttackConfig, OptimConfig, VAAConfig, apply_overrides
 from vaa.data.batching import collate
@@ -61,20 +61,9 @@ def model_a(request):
 
 @pytest.fixture
 def tiny_bert(tmp_path_factory):
-    from test_hf import HFPairModel, make_tokenizer, transformers
+    from test_hf import HFPairModel
 
-    folder = tmp_path_factory.mktemp("bert")
-    words = sorted({w for p in TOY_PAIRS for w in (p.a + " " + p.b).split()})
-    make_tokenizer(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]).save_pretrained(folder)
-    config = transformers.BertConfig(
-        vocab_size=len(words) + 5,
-        hidden_size=8,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=16,
-        max_position_embeddings=32,
-    )
-    transformers.BertModel(config).save_pretrained(folder)
+    folder = write_tiny_bert(tmp_path_factory.mktemp("bert"), hidden_size=8, intermediate_size=16, max_positions=32, seed=None)
     return HFPairModel.build(TOY_PAIRS, TOY_LABELS, path=str(folder), max_length=16)
 
 

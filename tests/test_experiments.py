@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import write_pairs
+from conftest import write_pairs, write_tiny_presets
 from vaa.cli import main
 from vaa.experiments import mcnemar_p, paired_bootstrap_p
 
@@ -266,16 +266,7 @@ def test_reproduce_with_baselines_trains_adversarial_a_beside_a(tmp_path):
     from vaa.config import RunConfig
     from vaa.experiments import reproduce
 
-    train = write_pairs(tmp_path / "train.tsv", 32, 0)
-    valid = write_pairs(tmp_path / "valid.tsv", 16, 1)
-    preset = tmp_path / "tiny.yaml"
-    preset.write_text(f"""extends: esim
-data: {{train: {train}, valid: {valid}, format: generic, columns: "a=a,b=b,label=y"}}
-model: {{hidden: 6}}
-optim: {{batch_size: 8, max_epochs: 1}}
-""")
-    stage_two = tmp_path / "tiny-vaa.yaml"
-    stage_two.write_text("extends: esim-vaa\nmodel: {hidden: 6}\noptim: {batch_size: 8, max_epochs: 1}\n")
+    preset, stage_two = write_tiny_presets(tmp_path)
     out = tmp_path / "repro"
     summary = reproduce(
         str(preset),

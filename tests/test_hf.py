@@ -8,7 +8,7 @@ import pytest
 import torch
 import transformers  # a hard dependency: a missing one fails the tests, never skips them
 
-from conftest import TOY_LABELS, TOY_PAIRS
+from conftest import TOY_LABELS, TOY_PAIRS, make_tokenizer, write_tiny_bert
 from vaa.attack import forward_with_gradient, perturbation
 from vaa.checkpoint import load_pair_model, save_model
 from vaa.config import AttackConfig, RunConfig, VAAConfig, apply_overrides
@@ -18,30 +18,10 @@ from vaa.models.hf import HFPairModel
 from vaa.models.vaa import VAAModel
 
 
-def make_tokenizer(vocab):
-    """A WordPiece tokenizer over ``vocab``, built in memory (no download)."""
-    return transformers.BertTokenizerFast(vocab={w: i for i, w in enumerate(vocab)})
-
-
 @pytest.fixture(scope="module")
 def tiny_bert_dir(tmp_path_factory):
     """A 2-layer, 16-wide BERT and a WordPiece tokenizer over the toy words."""
-    folder = tmp_path_factory.mktemp("tiny-bert")
-    words = sorted({w for p in TOY_PAIRS for w in (p.a + " " + p.b).split()})
-    tokenizer = make_tokenizer(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words, "##s"])
-    config = transformers.BertConfig(
-        vocab_size=len(words) + 6,
-        hidden_size=16,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=32,
-        max_position_embeddings=64,
-        hidden_dropout_prob=0.1,
-    )
-    torch.manual_seed(0)
-    transformers.BertModel(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
+    return write_tiny_bert(tmp_path_factory.mktemp("tiny-bert"), layers=2, extra_words=["##s"], hidden_dropout_prob=0.1)
 
 
 @pytest.fixture

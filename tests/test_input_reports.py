@@ -11,14 +11,14 @@ import logging
 
 import pytest
 
-from conftest import TOY_LABELS, TOY_PAIRS, write_pairs
+from conftest import TINY_COLUMNS, TOY_LABELS, TOY_PAIRS, tiny_train_argv, write_pairs
 from vaa.cli import main
-from vaa.config import ModelConfig
+from vaa.config import DataConfig, ModelConfig
 from vaa.data.pairs import DataError, Pair
 from vaa.data.readers import ColumnSpec, read_pairs
 from vaa.inference import predict
 
-GENERIC = ["--format", "generic", "--columns", "a=a,b=b,label=y"]
+GENERIC = ["--format", "generic", "--columns", TINY_COLUMNS]
 SNLI_HEADER = (
     "gold_label\tsentence1_binary_parse\tsentence2_binary_parse\tsentence1_parse\tsentence2_parse\t"
     "sentence1\tsentence2\tcaptionID\tpairID\tlabel1\tlabel2\tlabel3\tlabel4\tlabel5"
@@ -43,26 +43,7 @@ def run_a(tmp_path_factory):
     folder = tmp_path_factory.mktemp("run")
     train = write_pairs(folder / "train.tsv", 40, 0)
     run = folder / "a"
-    assert (
-        main(
-            [
-                "train",
-                "--train",
-                str(train),
-                *GENERIC,
-                "--hidden",
-                "4",
-                "--epochs",
-                "1",
-                "--batch-size",
-                "8",
-                "--output",
-                str(run),
-                "--no-progress",
-            ]
-        )
-        == 0
-    )
+    assert main(tiny_train_argv(DataConfig(train=str(train), columns=TINY_COLUMNS), run, hidden="4")) == 0
     return run
 
 
@@ -77,28 +58,8 @@ def bad_file(tmp_path):
 def test_train_without_valid_reports_the_skipped_row(tmp_path, capsys):
     train = with_bad_row(write_pairs(tmp_path / "train.tsv", 26, 0))
     run = tmp_path / "run"
-    assert (
-        main(
-            [
-                "train",
-                "--train",
-                str(train),
-                *GENERIC,
-                "--on-error",
-                "skip",
-                "--hidden",
-                "4",
-                "--epochs",
-                "1",
-                "--batch-size",
-                "8",
-                "--output",
-                str(run),
-                "--no-progress",
-            ]
-        )
-        == 0
-    )
+    data = DataConfig(train=str(train), columns=TINY_COLUMNS)
+    assert main(tiny_train_argv(data, run, "--on-error", "skip", hidden="4")) == 0
     err = capsys.readouterr().err  # the CLI logs to stderr
     assert "26 pairs kept of 27 rows; skipped: 1 malformed row" in err
     files = json.loads((run / "data.json").read_text())["files"]

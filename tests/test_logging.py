@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import make_tiny_config
+from conftest import make_tiny_config, tiny_train_argv
 from vaa.cli import main
 from vaa.config import apply_overrides
 from vaa.log_setup import configure_logging
@@ -22,29 +22,8 @@ SRC = str(Path(__file__).resolve().parents[1] / "src")
 
 
 def _train_args(config, *more: str) -> list[str]:
-    d = config.data
-    return [
-        "train",
-        "--train",
-        d.train,
-        "--valid",
-        d.valid,
-        "--format",
-        "generic",
-        "--columns",
-        d.columns,
-        "--hidden",
-        "8",
-        "--epochs",
-        "1",
-        "--batch-size",
-        "8",
-        "--set",
-        "optim.eval_batch_size=16",
-        "--output",
-        config.output,
-        *more,
-    ]
+    """``vaa train`` for ``config``'s toy run, with the progress bar left as the CLI sets it."""
+    return tiny_train_argv(config.data, config.output, "--set", "optim.eval_batch_size=16", *more, no_progress=False)
 
 
 def test_the_library_prints_nothing_without_a_logging_configuration(tmp_path):

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import TOY_LABELS, TOY_PAIRS
+from conftest import TOY_LABELS, TOY_PAIRS, write_tiny_bert
 from vaa.cli import main
 from vaa.config import AttackConfig, VAAConfig
 from vaa.inference import load_model
@@ -149,23 +149,10 @@ def test_cli_errors_are_one_line(argv, message, capsys):
 def test_bert_family_a_and_stage_two_eps_zero_is_clean(tmp_path):
     """The HF family: one joint sequence with [CLS]/[SEP] (never perturbed);
     eps 0 reproduces clean accuracy for A and for a stage-two model on it."""
-    transformers = pytest.importorskip("transformers")
-    from test_hf import make_tokenizer
+    pytest.importorskip("transformers")
     from vaa.models.hf import HFPairModel
 
-    words = sorted({w for p in TOY_PAIRS for w in (p.a + " " + p.b).split()})
-    make_tokenizer(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]).save_pretrained(tmp_path)
-    torch.manual_seed(0)
-    transformers.BertModel(
-        transformers.BertConfig(
-            vocab_size=len(words) + 5,
-            hidden_size=16,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            intermediate_size=32,
-            max_position_embeddings=64,
-        )
-    ).save_pretrained(tmp_path)
+    write_tiny_bert(tmp_path)
     a = HFPairModel.build(TOY_PAIRS, TOY_LABELS, path=str(tmp_path), max_length=16)
     examples = a.featurize_all(TOY_PAIRS, TOY_LABELS)
     grid = attack_grid(l2_eps=(0.0, 1.0), linf_eps=(0.0,), steps=2)

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import TOY_LABELS, TOY_PAIRS, tiny_esim
+from conftest import TOY_LABELS, TOY_PAIRS, tiny_esim, tiny_train_argv
 from vaa.cli import main
 from vaa.config import AttackConfig, apply_overrides
 from vaa.files import OutputError, recover_folder, replace_folder
@@ -34,29 +34,10 @@ def snapshot(folder: Path) -> dict[str, str]:
     }
 
 
-def train_args(config, output, *more):
+def predict_args(config, output) -> list[str]:
+    """``vaa predict`` with the run of ``config`` on its validation file, into ``output``."""
     d = config.data
-    return [
-        "train",
-        "--train",
-        d.train,
-        "--valid",
-        d.valid,
-        "--format",
-        "generic",
-        "--columns",
-        d.columns,
-        "--hidden",
-        "8",
-        "--epochs",
-        "1",
-        "--batch-size",
-        "8",
-        "--output",
-        str(output),
-        "--no-progress",
-        *more,
-    ]
+    return ["predict", config.output, d.valid, "--format", "generic", "--columns", d.columns, "--output", str(output)]
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +80,7 @@ def test_a_foreign_folder_is_never_written_nor_deleted(tiny_config, tmp_path, ca
     (foreign / "config.json").write_text("{}")  # the case that used to be deleted
     (foreign / "thesis.tex").write_text("years of work")
     before = snapshot(foreign)
-    code = main(train_args(tiny_config, foreign, *(["--overwrite"] if overwrite else [])))
+    code = main(tiny_train_argv(tiny_config.data, foreign, *(["--overwrite"] if overwrite else [])))
     err = capsys.readouterr().err
     assert code == 2 and "no .vaa-run marker" in err and len(err.strip().splitlines()) == 1
     assert snapshot(foreign) == before
@@ -110,7 +91,7 @@ def test_overwrite_refuses_a_run_folder_holding_files_vaa_did_not_write(trained_
     (run / "notes.txt").write_text("mine")
     (run / "my-plots").mkdir()
     before = snapshot(run)
-    code = main(train_args(trained_a, run, "--overwrite", "--set", "optim.lr=0.1"))
+    code = main(tiny_train_argv(trained_a.data, run, "--overwrite", "--set", "optim.lr=0.1"))
     err = capsys.readouterr().err
     assert code == 2 and "--overwrite refused" in err and "my-plots, notes.txt" in err
     assert snapshot(run) == before
@@ -177,7 +158,7 @@ def test_a_second_process_is_kept_out_and_a_dead_holder_is_a_stale_lock(trained_
     holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(run / LOCK)], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"
-        code = main(train_args(trained_a, run))
+        code = main(tiny_train_argv(trained_a.data, run))
         err = capsys.readouterr().err
         assert code == 2 and f"is in use by pid {holder.pid} on host testhost" in err
         assert not (run / "results.json").exists()
@@ -304,10 +285,10 @@ def _one_line_error(capsys, *needles: str) -> str:
 def test_an_output_path_that_is_a_file_is_one_line(tiny_config, tmp_path, capsys):
     target = tmp_path / "a-file"
     target.write_text("keep me")
-    assert main(train_args(tiny_config, target)) == 2
+    assert main(tiny_train_argv(tiny_config.data, target)) == 2
     _one_line_error(capsys, str(target), "is a file")
     assert target.read_text() == "keep me"
-    assert main(train_args(tiny_config, target / "run")) == 2
+    assert main(tiny_train_argv(tiny_config.data, target / "run")) == 2
     _one_line_error(capsys, f"{target} is a file")
 
 
@@ -340,24 +321,9 @@ def test_a_read_only_output_is_one_line_and_leaves_nothing(shared_a, tmp_path, m
     ro = tmp_path / "ro"
     ro.mkdir()
     _read_only(monkeypatch, ro)
-    assert main(train_args(trained_a, ro / "run")) == 2
+    assert main(tiny_train_argv(trained_a.data, ro / "run")) == 2
     _one_line_error(capsys, str(ro / "run"), "writable")
-    assert (
-        main(
-            [
-                "predict",
-                trained_a.output,
-                trained_a.data.valid,
-                "--format",
-                "generic",
-                "--columns",
-                trained_a.data.columns,
-                "--output",
-                str(ro / "p.csv"),
-            ]
-        )
-        == 2
-    )
+    assert main(predict_args(trained_a, ro / "p.csv")) == 2
     _one_line_error(capsys, "p.csv", "writable")
     assert list(ro.iterdir()) == []
 
@@ -374,7 +340,7 @@ def test_a_full_disk_is_one_line_and_leaves_no_partial_file(shared_a, tmp_path, 
 
     monkeypatch.setattr(safetensors.torch, "save_file", full)
     run = tmp_path / "run-full"
-    assert main(train_args(trained_a, run)) == 2
+    assert main(tiny_train_argv(trained_a.data, run)) == 2
     _one_line_error(capsys, "disk is full")
     assert not (run / "checkpoints" / "best").exists() and not list(run.rglob("*.tmp"))
 
@@ -385,22 +351,7 @@ def test_a_full_disk_is_one_line_and_leaves_no_partial_file(shared_a, tmp_path, 
     monkeypatch.setattr(pd.DataFrame, "to_csv", full_csv)
     out = tmp_path / "preds"
     out.mkdir()
-    assert (
-        main(
-            [
-                "predict",
-                trained_a.output,
-                trained_a.data.valid,
-                "--format",
-                "generic",
-                "--columns",
-                trained_a.data.columns,
-                "--output",
-                str(out / "p.csv"),
-            ]
-        )
-        == 2
-    )
+    assert main(predict_args(trained_a, out / "p.csv")) == 2
     _one_line_error(capsys, "disk is full")
     assert list(out.iterdir()) == []
 

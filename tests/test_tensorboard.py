@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from conftest import tiny_train_argv
 from vaa.cli import main
 from vaa.config import apply_overrides
 from vaa.run_folder import RunError, foreign_entries
@@ -75,27 +76,7 @@ def test_a_missing_tensorboard_is_one_line_before_anything_is_written(tiny_confi
     with pytest.raises(RunError, match=r"needs the tensorboard package .*pip install tensorboard==2.21.0"):
         train(apply_overrides(tiny_config, {"tensorboard": True}))
     assert not Path(tiny_config.output).exists()
-    d = tiny_config.data
-    code = main(
-        [
-            "train",
-            "--train",
-            d.train,
-            "--valid",
-            d.valid,
-            "--format",
-            "generic",
-            "--columns",
-            d.columns,
-            "--hidden",
-            "8",
-            "--epochs",
-            "1",
-            "--output",
-            tiny_config.output,
-            "--tensorboard",
-        ]
-    )
+    code = main(tiny_train_argv(tiny_config.data, tiny_config.output, "--tensorboard", batch_size=None, no_progress=False))
     err = capsys.readouterr().err.strip()
     assert code == 2 and err.startswith("vaa: error: tensorboard: true (--tensorboard) needs") and len(err.splitlines()) == 1
     assert not Path(tiny_config.output).exists()

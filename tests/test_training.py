@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import tiny_train_argv
 from vaa.checkpoint import header
 from vaa.cli import main
 from vaa.config import RunConfig, apply_overrides
@@ -104,28 +105,7 @@ def test_resume_after_interruption_gives_the_same_model(tiny_config, tmp_path):
 def test_cli_train_evaluate_predict(tiny_config, tmp_path, capsys):
     data = tiny_config.data
     run = str(tmp_path / "cli-run")
-    code = main(
-        [
-            "train",
-            "--train",
-            data.train,
-            "--valid",
-            data.valid,
-            "--format",
-            "generic",
-            "--columns",
-            data.columns,
-            "--hidden",
-            "8",
-            "--epochs",
-            "1",
-            "--batch-size",
-            "8",
-            "--output",
-            run,
-            "--no-progress",
-        ]
-    )
+    code = main(tiny_train_argv(data, run))
     assert code == 0
     out = capsys.readouterr().out
     assert "validation accuracy:" in out

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import TOY_LABELS, TOY_PAIRS, tiny_esim, toy_batch
+from conftest import TOY_LABELS, TOY_PAIRS, tiny_esim, toy_batch, write_tiny_presets
 from vaa.config import AttackConfig, RunConfig, VAAConfig, apply_overrides
 from vaa.data.batching import collate
 from vaa.data.sources import load_splits
@@ -278,18 +278,9 @@ def test_bad_options_are_refused(bad, match):
 
 
 def test_reproduce_runs_the_new_controls_with_a_feature_option(tmp_path):
-    from conftest import write_pairs
     from vaa.cli import main
 
-    train_file, valid_file = write_pairs(tmp_path / "train.tsv", 32, 0), write_pairs(tmp_path / "valid.tsv", 16, 1)
-    preset = tmp_path / "tiny.yaml"
-    preset.write_text(f"""extends: esim
-data: {{train: {train_file}, valid: {valid_file}, format: generic, columns: "a=a,b=b,label=y"}}
-model: {{hidden: 6}}
-optim: {{batch_size: 8, max_epochs: 1}}
-""")
-    stage_two = tmp_path / "tiny-vaa.yaml"
-    stage_two.write_text("extends: esim-vaa\nmodel: {hidden: 6}\noptim: {batch_size: 8, max_epochs: 1}\n")
+    preset, stage_two = write_tiny_presets(tmp_path)
     out = tmp_path / "repro"
     assert (
         main(
