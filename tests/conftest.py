@@ -171,9 +171,11 @@ def tiny_train_argv(
     return [*argv, *more]
 
 
-def write_tiny_presets(tmp_path: Path) -> tuple[Path, Path]:
+def write_tiny_presets(tmp_path: Path, stage_two_extends: str = "esim-vaa", more: str = "") -> tuple[Path, Path]:
     """(stage one's preset, stage two's preset) in ``tmp_path`` for ``vaa
-    reproduce`` on fresh toy files: a one-epoch, 6-wide ESIM at batch size 8."""
+    reproduce`` on fresh toy files: a one-epoch, 6-wide ESIM at batch size 8.
+    Stage two's preset extends ``stage_two_extends``; ``more`` (YAML lines)
+    ends both."""
     train_file = write_pairs(tmp_path / "train.tsv", 32, 0)
     valid_file = write_pairs(tmp_path / "valid.tsv", 16, 1)
     preset = tmp_path / "tiny.yaml"
@@ -181,9 +183,9 @@ def write_tiny_presets(tmp_path: Path) -> tuple[Path, Path]:
 data: {{train: {train_file}, valid: {valid_file}, format: generic, columns: "{TINY_COLUMNS}"}}
 model: {{hidden: 6}}
 optim: {{batch_size: 8, max_epochs: 1}}
-""")
+{more}""")
     stage_two = tmp_path / "tiny-vaa.yaml"
-    stage_two.write_text("extends: esim-vaa\nmodel: {hidden: 6}\noptim: {batch_size: 8, max_epochs: 1}\n")
+    stage_two.write_text(f"extends: {stage_two_extends}\nmodel: {{hidden: 6}}\noptim: {{batch_size: 8, max_epochs: 1}}\n{more}")
     return preset, stage_two
 
 
@@ -234,14 +236,20 @@ def tiny_config(tmp_path):
     return make_tiny_config(tmp_path)
 
 
+def tiny_data_section(folder: Path) -> dict[str, str]:
+    """The ``data`` section for the toy task's files, written in ``folder``
+    (48 training pairs, 16 validation pairs, generic format)."""
+    train_file = write_pairs(folder / "train.tsv", 48, 0)
+    valid_file = write_pairs(folder / "valid.tsv", 16, 1)
+    return {"train": str(train_file), "valid": str(valid_file), "format": "generic", "columns": TINY_COLUMNS}
+
+
 def make_tiny_config(tmp_path):
     """A two-epoch ESIM run on the toy task, in ``tmp_path``."""
-    train_file = write_pairs(tmp_path / "train.tsv", 48, 0)
-    valid_file = write_pairs(tmp_path / "valid.tsv", 16, 1)
     return apply_overrides(
         RunConfig(),
         {
-            "data": {"train": str(train_file), "valid": str(valid_file), "format": "generic", "columns": TINY_COLUMNS},
+            "data": tiny_data_section(tmp_path),
             "model": {"hidden": 8},
             "optim": {"batch_size": 8, "max_epochs": 2, "eval_batch_size": 16},
             "output": str(tmp_path / "run"),

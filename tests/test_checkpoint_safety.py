@@ -56,26 +56,10 @@ def old_format(model, label_map, kind="model", **extra):
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """A finished stage-one run and a stage-two run on it (tiny)."""
-    from conftest import write_pairs
-    from vaa.config import RunConfig
+    from conftest import make_tiny_config
 
     tmp = tmp_path_factory.mktemp("runs")
-    config = apply_overrides(
-        RunConfig(),
-        {
-            "data": {
-                "train": str(write_pairs(tmp / "train.tsv", 48, 0)),
-                "valid": str(write_pairs(tmp / "valid.tsv", 16, 1)),
-                "format": "generic",
-                "columns": "a=a,b=b,label=y",
-            },
-            "model": {"hidden": 8},
-            "optim": {"batch_size": 8, "max_epochs": 1, "eval_batch_size": 16},
-            "output": str(tmp / "a"),
-            "progress": False,
-            "log_every": 2,
-        },
-    )
+    config = apply_overrides(make_tiny_config(tmp), {"optim": {"max_epochs": 1}, "output": str(tmp / "a")})
     train(config)
     b = apply_overrides(
         config, {"vaa": {"model_a": str(tmp / "a")}, "output": str(tmp / "b"), "data": {"train": None, "valid": None}}

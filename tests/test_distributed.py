@@ -20,7 +20,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import write_pairs
+from conftest import tiny_data_section
 from vaa.checkpoint import load_pair_model
 from vaa.config import apply_overrides
 from vaa.data.sources import load_splits
@@ -69,12 +69,7 @@ def ddp_run(tmp_path_factory):
     tiny = apply_overrides(
         RunConfig(),
         {
-            "data": {
-                "train": str(write_pairs(data / "train.tsv", 48, 0)),
-                "valid": str(write_pairs(data / "valid.tsv", 16, 1)),
-                "format": "generic",
-                "columns": "a=a,b=b,label=y",
-            },
+            "data": tiny_data_section(data),
             "progress": False,
         },
     )

@@ -44,20 +44,8 @@ def _ece(probs: np.ndarray, gold: np.ndarray) -> float:
 
 
 def test_reproduce_end_to_end(tmp_path, capsys):
-    train = write_pairs(tmp_path / "train.tsv", 32, 0)
-    valid = write_pairs(tmp_path / "valid.tsv", 16, 1)
     test = write_pairs(tmp_path / "test.tsv", 12, 2)
-    preset = tmp_path / "tiny.yaml"
-    preset.write_text(f"""extends: esim
-data: {{train: {train}, valid: {valid}, format: generic, columns: "a=a,b=b,label=y"}}
-model: {{hidden: 6}}
-optim: {{batch_size: 8, max_epochs: 1}}
-log_every: 2
-""")
-    stage_two = tmp_path / "tiny-vaa.yaml"
-    stage_two.write_text(
-        f"extends: {tmp_path / 'esim-vaa-base.yaml'}\nmodel: {{hidden: 6}}\noptim: {{batch_size: 8, max_epochs: 1}}\nlog_every: 2\n"
-    )
+    preset, stage_two = write_tiny_presets(tmp_path, str(tmp_path / "esim-vaa-base.yaml"), more="log_every: 2\n")
     (tmp_path / "esim-vaa-base.yaml").write_text("extends: esim-vaa\n")
     out = tmp_path / "repro"
     args = [

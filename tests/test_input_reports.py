@@ -90,24 +90,25 @@ def test_predict_reports_skips(run_a, bad_file, tmp_path, capsys, caplog):
     ]
 
 
+def _vulnerability_skipping(run, pairs_file, out_file, *more: str) -> list[str]:
+    """``vaa vulnerability`` of ``run`` on ``pairs_file`` in skip mode, into ``out_file``."""
+    return [
+        "vulnerability",
+        str(run),
+        str(pairs_file),
+        *GENERIC,
+        "--on-error",
+        "skip",
+        *more,
+        "--output",
+        str(out_file),
+        "--no-progress",
+    ]
+
+
 def test_vulnerability_reports_skips(run_a, bad_file, tmp_path, capsys):
     out_file = tmp_path / "v.csv"
-    assert (
-        main(
-            [
-                "vulnerability",
-                str(run_a),
-                str(bad_file),
-                *GENERIC,
-                "--on-error",
-                "skip",
-                "--output",
-                str(out_file),
-                "--no-progress",
-            ]
-        )
-        == 0
-    )
+    assert main(_vulnerability_skipping(run_a, bad_file, out_file)) == 0
     assert "skipped: 1 malformed row" in capsys.readouterr().err
 
 
@@ -121,24 +122,7 @@ def test_run_records_truncation_counts(run_a):
 
 def test_vulnerability_refuses_an_overflowing_eps(run_a, bad_file, tmp_path, capsys):
     out_file = tmp_path / "v.csv"
-    assert (
-        main(
-            [
-                "vulnerability",
-                str(run_a),
-                str(bad_file),
-                *GENERIC,
-                "--on-error",
-                "skip",
-                "--eps",
-                "1e38",
-                "--output",
-                str(out_file),
-                "--no-progress",
-            ]
-        )
-        == 2
-    )
+    assert main(_vulnerability_skipping(run_a, bad_file, out_file, "--eps", "1e38")) == 2
     err = capsys.readouterr().err
     error = err.strip().splitlines()[-1]  # after the read report (a log line): the error, in one line
     assert error.startswith("vaa: error:") and "non-finite" in error and "eps=1e+38" in error and "Traceback" not in err

@@ -237,28 +237,22 @@ def test_probe_computes_only_the_features_it_is_asked_for(tiny_config, tmp_path,
     monkeypatch.setattr(
         probe_module, "pair_features", lambda model, ex, cfg, want, *a: asked.append(list(want)) or real(model, ex, cfg, want, *a)
     )
-    probe(
-        tiny_config.output,
-        tiny_config.data.valid,
-        None,
-        folds=2,
-        columns="a=a,b=b,label=y",
-        format="generic",
-        limit=12,
-        progress=False,
-        names=["F2", "distance"],
-    )
+
+    def probe_for(names: list[str]) -> None:
+        probe(
+            tiny_config.output,
+            tiny_config.data.valid,
+            None,
+            folds=2,
+            columns="a=a,b=b,label=y",
+            format="generic",
+            limit=12,
+            progress=False,
+            names=names,
+        )
+
+    probe_for(["F2", "distance"])
     assert asked == [[], []]  # no gradient norms, no eps grids
     asked.clear()
-    probe(
-        tiny_config.output,
-        tiny_config.data.valid,
-        None,
-        folds=2,
-        columns="a=a,b=b,label=y",
-        format="generic",
-        limit=12,
-        progress=False,
-        names=["log_flip_eps", "targeted_loss_drop"],
-    )
+    probe_for(["log_flip_eps", "targeted_loss_drop"])
     assert asked == [["flip_eps", "targeted_loss_drop"], ["flip_eps"]]
