@@ -156,23 +156,28 @@ def test_compare_finds_a_feature_that_carries_the_label_and_not_its_noise():
     np.testing.assert_allclose(feature_matrix({"flip_eps": np.array([1.0, math.e])}, "log_flip_eps"), [[0.0], [1.0]])
 
 
-def test_probe_end_to_end_and_cli(tiny_config, tmp_path, capsys):
-    from vaa.cli import main
-    from vaa.stage_one import train
-
-    train(tiny_config)
-    out = tmp_path / "probe"
-    result = probe(
-        tiny_config.output,
-        tiny_config.data.valid,
+def _probe_valid(config, out, names: list[str]) -> dict:
+    """``probe`` of ``config``'s trained run on 12 of its validation pairs, 2 folds, the features ``names``."""
+    return probe(
+        config.output,
+        config.data.valid,
         out,
         folds=2,
         columns="a=a,b=b,label=y",
         format="generic",
         limit=12,
         progress=False,
-        names=["F2", "log_flip_eps", "targeted_loss_drop"],
+        names=names,
     )
+
+
+def test_probe_end_to_end_and_cli(tiny_config, tmp_path, capsys):
+    from vaa.cli import main
+    from vaa.stage_one import train
+
+    train(tiny_config)
+    out = tmp_path / "probe"
+    result = _probe_valid(tiny_config, out, ["F2", "log_flip_eps", "targeted_loss_drop"])
     assert result["pairs"] == 12
     stored = json.loads((out / "probe.json").read_text())
     assert set(stored["baselines"]) == {"log_probs", "v1"}
@@ -237,22 +242,8 @@ def test_probe_computes_only_the_features_it_is_asked_for(tiny_config, tmp_path,
     monkeypatch.setattr(
         probe_module, "pair_features", lambda model, ex, cfg, want, *a: asked.append(list(want)) or real(model, ex, cfg, want, *a)
     )
-
-    def probe_for(names: list[str]) -> None:
-        probe(
-            tiny_config.output,
-            tiny_config.data.valid,
-            None,
-            folds=2,
-            columns="a=a,b=b,label=y",
-            format="generic",
-            limit=12,
-            progress=False,
-            names=names,
-        )
-
-    probe_for(["F2", "distance"])
+    _probe_valid(tiny_config, None, ["F2", "distance"])
     assert asked == [[], []]  # no gradient norms, no eps grids
     asked.clear()
-    probe_for(["log_flip_eps", "targeted_loss_drop"])
+    _probe_valid(tiny_config, None, ["log_flip_eps", "targeted_loss_drop"])
     assert asked == [["flip_eps", "targeted_loss_drop"], ["flip_eps"]]
