@@ -38,6 +38,25 @@ def test_eps_zero_is_clean_accuracy_exactly(tiny_runs, which):
     assert model["kind"] == ("model" if which == "a" else "vaa")
 
 
+def test_eps_zero_reuses_the_clean_pass_instead_of_attacking(tiny_runs, monkeypatch):
+    """A second pass with input gradients may pick other kernels (e.g. BERT's
+    attention) and flip a pair on the boundary (seen with MiniLM: 79.00 against
+    78.67 clean); so eps 0 is scored by the clean pass and never attacked."""
+    import vaa.robustness as module
+
+    attacked = []
+    real = module.perturbation
+
+    def recording(base, cfg):
+        attacked.append(cfg.eps)
+        return real(base, cfg)
+
+    monkeypatch.setattr(module, "perturbation", recording)
+    tmp, a_run, _ = tiny_runs
+    robustness([a_run], tmp / "valid.tsv", _grid(), batch_size=16, device="cpu", progress=False, **DATA)
+    assert attacked and 0.0 not in attacked
+
+
 def test_a_strong_attack_lowers_accuracy_and_pgd_is_at_least_as_strong(tiny_runs):
     tmp, a_run, _ = tiny_runs
     report = robustness([a_run], tmp / "valid.tsv", _grid(), batch_size=16, device="cpu", progress=False, **DATA)

@@ -209,9 +209,13 @@ def robust_accuracy(
             batch = to_device(batch, device)
             gold = batch["label"]
             with torch.no_grad(), full_precision(gold.device):
-                clean += int((module(batch).argmax(-1) == gold).sum())
+                right = int((module(batch).argmax(-1) == gold).sum())
+            clean += right
             base = forward_with_gradient(target, batch, labels=gold)
             for k, setting in enumerate(settings):
+                if setting.eps == 0:  # no perturbation: the clean pass itself (a second pass with input
+                    correct[k] += right  # gradients may pick other kernels and flip a pair on the boundary)
+                    continue
                 delta = perturbation(base, setting.config())
                 logits, _ = forward_embedded(target, base.emb.with_values([v + d for v, d in zip(base.emb.values, delta)]))
                 correct[k] += int((logits.argmax(-1) == gold).sum())
