@@ -16,7 +16,8 @@ Measured, each as the best of ``--rounds`` interleaved repetitions:
   the one-off feature build and a stage-two epoch with those features cached,
   both as ratios to the stage-one epoch, e.g.
   ``--options "scalars=log_distance,F2" "normalize=layernorm" "saliency=true" "attack.steps=5"``
-  (``;`` joins several settings into one set; ``attack.`` settings go to the attack).
+  (``;`` joins several settings into one set; ``attack.`` settings go to the attack;
+  with ``calibrate_flip_rate=r`` the build includes stage two's eps search).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ import yaml
 
 from vaa.config import AttackConfig, DataConfig, OptimConfig, RunConfig, TrainConfig, VAAConfig
 from vaa.data.sources import read_file
-from vaa.features import feature_needs, pair_features
+from vaa.features import calibrate_eps, feature_needs, pair_features
 from vaa.inference import load_model
 from vaa.log_setup import configure_logging
 from vaa.models.vaa import VAAModel
@@ -123,6 +124,9 @@ def main() -> None:
         for text in args.options:
             vaa_cfg, attack_cfg = option_set(text, args.injection, attack)
             start = time.perf_counter()
+            if vaa_cfg.calibrate_flip_rate:  # stage two's one-off eps search on the training pairs, part of the build
+                found = calibrate_eps(a, examples, attack_cfg, vaa_cfg.calibrate_flip_rate, batch_size=args.eval_batch_size)
+                attack_cfg = dataclasses.replace(attack_cfg, eps=found["eps"])
             want = [w for w in feature_needs(vaa_cfg) if w != "scalars"]
             raw = pair_features(a, examples, attack_cfg, want, batch_size=args.eval_batch_size)
             raw = {
