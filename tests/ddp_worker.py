@@ -4,7 +4,7 @@
 Runs, through the library's own entry points, every scenario the tests check:
 stage one, stage two (with the V1/V2 cache built in parallel), a stage-one run
 interrupted after 5 batches and resumed, the parallel cache and sharded
-evaluation on their own. Each rank records every file-system write it makes
+evaluation on their own, and a NaN in rank 1's on-the-fly attack. Each rank records every file-system write it makes
 under WORKDIR/ddp (an audit hook sees them all, whoever makes them) and what
 it computed, in WORKDIR/reports/rank<N>.json.
 """
@@ -115,6 +115,28 @@ def main() -> None:
     report["cache"] = {"hit": info["hit"], "v1_sum": float(v1.double().sum()), "v2_sum": float(v2.double().sum())}
     report["eval"] = {"accuracy": preds.accuracy, "loss": preds.loss, "probs": np.round(preds.probs, 12).tolist()}
     lap("cache and evaluation")
+    # a NaN on rank 1 only, inside the on-the-fly attack of stage two (training) and of a
+    # stage-two model's prediction: every rank must stop with rank 1's error, at once
+    import vaa.models.vaa as vaa_module
+    from vaa.guards import NonFiniteError
+    from vaa.inference import load_model
+
+    vaa_b2 = load_model(WORKDIR / "ddp" / "b2").module
+    if runtime.rank == 1:
+        real = vaa_module.perturbation
+        vaa_module.perturbation = lambda base, cfg: [torch.full_like(s, float("nan")) for s in real(base, cfg)]
+    report["nan"] = {}
+    nan_config = RunConfig.load(WORKDIR / "nan.json")
+    for what, call in (
+        ("train", lambda: train_vaa(nan_config)),
+        ("predict", lambda: predict_examples(vaa_b2, examples, batch_size=5, runtime=runtime)),
+    ):
+        try:
+            call()
+            report["nan"][what] = "finished"
+        except NonFiniteError as exc:
+            report["nan"][what] = str(exc)
+    lap("NaN on one rank")
     report["writes"] = WRITES
     report["rank"] = runtime.rank
     out = WORKDIR / "reports"

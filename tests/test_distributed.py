@@ -57,7 +57,8 @@ def _configs(root: Path, tiny_config):
     # the authors' way: V1/V2 from an attack inside every forward pass, and the classifier injection (A's head unused)
     b2 = apply_overrides(b, {"output": str(root / "ddp" / "b2"), "vaa": {"cache": False, "injection": "classifier"}})
     resume = apply_overrides(a, {"output": str(root / "ddp" / "resume")})
-    return a, b, b2, resume
+    nan = apply_overrides(b2, {"output": str(root / "nan" / "b")})  # outside ddp/: not in the audit of writes
+    return a, b, b2, resume, nan
 
 
 @pytest.fixture(scope="module")
@@ -73,8 +74,8 @@ def ddp_run(tmp_path_factory):
             "progress": False,
         },
     )
-    a, b, b2, resume = _configs(root, tiny)
-    for name, config in (("a", a), ("b", b), ("b2", b2), ("resume", resume)):
+    a, b, b2, resume, nan = _configs(root, tiny)
+    for name, config in (("a", a), ("b", b), ("b2", b2), ("resume", resume), ("nan", nan)):
         config.save(root / f"{name}.json")
     env = {**os.environ, "PYTHONPATH": str(TESTS.parent / "src"), "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
@@ -113,7 +114,7 @@ def _assert_same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor],
 
 def test_stage_one_weights_equal_a_single_process_run(ddp_run, tmp_path):
     root, tiny, reports = ddp_run
-    a, _, _, _ = _configs(tmp_path, tiny)
+    a, *_ = _configs(tmp_path, tiny)
     single = train(apply_overrides(a, {"output": str(tmp_path / "single-a")}))
     _assert_same_weights(_weights(root / "ddp" / "a"), _weights(tmp_path / "single-a"))
     ddp_metrics = reports[0]["a"]
@@ -126,7 +127,7 @@ def test_stage_one_weights_equal_a_single_process_run(ddp_run, tmp_path):
 
 def test_stage_two_weights_equal_a_single_process_run(ddp_run, tmp_path):
     root, tiny, reports = ddp_run
-    _, b, b2, _ = _configs(root, tiny)  # model A: the DDP run's
+    _, b, b2, *_ = _configs(root, tiny)  # model A: the DDP run's
     for config, name in ((b, "b"), (b2, "b2")):
         train_vaa(apply_overrides(config, {"output": str(tmp_path / f"single-{name}")}))
         _assert_same_weights(_weights(root / "ddp" / name), _weights(tmp_path / f"single-{name}"))
@@ -189,3 +190,12 @@ def test_resume_under_two_processes_equals_an_uninterrupted_run(ddp_run):
     resumed = [json.loads(line) for line in (root / "ddp" / "resume" / "loss.jsonl").read_text().splitlines()]
     assert [r["step"] for r in resumed] == [r["step"] for r in straight]
     assert [r["loss"] for r in resumed] == pytest.approx([r["loss"] for r in straight], rel=1e-12)
+
+
+def test_a_nan_on_one_rank_stops_every_rank_with_its_message(ddp_run):
+    # rank 1's on-the-fly attack returns NaN steps; rank 0's is clean. Before the shared
+    # error, rank 0 waited in its next collective until the 30-minute timeout.
+    _, _, reports = ddp_run
+    for report in reports:
+        for what in ("train", "predict"):
+            assert "non-finite attack step" in report["nan"][what], (report["rank"], what, report["nan"][what])

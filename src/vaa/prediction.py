@@ -19,7 +19,7 @@ from torch import nn
 
 from .data.batching import BatchIterator, Example
 from .device import autocast, model_device, to_device, to_numpy
-from .guards import check_finite, is_finite
+from .guards import NonFiniteError, check_finite, is_finite
 from .progress import bar as progress_bar
 from .runtime import LOCAL, Runtime
 
@@ -61,11 +61,44 @@ def predict_examples(
         raise ValueError("no examples to predict")
     was_training = model.training
     model.eval()
+    error: str | None = None
+    pieces: list[Piece] = []
+    try:
+        pieces = _score_shard(model, examples, batch_size, progress, desc, runtime)
+    except NonFiniteError as exc:  # e.g. an on-the-fly attack's NaN: raised on every rank alike, below
+        if not runtime.distributed:
+            raise
+        error = str(exc)
+    finally:
+        model.train(was_training)
+    error = runtime.first_error(error)
+    if error is not None:
+        raise NonFiniteError(error)
+    gathered = sorted((p for part in runtime.all_gather(pieces) for p in part), key=lambda p: p[0])
+    probs: list[np.ndarray] = [None] * len(examples)  # type: ignore[list-item]
+    total, count = 0.0, 0
+    for _, indices, p, batch_total, batch_count, finite in gathered:  # summed in batch order, as one process would
+        check_finite(0.0 if finite else float("nan"), f"{desc} output (logits)", "the model's weights or inputs hold NaN or inf")
+        for row, i in zip(p, indices):
+            probs[i] = row
+        total += batch_total
+        count += batch_count
+    return Predictions(np.stack(probs), np.asarray([e["label"] for e in examples]), total / count if count else None)
+
+
+# (batch number, indices, probs, loss sum, labelled, logits finite)
+Piece = tuple[int, list[int], np.ndarray, float, int, bool]
+
+
+def _score_shard(
+    model: nn.Module, examples: Sequence[Example], batch_size: int, progress: bool, desc: str, runtime: Runtime
+) -> list[Piece]:
+    """This rank's share of the batches of the single-process order, scored
+    (the caller sets eval mode)."""
     device = model_device(model)
     iterator = BatchIterator(examples, batch_size, shuffle=False)
     shard = (runtime.rank, runtime.world_size)
-    # (batch number, indices, probs, loss sum, labelled, logits finite)
-    pieces: list[tuple[int, list[int], np.ndarray, float, int, bool]] = []
+    pieces: list[Piece] = []
     with torch.no_grad():
         for k, batch in enumerate(
             progress_bar(iterator.epoch(shard=shard), progress and runtime.is_main, total=iterator.shard_size(shard), desc=desc)
@@ -90,17 +123,7 @@ def predict_examples(
                     is_finite(logits),
                 )
             )
-    model.train(was_training)
-    gathered = sorted((p for part in runtime.all_gather(pieces) for p in part), key=lambda p: p[0])
-    probs: list[np.ndarray] = [None] * len(examples)  # type: ignore[list-item]
-    total, count = 0.0, 0
-    for _, indices, p, batch_total, batch_count, finite in gathered:  # summed in batch order, as one process would
-        check_finite(0.0 if finite else float("nan"), f"{desc} output (logits)", "the model's weights or inputs hold NaN or inf")
-        for row, i in zip(p, indices):
-            probs[i] = row
-        total += batch_total
-        count += batch_count
-    return Predictions(np.stack(probs), np.asarray([e["label"] for e in examples]), total / count if count else None)
+    return pieces
 
 
 __all__ = ["Predictions", "predict_examples"]

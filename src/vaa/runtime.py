@@ -76,6 +76,16 @@ class Runtime:
         dist.broadcast_object_list(box, src=0)
         return box[0]
 
+    def first_error(self, message: str | None) -> str | None:
+        """The first rank's error message (rank order), or None when no rank
+        had one. Every rank calls it at the same point after work that may
+        fail on some ranks only, then raises alike: one rank stopping alone
+        would leave the others waiting in their next collective until the
+        30-minute timeout."""
+        if not self.distributed:
+            return message
+        return next((m for m in self.all_gather(message) if m is not None), None)
+
     def sum(self, value: float) -> float:
         """Sum of a number over the ranks (float64, so the order of addition
         does not matter for the figures logged)."""

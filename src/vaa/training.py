@@ -303,23 +303,29 @@ class Trainer:
         if not part:  # fewer pairs than ranks: this rank joins the gradient exchange with a zero-weight pair
             part, weight = list(indices[:1]), 0.0
         batch = to_device(collate([self.train_examples[i] for i in part]), self.device)
-        with autocast(self.device, rt.precision):
-            if self.adversary is None:
-                logits = self.forward_model(batch)
-            else:  # the same forward pass, keeping the gradient of the looked-up embeddings for the attack
-                logits, emb, hidden = self.adversary.forward(self.model, batch)
-        logits = logits.float()
-        if rt.distributed:
-            loss_sum = F.cross_entropy(logits, batch["label"], reduction="sum") * weight
-            loss = loss_sum * (rt.world_size / len(indices))
-        else:
-            loss = F.cross_entropy(logits, batch["label"])
-        own = is_finite(loss.detach())
+        error: str | None = None  # a NaN the forward pass itself refused (stage two's on-the-fly attack)
+        try:
+            with autocast(self.device, rt.precision):
+                if self.adversary is None:
+                    logits = self.forward_model(batch)
+                else:  # the same forward pass, keeping the gradient of the looked-up embeddings for the attack
+                    logits, emb, hidden = self.adversary.forward(self.model, batch)
+            logits = logits.float()
+            if rt.distributed:
+                loss_sum = F.cross_entropy(logits, batch["label"], reduction="sum") * weight
+                loss = loss_sum * (rt.world_size / len(indices))
+            else:
+                loss = F.cross_entropy(logits, batch["label"])
+            if not is_finite(loss.detach()):
+                error = f"non-finite training loss ({float(loss.detach())}); {_NON_FINITE_HINT}"
+        except NonFiniteError as exc:
+            if not rt.distributed:
+                raise
+            error = str(exc)
         # one rank's NaN stops them all (else the others would wait in backward's all-reduce)
-        finite = rt.sum(0.0 if own else 1.0) == 0.0 if rt.distributed else own
-        if not finite:
-            what = f"training loss ({float(loss.detach())})" if not own else "training loss on another rank"
-            raise NonFiniteError(f"non-finite {what}; {_NON_FINITE_HINT}")
+        failed = rt.sum(0.0 if error is None else 1.0) > 0.0 if rt.distributed else error is not None
+        if failed:
+            raise NonFiniteError(rt.first_error(error) if rt.distributed else error)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         if self.adversary is not None:  # adds weight * CE(A(E + delta), y) to the gradients (vaa.adversarial)
