@@ -9,7 +9,9 @@ all from the same trained model A, ranked on validation only.
 Model A is the Table 3 run's, ``benchmarks/out/<dataset>/seed<k>/a`` (train it
 first with table3.py); it is read, never written. Each setting's runs go to
 ``benchmarks/out/<dataset>-screen/<setting>/seed<k>/<variant>`` with a link
-``seed<k>/a`` to A for the summary; each setting builds its own V1/V2 cache.
+``seed<k>/a`` to A for the summary; runs that attack alike share one V1/V2
+cache (``vcache-seed<k>/``). The paper setting links the finished runs of
+table3.py (same A, same training) instead of training them again.
 
 A setting's controls get the same setting (a control differs from +VAA only in
 where the vulnerability comes from): ``permuted`` (every pair keeps its own V1,
@@ -76,21 +78,32 @@ def merge(*parts: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def link_model_a(a_dir: Path, seed_dir: Path) -> None:
-    """seed<k>/a -> A's run folder (relative), so the summary reads A's predictions."""
-    seed_dir.mkdir(parents=True, exist_ok=True)
-    link = seed_dir / "a"
+def link_run(run: Path, link: Path) -> None:
+    """``link`` -> ``run`` (relative): the summary reads the run's predictions
+    through it; nothing is ever trained or written through a link."""
+    link.parent.mkdir(parents=True, exist_ok=True)
     if not link.exists():
-        link.symlink_to(os.path.relpath(a_dir.resolve(), seed_dir.resolve()), target_is_directory=True)
+        link.symlink_to(os.path.relpath(run.resolve(), link.parent.resolve()), target_is_directory=True)
 
 
 def run_setting(name: str, a_dir: Path, out: Path, controls: list[str], overrides_b: dict[str, Any]) -> None:
     """Train +VAA and the setting's controls from model A (finished runs are reused)."""
     a_config = RunConfig.load(a_dir / "config.json")
-    link_model_a(a_dir, out / name / f"seed{a_config.seed}")
+    seed_dir = out / name / f"seed{a_config.seed}"
+    link_run(a_dir, seed_dir / "a")
     preset = "hf-vaa" if a_config.model.family == "hf" else "esim-vaa"
+    # one V1/V2 cache folder per A: its files are keyed by A's weights, the attack and the
+    # features, so settings and controls that attack alike share one build
+    shared_cache = {"vaa": {"cache_dir": str(out / f"vcache-seed{a_config.seed}")}}
     for variant in ["vaa", *controls_for(SETTINGS[name], controls)]:
-        b_config = stage_two_config(preset, a_config, variant, out / name, merge(overrides_b, SETTINGS[name]))
+        table3_run = a_dir.parent / variant  # the paper setting's runs of table3.py: the same training
+        if not SETTINGS[name] and (table3_run / "results.json").exists() and not (seed_dir / variant).exists():
+            print(f"== {name}: {LABELS.get(variant, variant)}: the finished {table3_run}", flush=True)
+            link_run(table3_run, seed_dir / variant)
+            continue
+        if (seed_dir / variant).is_symlink():
+            continue
+        b_config = stage_two_config(preset, a_config, variant, out / name, merge(overrides_b, shared_cache, SETTINGS[name]))
         print(f"== {name}: {LABELS.get(variant, variant)} ({b_config.output})", flush=True)
         train_vaa(b_config)
 
