@@ -2,7 +2,8 @@
 ``python -m torch.distributed.run --standalone --nproc_per_node 2 tests/ddp_worker.py WORKDIR``.
 
 Runs, through the library's own entry points, every scenario the tests check:
-stage one, stage two (with the V1/V2 cache built in parallel), a stage-one run
+stage one (plain, and adversarially trained with FGM and PGD), stage two (with
+the V1/V2 cache built in parallel), a stage-one run
 interrupted after 5 batches and resumed, the parallel cache and sharded
 evaluation on their own, and a NaN in rank 1's on-the-fly attack. Each rank records every file-system write it makes
 under WORKDIR/ddp (an audit hook sees them all, whoever makes them) and what
@@ -75,6 +76,10 @@ def main() -> None:
         "losses": [h["train_loss"] for h in a["history"]],
     }
     lap("stage one")
+    for method in ("fgm", "pgd"):
+        adv = train(RunConfig.load(WORKDIR / f"a-{method}.json"))
+        report[method] = {"losses": [h["train_loss"] for h in adv["history"]]}
+    lap("adversarial training")
     b = train_vaa(RunConfig.load(WORKDIR / "b.json"))
     report["b"] = {"epochs": b["epochs"], "cache_hit": b["info"]["cache"]["train"]["hit"]}
 

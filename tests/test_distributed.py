@@ -58,7 +58,18 @@ def _configs(root: Path, tiny_config):
     b2 = apply_overrides(b, {"output": str(root / "ddp" / "b2"), "vaa": {"cache": False, "injection": "classifier"}})
     resume = apply_overrides(a, {"output": str(root / "ddp" / "resume")})
     nan = apply_overrides(b2, {"output": str(root / "nan" / "b")})  # outside ddp/: not in the audit of writes
-    return a, b, b2, resume, nan
+    # adversarial training: the clean pass's gradients stay local, the adversarial pass exchanges the sum
+    fgm = apply_overrides(
+        a, {"output": str(root / "ddp" / "a-fgm"), "train": {"adversarial_training": "fgm", "adversarial_eps": 0.5}}
+    )
+    pgd = apply_overrides(
+        a,
+        {
+            "output": str(root / "ddp" / "a-pgd"),
+            "train": {"adversarial_training": "pgd", "adversarial_eps": 0.5, "adversarial_steps": 2},
+        },
+    )
+    return a, b, b2, resume, nan, fgm, pgd
 
 
 @pytest.fixture(scope="module")
@@ -74,8 +85,8 @@ def ddp_run(tmp_path_factory):
             "progress": False,
         },
     )
-    a, b, b2, resume, nan = _configs(root, tiny)
-    for name, config in (("a", a), ("b", b), ("b2", b2), ("resume", resume), ("nan", nan)):
+    configs = dict(zip(("a", "b", "b2", "resume", "nan", "a-fgm", "a-pgd"), _configs(root, tiny)))
+    for name, config in configs.items():
         config.save(root / f"{name}.json")
     env = {**os.environ, "PYTHONPATH": str(TESTS.parent / "src"), "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
@@ -132,6 +143,18 @@ def test_stage_two_weights_equal_a_single_process_run(ddp_run, tmp_path):
         train_vaa(apply_overrides(config, {"output": str(tmp_path / f"single-{name}")}))
         _assert_same_weights(_weights(root / "ddp" / name), _weights(tmp_path / f"single-{name}"))
     assert reports[0]["b"] == reports[1]["b"] and reports[0]["b"]["cache_hit"] is False
+
+
+@pytest.mark.parametrize("method", ["fgm", "pgd"])
+def test_adversarial_training_under_two_processes_equals_one_process(ddp_run, tmp_path, method):
+    root, tiny, reports = ddp_run
+    config = {"fgm": _configs(tmp_path, tiny)[5], "pgd": _configs(tmp_path, tiny)[6]}[method]
+    single = train(apply_overrides(config, {"output": str(tmp_path / f"single-{method}")}))
+    _assert_same_weights(_weights(root / "ddp" / f"a-{method}"), _weights(tmp_path / f"single-{method}"))
+    assert reports[0][method]["losses"] == pytest.approx([h["train_loss"] for h in single["history"]], rel=1e-5)
+    assert reports[0][method] == reports[1][method]
+    # and the adversarial term is in: the logged losses differ from plain training's
+    assert reports[0][method]["losses"] != pytest.approx(reports[0]["a"]["losses"], rel=1e-3)
 
 
 def test_sharded_cache_equals_the_single_process_cache(ddp_run):

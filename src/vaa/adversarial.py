@@ -25,16 +25,16 @@ values and nothing of delta is left in it when the optimiser steps (the
 usual FGM recipe "perturb, backward, restore", without the restore).
 
 The trainer calls :meth:`AdversarialLoss.forward` instead of the model's own
-forward pass and :meth:`AdversarialLoss.backward` after the clean loss's
-backward pass; with ``none`` no object exists and training is unchanged.
+forward pass, then, after the clean loss's backward pass,
+:meth:`AdversarialLoss.perturbation` and :meth:`AdversarialLoss.perturbed_forward`
+and adds the adversarial loss's backward pass; with ``none`` no object exists
+and training is unchanged. Both passes go through the model's ``forward`` (the
+DDP wrapper's under torchrun): the clean pass's gradients stay local
+(``no_sync``) and the adversarial pass exchanges the sum once, so a run under
+torchrun equals one process with the same global batch.
 """
 
 from __future__ import annotations
-
-import contextlib
-from collections.abc import Callable
-from contextlib import AbstractContextManager
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -42,7 +42,6 @@ import torch.nn.functional as F
 from .attack import BasePass, perturbation
 from .config import AttackConfig, TrainConfig
 from .data.batching import Batch
-from .guards import NonFiniteError, is_finite
 from .models.base import Embedded, PairModel
 
 
@@ -71,25 +70,28 @@ class AdversarialLoss:
             )
         return model
 
-    def forward(self, model: torch.nn.Module, batch: Batch) -> tuple[torch.Tensor, Embedded, torch.Tensor]:
+    def forward(self, model: PairModel, batch: Batch, module: torch.nn.Module | None = None) -> tuple[torch.Tensor, Embedded]:
         """The clean pass, A(E), keeping the gradient of E for the attack:
-        (logits, E, the last hidden vector)."""
+        (logits, E). ``module`` is what to call: the DistributedDataParallel
+        wrapper of ``model`` under torchrun, else ``model`` itself."""
         model = self.check_model(model)
-        emb = model.embed(batch)
-        values = []
-        for v in emb.values:
-            if v.requires_grad:
-                v.retain_grad()  # the gradient also flows on into the embedding matrix
-            else:  # frozen word vectors: E is a leaf of its own
-                v = v.detach().requires_grad_(True)
-            values.append(v)
-        emb = emb.with_values(values)
-        hidden = model.encode(emb)
-        return model.classify(hidden), emb, hidden
+        kept: list[Embedded] = []
 
-    def perturbation(
-        self, model: PairModel, batch: Batch, emb: Embedded, logits: torch.Tensor, hidden: torch.Tensor
-    ) -> list[torch.Tensor]:
+        def keep_gradient(emb: Embedded) -> Embedded:
+            values = []
+            for v in emb.values:
+                if v.requires_grad:
+                    v.retain_grad()  # the gradient also flows on into the embedding matrix
+                else:  # frozen word vectors: E is a leaf of its own
+                    v = v.detach().requires_grad_(True)
+                values.append(v)
+            kept.append(emb.with_values(values))
+            return kept[0]
+
+        logits = (module or model)(batch, perturb=keep_gradient)
+        return logits, kept[0]
+
+    def perturbation(self, model: PairModel, batch: Batch, emb: Embedded, logits: torch.Tensor) -> list[torch.Tensor]:
         """delta from the clean gradient of E (after the clean backward pass),
         against the gold labels; zero outside real word positions."""
         grads = [v.grad if v.grad is not None else torch.zeros_like(v) for v in emb.values]
@@ -98,7 +100,7 @@ class AdversarialLoss:
         base = BasePass(
             emb=emb.with_values([v.detach().float() for v in emb.values]),
             logits=logits.detach().float(),
-            hidden=hidden.detach().float(),
+            hidden=None,
             grads=grads,
             predicted=logits.detach().argmax(-1),
             index=batch["index"] if "index" in batch else torch.arange(labels.shape[0], device=labels.device),
@@ -108,34 +110,24 @@ class AdversarialLoss:
         )
         return [d.detach() for d in perturbation(base, self.attack)]
 
-    def backward(
-        self,
-        model: torch.nn.Module,
-        batch: Batch,
-        emb: Embedded,
-        logits: torch.Tensor,
-        hidden: torch.Tensor,
-        scale: Callable[[torch.Tensor], torch.Tensor] = lambda x: x,
-        precision: Callable[[], AbstractContextManager[Any]] = contextlib.nullcontext,
+    def perturbed_forward(
+        self, model: PairModel, batch: Batch, delta: list[torch.Tensor], module: torch.nn.Module | None = None
     ) -> torch.Tensor:
-        """Add weight * CE(A(E + delta), y) to the gradients (the clean loss's
-        backward pass has run); returns that weighted adversarial loss.
-        ``scale``: the trainer's gradient scaler (fp16); ``precision``: its
-        autocast for the adversarial forward pass. A non-finite
-        adversarial loss raises ``NonFiniteError`` before its backward pass."""
-        model = self.check_model(model)
-        delta = self.perturbation(model, batch, emb, logits, hidden)
-        with precision():
-            again = model.embed(batch)  # a fresh lookup: delta never touches the embedding matrix
-            adversarial = again.with_values([v + d.to(v.dtype) for v, d in zip(again.values, delta)])
-            logits_adv = model.classify(model.encode(adversarial)).float()
-        loss = self.weight * F.cross_entropy(logits_adv, batch["label"])
-        if not is_finite(loss.detach()):
-            raise NonFiniteError(
-                f"non-finite adversarial training loss ({float(loss.detach())}); lower train.adversarial_eps or optim.lr"
-            )
-        scale(loss).backward()
-        return loss.detach()
+        """Logits of A(E + delta): the words are looked up again and delta (a
+        constant) is added, so it never touches the embedding matrix."""
+        self.check_model(model)
+
+        def shift(emb: Embedded) -> Embedded:
+            return emb.with_values([v + d.to(v.dtype) for v, d in zip(emb.values, delta)])
+
+        return (module or model)(batch, perturb=shift)
+
+    def loss(self, model: PairModel, batch: Batch, emb: Embedded, logits: torch.Tensor) -> torch.Tensor:
+        """weight * CE(A(E + delta), y) on one process (the clean loss's
+        backward pass has run); the trainer computes the same, with its
+        DDP-aware reduction, from ``perturbation`` and ``perturbed_forward``."""
+        delta = self.perturbation(model, batch, emb, logits)
+        return self.weight * F.cross_entropy(self.perturbed_forward(model, batch, delta).float(), batch["label"])
 
 
 def adversarial_loss(cfg: TrainConfig | None) -> AdversarialLoss | None:

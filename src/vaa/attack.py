@@ -67,7 +67,7 @@ class BasePass:
 
     emb: Embedded  # E (detached)
     logits: torch.Tensor  # O
-    hidden: torch.Tensor  # V1 = A^-(E)
+    hidden: torch.Tensor | None  # V1 = A^-(E); None in adversarial training's pass (its gradient directions never read it)
     grads: list[torch.Tensor]  # dJ(A(E), y_pred)/dE, one per tensor of E
     predicted: torch.Tensor  # y_pred
     index: torch.Tensor  # each pair's index in its dataset (seeds the random-direction control)

@@ -11,6 +11,7 @@ interruption.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import random
@@ -30,10 +31,11 @@ from torch.nn.parallel import DistributedDataParallel
 from .adversarial import AdversarialLoss, adversarial_loss
 from .checkpoint import CheckpointInfo, load_training_state, load_weights, rng_state, save_checkpoint, set_rng_state
 from .config import OptimConfig, RunConfig, TrainConfig
-from .data.batching import BatchIterator, Example, collate, split_batch
+from .data.batching import Batch, BatchIterator, Example, collate, split_batch
 from .device import autocast, grad_scaler, to_device
 from .files import atomic_write_text, read_jsonl  # noqa: F401  (read_jsonl: re-exported)
 from .guards import NonFiniteError, check_finite, is_finite
+from .models.base import Embedded
 from .prediction import Predictions, predict_examples  # noqa: F401  (Predictions: re-exported; the loop lives in prediction.py)
 from .progress import bar as progress_bar
 from .runtime import LOCAL, Runtime
@@ -208,11 +210,6 @@ class Trainer:
         self.adversary = adversarial_loss(settings.adversarial)
         if self.adversary is not None:
             AdversarialLoss.check_model(model)
-            if runtime.distributed:
-                raise ValueError(
-                    "adversarial training (train.adversarial_training) runs in one process: "
-                    "drop torchrun or set train.adversarial_training=none"
-                )
         self.batches = BatchIterator(train, optim.batch_size, shuffle=True, seed=settings.seed)
         params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
         if not params:
@@ -291,6 +288,45 @@ class Trainer:
         return True
 
     # -- the loop ---------------------------------------------------------
+    def _global_mean_loss(self, logits: torch.Tensor, labels: torch.Tensor, weight: float, global_size: int) -> torch.Tensor:
+        """Mean cross-entropy over the global batch. Under DDP each rank sums
+        its part, scaled so that DDP's averaging of the gradients gives the
+        single-process gradient; ``weight`` 0 for a rank's stand-in pair."""
+        if self.runtime.distributed:
+            return F.cross_entropy(logits, labels, reduction="sum") * weight * (self.runtime.world_size / global_size)
+        return F.cross_entropy(logits, labels)
+
+    def _stop_together(self, error: str | None) -> None:
+        """Raise NonFiniteError(error) on every rank when any rank has one:
+        one rank's NaN stops them all (else the others would wait in
+        backward's all-reduce)."""
+        rt = self.runtime
+        if rt.distributed:
+            if rt.sum(0.0 if error is None else 1.0) > 0.0:
+                raise NonFiniteError(rt.first_error(error))
+        elif error is not None:
+            raise NonFiniteError(error)
+
+    def _adversarial_backward(
+        self, batch: Batch, emb: Embedded, logits: torch.Tensor, weight: float, global_size: int
+    ) -> torch.Tensor:
+        """Adversarial training's second half: delta from the clean pass's
+        gradient of E, then the backward pass of weight * CE(A(E + delta), y),
+        which adds to the clean gradients (and, under DDP, exchanges the sum)."""
+        assert self.adversary is not None
+        delta = self.adversary.perturbation(self.model, batch, emb, logits)
+        with autocast(self.device, self.runtime.precision):
+            logits_adv = self.adversary.perturbed_forward(self.model, batch, delta, self.forward_model)
+        adversarial = self.adversary.weight * self._global_mean_loss(logits_adv.float(), batch["label"], weight, global_size)
+        finite = is_finite(adversarial.detach())
+        self._stop_together(
+            None
+            if finite
+            else f"non-finite adversarial training loss ({float(adversarial.detach())}); lower train.adversarial_eps or optim.lr"
+        )
+        self.scaler.scale(adversarial).backward()
+        return adversarial.detach()
+
     def train_step(self, indices: Sequence[int]) -> float:
         """One optimiser step on one global batch; returns its mean loss. A
         non-finite loss or gradient norm raises before the step (on every
@@ -303,35 +339,29 @@ class Trainer:
         if not part:  # fewer pairs than ranks: this rank joins the gradient exchange with a zero-weight pair
             part, weight = list(indices[:1]), 0.0
         batch = to_device(collate([self.train_examples[i] for i in part]), self.device)
-        error: str | None = None  # a NaN the forward pass itself refused (stage two's on-the-fly attack)
-        try:
-            with autocast(self.device, rt.precision):
-                if self.adversary is None:
-                    logits = self.forward_model(batch)
-                else:  # the same forward pass, keeping the gradient of the looked-up embeddings for the attack
-                    logits, emb, hidden = self.adversary.forward(self.model, batch)
-            logits = logits.float()
-            if rt.distributed:
-                loss_sum = F.cross_entropy(logits, batch["label"], reduction="sum") * weight
-                loss = loss_sum * (rt.world_size / len(indices))
-            else:
-                loss = F.cross_entropy(logits, batch["label"])
-            if not is_finite(loss.detach()):
-                error = f"non-finite training loss ({float(loss.detach())}); {_NON_FINITE_HINT}"
-        except NonFiniteError as exc:
-            if not rt.distributed:
-                raise
-            error = str(exc)
-        # one rank's NaN stops them all (else the others would wait in backward's all-reduce)
-        failed = rt.sum(0.0 if error is None else 1.0) > 0.0 if rt.distributed else error is not None
-        if failed:
-            raise NonFiniteError(rt.first_error(error) if rt.distributed else error)
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
+        # with adversarial training the gradients are exchanged once, in the adversarial pass's backward
+        clean_pass = self.forward_model.no_sync() if rt.distributed and self.adversary is not None else contextlib.nullcontext()
+        with clean_pass:
+            error: str | None = None  # also a NaN the forward pass itself refused (stage two's on-the-fly attack)
+            try:
+                with autocast(self.device, rt.precision):
+                    if self.adversary is None:
+                        logits = self.forward_model(batch)
+                    else:  # the same forward pass, keeping the gradient of the looked-up embeddings for the attack
+                        logits, emb = self.adversary.forward(self.model, batch, self.forward_model)
+                logits = logits.float()
+                loss = self._global_mean_loss(logits, batch["label"], weight, len(indices))
+                if not is_finite(loss.detach()):
+                    error = f"non-finite training loss ({float(loss.detach())}); {_NON_FINITE_HINT}"
+            except NonFiniteError as exc:
+                if not rt.distributed:
+                    raise
+                error = str(exc)
+            self._stop_together(error)
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
         if self.adversary is not None:  # adds weight * CE(A(E + delta), y) to the gradients (vaa.adversarial)
-            loss = loss + self.adversary.backward(
-                self.model, batch, emb, logits, hidden, self.scaler.scale, lambda: autocast(self.device, rt.precision)
-            )
+            loss = loss + self._adversarial_backward(batch, emb, logits, weight, len(indices))
         if self.scaler.is_enabled():
             if self.cfg.grad_clip and self.cfg.grad_clip > 0:
                 self.scaler.unscale_(self.optimizer)
@@ -344,8 +374,8 @@ class Trainer:
         self.scaler.update()
         if self.cfg.scheduler == "linear":
             self.scheduler.step()
-        if rt.distributed:
-            return rt.sum(float(loss_sum.detach())) / len(indices)
+        if rt.distributed:  # each rank's loss is its share of the global mean, times world_size
+            return rt.sum(float(loss.detach())) / rt.world_size
         return float(loss.detach())
 
     def _end_epoch(self, seconds: float, seen: int) -> None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
@@ -95,8 +95,14 @@ class PairModel(nn.Module, ABC):
         """Insert ``vector`` [B, embedding_dim] as an extra input position in
         front of each sentence (stage two's ``token`` injection)."""
 
-    def forward(self, batch: Batch) -> torch.Tensor:
-        return self.classify(self.encode(self.embed(batch)))
+    def forward(self, batch: Batch, perturb: Callable[[Embedded], Embedded] | None = None) -> torch.Tensor:
+        """Logits of A(E). ``perturb`` (adversarial training) maps the looked-up
+        E to what the pass reads; going through ``forward`` keeps a
+        DistributedDataParallel wrapper's gradient exchange in the loop."""
+        emb = self.embed(batch)
+        if perturb is not None:
+            emb = perturb(emb)
+        return self.classify(self.encode(emb))
 
     @abstractmethod
     def new_head(self, in_features: int) -> nn.Module:
