@@ -7,11 +7,12 @@ all from the same trained model A, ranked on validation only.
     .venv/bin/python benchmarks/screen.py --dataset snli --seeds 0 1 2 --settings layernorm scalars --threads 1
 
 Model A is the Table 3 run's, ``benchmarks/out/<dataset>/seed<k>/a`` (train it
-first with table3.py); it is read, never written. Each setting's runs go to
-``benchmarks/out/<dataset>-screen/<setting>/seed<k>/<variant>`` with a link
-``seed<k>/a`` to A for the summary; runs that attack alike share one V1/V2
-cache (``vcache-seed<k>/``). The paper setting links the finished runs of
-table3.py (same A, same training) instead of training them again.
+first with table3.py); it is read, never written. Each setting is one
+``vaa reproduce --reuse-a benchmarks/out/<dataset>`` into
+``benchmarks/out/<dataset>-screen/<setting>/`` (its own table3.md too); runs
+that attack alike share one V1/V2 cache (``vcache/``). The paper setting links
+the finished runs of table3.py (same A, same training) instead of training
+them again.
 
 A setting's controls get the same setting (a control differs from +VAA only in
 where the vulnerability comes from): ``permuted`` (every pair keeps its own V1,
@@ -40,10 +41,8 @@ from pathlib import Path
 from typing import Any
 
 from protocol import DATASETS, MODELS, OUT, with_threads
-from vaa.config import RunConfig
-from vaa.experiments import LABELS, format_p, stage_two_config, summarize
+from vaa.experiments import format_p, reproduce, summarize
 from vaa.log_setup import configure_logging
-from vaa.stage_two import train_vaa
 
 # The grid: name -> stage-two settings (applied to +VAA and to its controls alike).
 CHEAP_SCALARS = "log_distance,log_grad_norm,F1,F2,flip"
@@ -79,33 +78,35 @@ def merge(*parts: dict[str, Any]) -> dict[str, Any]:
 
 
 def link_run(run: Path, link: Path) -> None:
-    """``link`` -> ``run`` (relative): the summary reads the run's predictions
-    through it; nothing is ever trained or written through a link."""
+    """``link`` -> ``run`` (relative): reproduce reads a linked run as it is."""
     link.parent.mkdir(parents=True, exist_ok=True)
     if not link.exists():
         link.symlink_to(os.path.relpath(run.resolve(), link.parent.resolve()), target_is_directory=True)
 
 
-def run_setting(name: str, a_dir: Path, out: Path, controls: list[str], overrides_b: dict[str, Any]) -> None:
-    """Train +VAA and the setting's controls from model A (finished runs are reused)."""
-    a_config = RunConfig.load(a_dir / "config.json")
-    seed_dir = out / name / f"seed{a_config.seed}"
-    link_run(a_dir, seed_dir / "a")
-    preset = "hf-vaa" if a_config.model.family == "hf" else "esim-vaa"
-    # one V1/V2 cache folder per A: its files are keyed by A's weights, the attack and the
+def run_setting(name: str, a_root: Path, out: Path, seeds: list[int], controls: list[str], threads: int, stage_two: dict) -> None:
+    """+VAA and the setting's controls from the model A's in ``a_root``
+    (``vaa reproduce --reuse-a``); finished runs are reused."""
+    variants = ["vaa", *controls_for(SETTINGS[name], controls)]
+    if not SETTINGS[name]:  # the paper setting: table3.py's finished runs are the same training
+        for seed in seeds:
+            for variant in variants:
+                table3_run = a_root / f"seed{seed}" / variant
+                if (table3_run / "results.json").exists():
+                    link_run(table3_run, out / name / f"seed{seed}" / variant)
+    # one V1/V2 cache folder: its files are keyed by A's weights, the attack and the
     # features, so settings and controls that attack alike share one build
-    shared_cache = {"vaa": {"cache_dir": str(out / f"vcache-seed{a_config.seed}")}}
-    for variant in ["vaa", *controls_for(SETTINGS[name], controls)]:
-        table3_run = a_dir.parent / variant  # the paper setting's runs of table3.py: the same training
-        if not SETTINGS[name] and (table3_run / "results.json").exists() and not (seed_dir / variant).exists():
-            print(f"== {name}: {LABELS.get(variant, variant)}: the finished {table3_run}", flush=True)
-            link_run(table3_run, seed_dir / variant)
-            continue
-        if (seed_dir / variant).is_symlink():
-            continue
-        b_config = stage_two_config(preset, a_config, variant, out / name, merge(overrides_b, shared_cache, SETTINGS[name]))
-        print(f"== {name}: {LABELS.get(variant, variant)} ({b_config.output})", flush=True)
-        train_vaa(b_config)
+    shared_cache = {"vaa": {"cache_dir": str(out / "vcache")}}
+    reproduce(
+        "",
+        out / name,
+        seeds=seeds,
+        variants=variants,
+        overrides_a=with_threads({"progress": False}, threads),
+        overrides_b=merge(with_threads(stage_two, threads), shared_cache, SETTINGS[name]),
+        title=name,
+        reuse_a=a_root,
+    )
 
 
 def screen_rows(out: Path, seeds: list[int], names: list[str], controls: list[str]) -> list[dict[str, Any]]:
@@ -183,9 +184,8 @@ def main() -> None:
             raise SystemExit(f"{a_dir} holds no finished model A: run table3.py --dataset {args.dataset} --seeds {k} first")
     if not args.summarize_only:
         _, stage_two = MODELS[args.model]
-        for a_dir in a_dirs:
-            for name in args.settings:
-                run_setting(name, a_dir, out, args.controls, with_threads(stage_two, args.threads))
+        for name in args.settings:
+            run_setting(name, Path(args.out) / folder, out, args.seeds, args.controls, args.threads, stage_two)
     rows = screen_rows(out, args.seeds, args.settings, args.controls)
     seeds = " ".join(map(str, args.seeds))
     markdown = screen_markdown(rows, f"{args.dataset.upper()}, {args.model}, seeds {seeds}")

@@ -275,3 +275,49 @@ def test_reproduce_with_baselines_trains_adversarial_a_beside_a(tmp_path):
     assert set(summary["rows"]) >= {"baseline", "a-fgm", "vaa"}
     assert "delta_vs_baseline" in summary["rows"]["a-fgm"]["valid"] and "a-fgm" in summary["vaa_vs_controls"]
     assert "A + FGM adversarial training" in (out / "table3.md").read_text()
+
+
+def test_reproduce_reuses_the_model_a_of_another_reproduction(tmp_path, capsys):
+    import os
+
+    from vaa.config import RunConfig
+
+    preset, stage_two = write_tiny_presets(tmp_path)
+    first = tmp_path / "first"
+    common = ["--stage-two-preset", str(stage_two), "--seeds", "0", "--no-progress"]
+    assert main(["reproduce", "--preset", str(preset), "--variants", "vaa", "--output", str(first), *common]) == 0
+    a_dir = first / "seed0" / "a"
+    files = lambda folder: {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}  # noqa: E731
+    a_before, vaa_before = files(a_dir), files(first / "seed0" / "vaa")
+
+    # a stage-two setting and its control on the same A, without training A again
+    second = tmp_path / "second"
+    args = ["reproduce", "--reuse-a", str(first), "--variants", "vaa", "permuted", "--set-b", "vaa.normalize=layernorm"]
+    assert main([*args, "--output", str(second), *common]) == 0
+    link = second / "seed0" / "a"
+    assert link.is_symlink() and link.resolve() == a_dir.resolve()
+    assert files(a_dir) == a_before  # A is only read
+    b = RunConfig.load(second / "seed0" / "vaa" / "config.json")
+    assert os.path.samefile(b.vaa.model_a, a_dir) and b.vaa.normalize == "layernorm"
+    assert RunConfig.load(second / "seed0" / "permuted" / "config.json").vaa.normalize == "layernorm"
+    summary = json.loads((second / "table3.json").read_text())
+    reference = json.loads((first / "table3.json").read_text())
+    assert summary["rows"]["baseline"]["valid"]["per_seed"] == reference["rows"]["baseline"]["valid"]["per_seed"]
+    assert "permuted" in summary["vaa_vs_controls"]
+    assert "already finished" not in capsys.readouterr().err  # A was not even opened for training
+
+    # a linked stage-two run is read as it is, never trained or written through the link
+    third = tmp_path / "third"
+    (third / "seed0").mkdir(parents=True)
+    (third / "seed0" / "vaa").symlink_to(first / "seed0" / "vaa", target_is_directory=True)
+    assert main(["reproduce", "--reuse-a", str(first), "--variants", "vaa", "--output", str(third), *common]) == 0
+    assert files(first / "seed0" / "vaa") == vaa_before
+    assert json.loads((third / "table3.json").read_text())["rows"]["vaa"] == reference["rows"]["vaa"]
+
+    # no finished A to reuse, or no preset at all: one-line errors, nothing trained
+    capsys.readouterr()
+    assert main(["reproduce", "--reuse-a", str(tmp_path / "none"), "--output", str(tmp_path / "x"), *common]) == 2
+    assert "holds no finished model A" in capsys.readouterr().err
+    assert main(["reproduce", "--output", str(tmp_path / "y"), *common]) == 2
+    assert "needs --preset" in capsys.readouterr().err
+    assert not (tmp_path / "x" / "seed0" / "vaa").exists() and not (tmp_path / "y").exists()

@@ -157,6 +157,12 @@ def cmd_train_vaa(args: argparse.Namespace) -> int:
 def cmd_reproduce(args: argparse.Namespace) -> int:
     from .experiments import reproduce
 
+    if not args.preset and (not args.reuse_a or args.baselines):
+        raise ValueError(
+            "vaa reproduce needs --preset (model A's settings)"
+            + (": --baselines trains adversarially trained A's from it" if args.reuse_a else ", or --reuse-a DIR")
+        )
+
     over_a = _key_values(args.set_a, "--set-a")
     over_b = _key_values(args.set_b, "--set-b")
     over_adv = _key_values(args.set_adv, "--set-adv")
@@ -168,17 +174,18 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     _merge(over_a, dict(shared))
     _merge(over_b, dict(shared))
     reproduce(
-        args.preset,
+        args.preset or "",
         args.output,
         seeds=args.seeds,
         stage_two_preset=args.stage_two_preset,
         variants=args.variants,
         overrides_a=over_a,
         overrides_b=over_b,
-        title=args.title or args.preset,
+        title=args.title or args.preset or f"model A's of {args.reuse_a}",
         jobs=args.jobs,
         baselines=args.baselines,
         overrides_adversarial=over_adv,
+        reuse_a=args.reuse_a,
     )
     print(f"Table 3 written to {args.output}/table3.md (and .json, .png)")
     return 0
@@ -443,7 +450,13 @@ def _add_train_vaa(sub: Any) -> None:
 
 def _add_reproduce(sub: Any) -> None:
     p = sub.add_parser("reproduce", help="Table 3: baseline vs +VAA vs two controls over seeds, with paired tests")
-    p.add_argument("--preset", required=True, help="stage-one preset, e.g. qqp-esim")
+    p.add_argument("--preset", help="stage-one preset, e.g. qqp-esim (required unless --reuse-a)")
+    p.add_argument(
+        "--reuse-a",
+        metavar="DIR",
+        help="take the finished model A's of another reproduction (DIR/seed<k>/a, linked, never written) "
+        "instead of training them: compare a stage-two setting with its controls on the same A's",
+    )
     p.add_argument("--stage-two-preset", help="stage-two preset (default: esim-vaa or hf-vaa after model A's family)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="model seeds (default 0 1 2)")
     p.add_argument(

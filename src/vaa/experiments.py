@@ -30,12 +30,19 @@ would use instead of VAA: model A adversarially trained on its word embeddings
 caps as A (``overrides_a``), plus ``overrides_adversarial`` (e.g. the eps).
 Their rows get the same paired tests against A, and +VAA is tested against
 them like against the controls.
+
+``reuse_a`` (``vaa reproduce --reuse-a DIR``) takes the finished model A's of
+another reproduction (``DIR/seed<k>/a``) instead of training them: each is
+linked as ``seed<k>/a``, so a stage-two setting can be compared with its
+controls on the same A's without training A again. A linked run folder is
+only read: reproduce never trains or writes through a link.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -47,7 +54,7 @@ from .calibration import cross_fit, expected_calibration_error, fit, log_loss
 from .config import RunConfig, apply_overrides, load_preset
 from .figures import plot_losses, save_figure
 from .jobs import Job, gpu_slots, job_for, run_jobs
-from .runs import loss_curve, write_json
+from .runs import RunError, loss_curve, write_json
 from .stage_one import train
 from .stage_two import train_vaa
 
@@ -130,6 +137,36 @@ def stage_two_config(
         progress=a_config.progress,
         device=a_config.device,
     )
+
+
+def linked_model_a(reuse: str | Path, seed: int, output: str | Path, shared: dict[str, Any] | None = None) -> RunConfig:
+    """The finished model A of another reproduction, ``reuse/seed<k>/a``,
+    linked as ``output/seed<k>/a`` (relative link; nothing is written through
+    it); returns its config with ``shared`` (threads, progress, device) applied,
+    so that stage two runs where this reproduction runs."""
+    a_dir = Path(reuse) / f"seed{seed}" / "a"
+    if not (a_dir / "results.json").exists():
+        raise RunError(f"{a_dir} holds no finished model A (--reuse-a DIR reads DIR/seed<k>/a for every seed)")
+    link = Path(output) / f"seed{seed}" / "a"
+    if link.exists() and link.resolve() == a_dir.resolve():
+        pass  # already linked (a resumed reproduction), or reuse is this very folder
+    elif link.exists() or link.is_symlink():
+        raise RunError(f"{link} already exists and is not {a_dir}: choose another --output to reuse that model A")
+    else:
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(os.path.relpath(a_dir.resolve(), link.parent.resolve()), target_is_directory=True)
+    config = RunConfig.load(a_dir / "config.json")
+    shared = {k: v for k, v in (shared or {}).items() if k in ("threads", "progress", "device")}
+    return apply_overrides(dataclasses.replace(config, output=str(a_dir)), shared, source="shared run settings")
+
+
+def model_a_config(
+    preset: str, seed: int, output: Path, overrides_a: dict[str, Any] | None, reuse_a: str | Path | None
+) -> RunConfig:
+    """Model A's config for one seed: trained here, or reused (``reuse_a``)."""
+    if reuse_a is not None:
+        return linked_model_a(reuse_a, seed, output, overrides_a)
+    return stage_one_config(preset, seed, output, overrides_a)
 
 
 def mcnemar_p(correct_a: np.ndarray, correct_b: np.ndarray) -> float:
@@ -537,31 +574,47 @@ def reproduce(
     jobs: int = 1,
     baselines: Sequence[str] = (),
     overrides_adversarial: dict[str, Any] | None = None,
+    reuse_a: str | Path | None = None,
 ) -> dict[str, Any]:
     """Train (or reuse) every run, then write table3.md/.json/.png and the
     loss plots into ``output``. ``stage_two_preset`` defaults to esim-vaa or
     hf-vaa after model A's family. ``jobs`` > 1 runs the independent runs as
     that many concurrent local processes (:mod:`vaa.jobs`). ``baselines``
-    (fgm, pgd) adds adversarially trained A's (module docstring)."""
+    (fgm, pgd) adds adversarially trained A's; ``reuse_a`` takes another
+    reproduction's model A's (module docstring)."""
     output = Path(output)
     for baseline in baselines:
         baseline_folder(baseline)  # an unknown name fails before anything is trained
     if jobs > 1:
         _run_concurrently(
-            preset, output, seeds, stage_two_preset, variants, overrides_a, overrides_b, jobs, baselines, overrides_adversarial
+            preset,
+            output,
+            seeds,
+            stage_two_preset,
+            variants,
+            overrides_a,
+            overrides_b,
+            jobs,
+            baselines,
+            overrides_adversarial,
+            reuse_a,
         )
     for seed in seeds if jobs <= 1 else ():
-        a_config = stage_one_config(preset, seed, output, overrides_a)
+        a_config = model_a_config(preset, seed, output, overrides_a, reuse_a)
         if stage_two_preset is None:  # B is trained like its family's A
             stage_two_preset = "hf-vaa" if a_config.model.family == "hf" else "esim-vaa"
-        logger.info(f"== seed {seed}: model A ({a_config.output})")
-        train(a_config)
+        if reuse_a is None:
+            logger.info(f"== seed {seed}: model A ({a_config.output})")
+            train(a_config)
         for baseline in baselines:
             adv_config = stage_one_config(preset, seed, output, overrides_a, baseline, overrides_adversarial)
             logger.info(f"== seed {seed}: {LABELS[baseline_folder(baseline)]} ({adv_config.output})")
             train(adv_config)
         for variant in variants:
             b_config = stage_two_config(stage_two_preset, a_config, variant, output, overrides_b)
+            if Path(b_config.output).is_symlink():
+                logger.info(f"== seed {seed}: {LABELS.get(variant, variant)}: {b_config.output} is a link, read as it is")
+                continue
             logger.info(f"== seed {seed}: stage two, {LABELS.get(variant, variant)} ({b_config.output})")
             train_vaa(b_config)
     summary = summarize(output, seeds, variants, title or preset, baselines=baselines)
@@ -601,22 +654,28 @@ def reproduction_jobs(
     overrides_b: dict[str, Any] | None,
     baselines: Sequence[str] = (),
     overrides_adversarial: dict[str, Any] | None = None,
+    reuse_a: str | Path | None = None,
 ) -> list[Job]:
     """Every run of a reproduction as a plain command over a config file
-    (``output/jobs``); stage-two runs name their model A's job."""
+    (``output/jobs``); stage-two runs name their model A's job (none when
+    A is reused); linked run folders are left out."""
     out: list[Job] = []
     folder = output / "jobs"
     for seed in seeds:
-        a_config = stage_one_config(preset, seed, output, overrides_a)
+        a_config = model_a_config(preset, seed, output, overrides_a, reuse_a)
         two = stage_two_preset or ("hf-vaa" if a_config.model.family == "hf" else "esim-vaa")
-        a_job = job_for(a_config, "stage1", f"seed{seed}-a", folder)
-        out.append(a_job)
+        after = None
+        if reuse_a is None:
+            a_job = job_for(a_config, "stage1", f"seed{seed}-a", folder)
+            out.append(a_job)
+            after = a_job.name
         for baseline in baselines:
             adv_config = stage_one_config(preset, seed, output, overrides_a, baseline, overrides_adversarial)
             out.append(job_for(adv_config, "stage1", f"seed{seed}-{baseline_folder(baseline)}", folder))
         for variant in variants:
             b_config = stage_two_config(two, a_config, variant, output, overrides_b)
-            out.append(job_for(b_config, "stage2", f"seed{seed}-{variant}", folder, after=a_job.name))
+            if not Path(b_config.output).is_symlink():
+                out.append(job_for(b_config, "stage2", f"seed{seed}-{variant}", folder, after=after))
     return out
 
 
@@ -631,11 +690,10 @@ def _run_concurrently(
     jobs: int,
     baselines: Sequence[str] = (),
     overrides_adversarial: dict[str, Any] | None = None,
+    reuse_a: str | Path | None = None,
 ) -> None:
-    from .runs import RunError
-
     planned = reproduction_jobs(
-        preset, output, seeds, stage_two_preset, variants, overrides_a, overrides_b, baselines, overrides_adversarial
+        preset, output, seeds, stage_two_preset, variants, overrides_a, overrides_b, baselines, overrides_adversarial, reuse_a
     )
     device = str((overrides_a or {}).get("device", "auto"))
     failed = run_jobs(planned, jobs, gpu_slots(jobs, device))
