@@ -35,13 +35,14 @@ Writes screen-seeds<k…>.md/.json into ``benchmarks/out/<dataset>-screen/``.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 from protocol import DATASETS, MODELS, OUT, with_threads
-from vaa.experiments import format_p, reproduce, summarize
+from vaa.config import merge_settings
+from vaa.experiments import format_p, link_run_folder, reproduce, summarize
 from vaa.log_setup import configure_logging
 
 # The grid: name -> stage-two settings (applied to +VAA and to its controls alike).
@@ -68,22 +69,6 @@ def controls_for(setting: dict[str, Any], controls: list[str]) -> list[str]:
     return list(controls)
 
 
-def merge(*parts: dict[str, Any]) -> dict[str, Any]:
-    """Nested dicts of settings, later ones winning key by key."""
-    out: dict[str, Any] = {}
-    for part in parts:
-        for key, value in part.items():
-            out[key] = merge(out.get(key, {}), value) if isinstance(value, dict) else value
-    return out
-
-
-def link_run(run: Path, link: Path) -> None:
-    """``link`` -> ``run`` (relative): reproduce reads a linked run as it is."""
-    link.parent.mkdir(parents=True, exist_ok=True)
-    if not link.exists():
-        link.symlink_to(os.path.relpath(run.resolve(), link.parent.resolve()), target_is_directory=True)
-
-
 def run_setting(name: str, a_root: Path, out: Path, seeds: list[int], controls: list[str], threads: int, stage_two: dict) -> None:
     """+VAA and the setting's controls from the model A's in ``a_root``
     (``vaa reproduce --reuse-a``); finished runs are reused."""
@@ -91,9 +76,9 @@ def run_setting(name: str, a_root: Path, out: Path, seeds: list[int], controls: 
     if not SETTINGS[name]:  # the paper setting: table3.py's finished runs are the same training
         for seed in seeds:
             for variant in variants:
-                table3_run = a_root / f"seed{seed}" / variant
-                if (table3_run / "results.json").exists():
-                    link_run(table3_run, out / name / f"seed{seed}" / variant)
+                table3_run, here = a_root / f"seed{seed}" / variant, out / name / f"seed{seed}" / variant
+                if (table3_run / "results.json").exists() and not here.exists():  # a run screened here stays
+                    link_run_folder(table3_run, here)
     # one V1/V2 cache folder: its files are keyed by A's weights, the attack and the
     # features, so settings and controls that attack alike share one build
     shared_cache = {"vaa": {"cache_dir": str(out / "vcache")}}
@@ -103,7 +88,7 @@ def run_setting(name: str, a_root: Path, out: Path, seeds: list[int], controls: 
         seeds=seeds,
         variants=variants,
         overrides_a=with_threads({"progress": False}, threads),
-        overrides_b=merge(with_threads(stage_two, threads), shared_cache, SETTINGS[name]),
+        overrides_b=merge_settings(merge_settings(copy.deepcopy(with_threads(stage_two, threads)), shared_cache), SETTINGS[name]),
         title=name,
         reuse_a=a_root,
     )

@@ -34,8 +34,9 @@ pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="no
 
 
 def _configs(root: Path, tiny_config):
-    """Stage one (48 pairs, batch 7: global batches of 7 split 4/3, and a last one of 6),
-    stage two from the DDP model A, and the interrupted run."""
+    """The worker's scenarios by name: stage one (48 pairs, batch 7: global batches of 7
+    split 4/3, and a last one of 6), stage two from the DDP model A (cached, and on the
+    fly), the interrupted run, the NaN run, and adversarially trained A's (FGM, PGD)."""
     common = {
         "device": "cpu",
         "threads": 1,
@@ -69,7 +70,7 @@ def _configs(root: Path, tiny_config):
             "train": {"adversarial_training": "pgd", "adversarial_eps": 0.5, "adversarial_steps": 2},
         },
     )
-    return a, b, b2, resume, nan, fgm, pgd
+    return {"a": a, "b": b, "b2": b2, "resume": resume, "nan": nan, "a-fgm": fgm, "a-pgd": pgd}
 
 
 @pytest.fixture(scope="module")
@@ -85,8 +86,7 @@ def ddp_run(tmp_path_factory):
             "progress": False,
         },
     )
-    configs = dict(zip(("a", "b", "b2", "resume", "nan", "a-fgm", "a-pgd"), _configs(root, tiny)))
-    for name, config in configs.items():
+    for name, config in _configs(root, tiny).items():
         config.save(root / f"{name}.json")
     env = {**os.environ, "PYTHONPATH": str(TESTS.parent / "src"), "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
@@ -125,7 +125,7 @@ def _assert_same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor],
 
 def test_stage_one_weights_equal_a_single_process_run(ddp_run, tmp_path):
     root, tiny, reports = ddp_run
-    a, *_ = _configs(tmp_path, tiny)
+    a = _configs(tmp_path, tiny)["a"]
     single = train(apply_overrides(a, {"output": str(tmp_path / "single-a")}))
     _assert_same_weights(_weights(root / "ddp" / "a"), _weights(tmp_path / "single-a"))
     ddp_metrics = reports[0]["a"]
@@ -138,7 +138,8 @@ def test_stage_one_weights_equal_a_single_process_run(ddp_run, tmp_path):
 
 def test_stage_two_weights_equal_a_single_process_run(ddp_run, tmp_path):
     root, tiny, reports = ddp_run
-    _, b, b2, *_ = _configs(root, tiny)  # model A: the DDP run's
+    configs = _configs(root, tiny)  # model A: the DDP run's
+    b, b2 = configs["b"], configs["b2"]
     for config, name in ((b, "b"), (b2, "b2")):
         train_vaa(apply_overrides(config, {"output": str(tmp_path / f"single-{name}")}))
         _assert_same_weights(_weights(root / "ddp" / name), _weights(tmp_path / f"single-{name}"))
@@ -148,7 +149,7 @@ def test_stage_two_weights_equal_a_single_process_run(ddp_run, tmp_path):
 @pytest.mark.parametrize("method", ["fgm", "pgd"])
 def test_adversarial_training_under_two_processes_equals_one_process(ddp_run, tmp_path, method):
     root, tiny, reports = ddp_run
-    config = {"fgm": _configs(tmp_path, tiny)[5], "pgd": _configs(tmp_path, tiny)[6]}[method]
+    config = _configs(tmp_path, tiny)[f"a-{method}"]
     single = train(apply_overrides(config, {"output": str(tmp_path / f"single-{method}")}))
     _assert_same_weights(_weights(root / "ddp" / f"a-{method}"), _weights(tmp_path / f"single-{method}"))
     assert reports[0][method]["losses"] == pytest.approx([h["train_loss"] for h in single["history"]], rel=1e-5)

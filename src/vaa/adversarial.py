@@ -37,7 +37,6 @@ torchrun equals one process with the same global batch.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from .attack import BasePass, perturbation
 from .config import AttackConfig, TrainConfig
@@ -121,13 +120,6 @@ class AdversarialLoss:
             return emb.with_values([v + d.to(v.dtype) for v, d in zip(emb.values, delta)])
 
         return (module or model)(batch, perturb=shift)
-
-    def loss(self, model: PairModel, batch: Batch, emb: Embedded, logits: torch.Tensor) -> torch.Tensor:
-        """weight * CE(A(E + delta), y) on one process (the clean loss's
-        backward pass has run); the trainer computes the same, with its
-        DDP-aware reduction, from ``perturbation`` and ``perturbed_forward``."""
-        delta = self.perturbation(model, batch, emb, logits)
-        return self.weight * F.cross_entropy(self.perturbed_forward(model, batch, delta).float(), batch["label"])
 
 
 def adversarial_loss(cfg: TrainConfig | None) -> AdversarialLoss | None:

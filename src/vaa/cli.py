@@ -22,7 +22,16 @@ from typing import Any
 import yaml
 
 from .analysis.defaults import DEFAULT_EPS, ROBUSTNESS_L2_EPS, ROBUSTNESS_LINF_EPS, ROBUSTNESS_PGD_STEPS
-from .config import UNREAD_SECTIONS, ConfigError, RunConfig, apply_overrides, check_overrides, check_stage, load_preset
+from .config import (
+    UNREAD_SECTIONS,
+    ConfigError,
+    RunConfig,
+    apply_overrides,
+    check_overrides,
+    check_stage,
+    load_preset,
+    merge_settings,
+)
 from .config_flags import DEST_PREFIX, add_setting_flags, flag_value, given_values, select, settings_from_args
 
 # The settings each command takes as flags, besides its own arguments.
@@ -49,15 +58,6 @@ def _nested(key: str, value: Any) -> dict[str, Any]:
     return {head: _nested(rest, value)} if rest else {head: value}
 
 
-def _merge(into: dict[str, Any], more: dict[str, Any]) -> dict[str, Any]:
-    for k, v in more.items():
-        if isinstance(v, dict) and isinstance(into.get(k), dict):
-            _merge(into[k], v)
-        else:
-            into[k] = v
-    return into
-
-
 def _parse_value(raw: str) -> Any:
     """A ``--set`` value as YAML reads it (numbers, true/false, null); text
     that is not valid YAML stays text. The config converts it to the field's
@@ -74,7 +74,7 @@ def _key_values(items: Sequence[str] | None, flag: str) -> dict[str, Any]:
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"{flag} expects KEY=VALUE (e.g. optim.lr=1e-3), got {item!r}")
-        _merge(values, _nested(key.strip(), _parse_value(raw)))
+        merge_settings(values, _nested(key.strip(), _parse_value(raw)))
     return values
 
 
@@ -87,7 +87,7 @@ def build_config(
     the preset's choice (which may read model A's checkpoint) or anything else
     happens; settings ``stage`` never reads are refused."""
     values = given_values(args)
-    _merge(values, _key_values(args.set, "--set"))
+    merge_settings(values, _key_values(args.set, "--set"))
     check_overrides(values, source="command line")
     if stage:  # the command line's own keys, before a default preset may read model A's checkpoint
         check_stage(apply_overrides(RunConfig(), values, source="command line"), stage)
@@ -170,9 +170,9 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         check_stage(apply_overrides(RunConfig(), values, source=flag), stage)  # checked, and nothing a stage ignores
     shared = given_values(args)  # --threads, --no-progress, --device: the same for every run
     if args.test:
-        _merge(over_a, {"data": {"test": args.test}})
-    _merge(over_a, dict(shared))
-    _merge(over_b, dict(shared))
+        merge_settings(over_a, {"data": {"test": args.test}})
+    merge_settings(over_a, dict(shared))
+    merge_settings(over_b, dict(shared))
     reproduce(
         args.preset or "",
         args.output,

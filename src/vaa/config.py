@@ -532,6 +532,18 @@ def check_overrides(values: dict[str, Any], source: str = "config") -> dict[str,
     return out
 
 
+def merge_settings(into: dict[str, Any], more: dict[str, Any]) -> dict[str, Any]:
+    """Merge nested settings ``more`` into ``into`` key by key (``more`` wins);
+    returns ``into``. The one way overrides from several places are combined
+    before ``apply_overrides``."""
+    for k, v in more.items():
+        if isinstance(v, dict) and isinstance(into.get(k), dict):
+            merge_settings(into[k], v)
+        else:
+            into[k] = v
+    return into
+
+
 def apply_overrides(config: RunConfig, values: dict[str, Any], source: str = "config") -> RunConfig:
     """Return a copy of ``config`` with nested ``values`` applied, each
     converted to its field's type and checked (:func:`check_overrides`); an

@@ -139,6 +139,19 @@ def stage_two_config(
     )
 
 
+def link_run_folder(run: str | Path, link: str | Path) -> None:
+    """Make ``link`` a relative link to the run folder ``run`` (nothing if it
+    already is one): a linked run is only read, never trained or written
+    through the link. A different folder at ``link`` is refused."""
+    run, link = Path(run), Path(link)
+    if link.exists() and link.resolve() == run.resolve():
+        return  # already linked (a resumed reproduction), or the very same folder
+    if link.exists() or link.is_symlink():
+        raise RunError(f"{link} already exists and is not {run}: choose another --output")
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to(os.path.relpath(run.resolve(), link.parent.resolve()), target_is_directory=True)
+
+
 def linked_model_a(reuse: str | Path, seed: int, output: str | Path, shared: dict[str, Any] | None = None) -> RunConfig:
     """The finished model A of another reproduction, ``reuse/seed<k>/a``,
     linked as ``output/seed<k>/a`` (relative link; nothing is written through
@@ -147,14 +160,7 @@ def linked_model_a(reuse: str | Path, seed: int, output: str | Path, shared: dic
     a_dir = Path(reuse) / f"seed{seed}" / "a"
     if not (a_dir / "results.json").exists():
         raise RunError(f"{a_dir} holds no finished model A (--reuse-a DIR reads DIR/seed<k>/a for every seed)")
-    link = Path(output) / f"seed{seed}" / "a"
-    if link.exists() and link.resolve() == a_dir.resolve():
-        pass  # already linked (a resumed reproduction), or reuse is this very folder
-    elif link.exists() or link.is_symlink():
-        raise RunError(f"{link} already exists and is not {a_dir}: choose another --output to reuse that model A")
-    else:
-        link.parent.mkdir(parents=True, exist_ok=True)
-        link.symlink_to(os.path.relpath(a_dir.resolve(), link.parent.resolve()), target_is_directory=True)
+    link_run_folder(a_dir, Path(output) / f"seed{seed}" / "a")
     config = RunConfig.load(a_dir / "config.json")
     shared = {k: v for k, v in (shared or {}).items() if k in ("threads", "progress", "device")}
     return apply_overrides(dataclasses.replace(config, output=str(a_dir)), shared, source="shared run settings")
