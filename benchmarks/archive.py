@@ -45,6 +45,7 @@ ARCHIVE = "benchmarks/archive"
 KEPT_SUFFIXES = (".json", ".jsonl", ".md")
 MAX_KEPT_BYTES = 2_000_000
 GOLD_KEY = "gold_sha256"
+NOT_SEARCHED = frozenset({"checkpoints", "vcache", "features", "predictions", "tensorboard", "jobs", "analysis"})
 
 
 class ArchiveError(Exception):
@@ -65,12 +66,31 @@ def run_folders(root: Path) -> list[Path]:
     return sorted(found)
 
 
+def _kept(f: Path) -> bool:
+    return f.is_file() and f.suffix in KEPT_SUFFIXES and f.stat().st_size <= MAX_KEPT_BYTES
+
+
+def loose_files(root: Path) -> list[Path]:
+    """Small text files under ``root`` outside every run folder: what a
+    benchmark wrote beside the runs (e.g. a robustness JSON, a screening
+    summary); weights, caches and job folders are not searched."""
+    found = []
+    for folder, dirs, files in os.walk(root, followlinks=True):
+        here = Path(folder)
+        if "config.json" in files and (here / "predictions").is_dir():
+            dirs[:] = []  # a run folder: save_run keeps its files
+            continue
+        dirs[:] = sorted(d for d in dirs if d not in NOT_SEARCHED)
+        found += [here / f for f in files if _kept(here / f)]
+    return sorted(found)
+
+
 def save_run(run: Path, target: Path) -> list[str]:
     """Copy one run's compact outcome to ``target``; returns what was kept."""
     kept = []
     target.mkdir(parents=True, exist_ok=True)
     for f in sorted(run.iterdir()):
-        if f.is_file() and f.suffix in KEPT_SUFFIXES and f.stat().st_size <= MAX_KEPT_BYTES:
+        if _kept(f):
             shutil.copyfile(f, target / f.name)
             kept.append(f.name)
     for npz in sorted((run / "predictions").glob("*.npz")):
@@ -130,6 +150,10 @@ def save(folder: str, out: Path, archive: Path) -> int:
     for run in runs:
         rel = run.relative_to(out)
         print(f"{rel}: {len(save_run(run, archive / rel))} files kept")
+    for f in loose_files(out / folder):
+        (archive / f.relative_to(out)).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(f, archive / f.relative_to(out))
+        print(f"{f.relative_to(out)}: kept")
     return len(runs)
 
 
@@ -137,7 +161,8 @@ def restore(folder: str, out: Path, archive: Path, replace: bool = False) -> int
     """Restore every archived run of ``folder``. Every run's labels are
     checked before anything is written, so a mismatch leaves nothing behind;
     a run folder that already has predictions (a real run, or an earlier
-    restore) is left alone unless ``replace``."""
+    restore), and a file that is already there, are left alone unless
+    ``replace``."""
     todo = []
     for archived in run_folders(archive / folder):
         rel = archived.relative_to(archive)
@@ -147,6 +172,12 @@ def restore(folder: str, out: Path, archive: Path, replace: bool = False) -> int
         todo.append((archived, rel, rebuilt_predictions(archived)))
     for archived, rel, rebuilt in todo:
         print(f"{rel}: {len(write_run(archived, rebuilt, out / rel))} files restored")
+    for f in loose_files(archive / folder):
+        target = out / f.relative_to(archive)
+        if replace or not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(f, target)
+            print(f"{f.relative_to(archive)}: restored")
     return len(todo)
 
 

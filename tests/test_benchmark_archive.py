@@ -39,8 +39,10 @@ def _rows(output: Path) -> dict:
 
 def test_a_restored_run_summarises_as_the_original(finished, tmp_path):
     out, store = finished / "out", tmp_path / "archive"
+    (out / "toy" / "robustness.json").write_text('{"eps": [0.1]}')  # what a benchmark wrote beside the runs
     assert archive.main(["save", "toy", "--out", str(out), "--archive", str(store)]) == 0
     kept = {p.relative_to(store).as_posix() for p in store.rglob("*") if p.is_file()}
+    assert "toy/robustness.json" in kept and "toy/table3.json" in kept
     assert "toy/seed0/a/predictions/valid.npz" in kept and "toy/seed0/vaa/predictions/test.npz" in kept
     assert not any("checkpoints" in k or "vcache" in k or "features" in k for k in kept)  # no weights, no caches
     with np.load(store / "toy/seed0/a/predictions/valid.npz") as saved:
@@ -56,6 +58,7 @@ def test_a_restored_run_summarises_as_the_original(finished, tmp_path):
             for key in original.files:
                 np.testing.assert_array_equal(back[key], original[key])
     assert _rows(restored / "toy") == _rows(out / "toy")
+    assert json.loads((restored / "toy" / "robustness.json").read_text()) == {"eps": [0.1]}
     # a second restore leaves what is there alone
     (restored / "toy/seed0/a/results.json").write_text("{}")
     assert archive.main(["restore", "toy", "--out", str(restored), "--archive", str(store)]) == 0
