@@ -16,6 +16,12 @@ what it buys in robustness.
     .venv/bin/python benchmarks/adversarial.py --runs benchmarks/out/qqp/seed0/{a,a-fgm,a-pgd,vaa} \
         --robust-data ../shared/data/qqp/dev.tsv --limit 2000 --threads 1
 
+(c) Seeds together: robust accuracy per model as mean ± std over seeds, from
+    robustness.json files written one model or one seed at a time (each right
+    after its model was trained, possibly in different sessions):
+
+    .venv/bin/python benchmarks/adversarial.py --summarize benchmarks/out/qqp/robust-s*/robustness.json
+
 Both parts can run in one call; figures are printed and written as JSON
 (``--json``). With no ``--data`` the built-in synthetic demo set is used.
 """
@@ -35,7 +41,7 @@ from vaa.config import TrainConfig, apply_overrides, load_preset
 from vaa.data.sources import load_splits
 from vaa.log_setup import configure_logging
 from vaa.models import build_model
-from vaa.robustness import attack_grid, robustness, table_markdown
+from vaa.robustness import attack_grid, robustness, summarize_over_seeds, summary_markdown, table_markdown
 from vaa.stage_one import model_options
 
 METHODS = ("none", "fgm", "pgd")
@@ -99,12 +105,15 @@ def main() -> None:
     rob.add_argument("--pgd-steps", type=int, default=10)
     rob.add_argument("--format", default="auto")
     rob.add_argument("--columns")
+    parser.add_argument(
+        "--summarize", nargs="+", default=[], metavar="JSON", help="(c) robustness.json files to put together over seeds"
+    )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="cpu", help="robustness: cpu (default) | cuda | auto ...")
     parser.add_argument("--json", help="write the figures here too")
     args = parser.parse_args()
-    if not args.preset and not args.runs:
-        parser.error("give --preset (training cost) and/or --runs with --robust-data (robustness)")
+    if not args.preset and not args.runs and not args.summarize:
+        parser.error("give --preset (training cost), --runs with --robust-data (robustness) and/or --summarize JSON ...")
     if args.runs and not args.robust_data:
         parser.error("--runs needs --robust-data FILE")
     configure_logging("INFO")  # the library's lines (files read, clean accuracy) on stderr
@@ -134,7 +143,13 @@ def main() -> None:
         )
         figures["robustness"] = report
         print(table_markdown(report))
-    print(json.dumps({k: v for k, v in figures.items() if k != "robustness"}, indent=2))
+    if args.summarize:
+        try:
+            figures["robustness_over_seeds"] = summarize_over_seeds([json.loads(Path(f).read_text()) for f in args.summarize])
+        except (OSError, ValueError, KeyError) as err:
+            parser.error(f"--summarize: {err}")
+        print(summary_markdown(figures["robustness_over_seeds"]))
+    print(json.dumps({k: v for k, v in figures.items() if k not in ("robustness", "robustness_over_seeds")}, indent=2))
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")
 

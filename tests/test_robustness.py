@@ -15,7 +15,14 @@ from vaa.cli import main
 from vaa.config import AttackConfig, VAAConfig
 from vaa.inference import load_model
 from vaa.models.vaa import VAAModel
-from vaa.robustness import AttackSetting, attack_grid, robust_accuracy, robustness
+from vaa.robustness import (
+    AttackSetting,
+    attack_grid,
+    robust_accuracy,
+    robustness,
+    summarize_over_seeds,
+    summary_markdown,
+)
 
 DATA = dict(format="generic", columns="a=a,b=b,label=y")
 
@@ -179,3 +186,51 @@ def test_bert_family_a_and_stage_two_eps_zero_is_clean(tmp_path):
         result = robust_accuracy(module, examples, grid, batch_size=3)
         zero = [r["correct"] for r in result["results"] if r["eps"] == 0.0]
         assert zero == [result["clean_correct"]] * 4
+
+
+def fake_report(models: dict[str, list[float]], data: str = "dev.tsv", eps: tuple[float, ...] = (0.5, 1.0)) -> dict:
+    """A robustness report as ``robustness`` writes it: per checkpoint path,
+    clean accuracy then one accuracy per FGSM eps."""
+    return {
+        "data": data,
+        "models": [
+            {
+                "checkpoint": f"out/qqp/{path}/checkpoints/best",
+                "pairs": 100,
+                "clean_accuracy": accs[0],
+                "results": [{"attack": "FGSM l2", "eps": e, "accuracy": a} for e, a in zip(eps, accs[1:])],
+            }
+            for path, accs in models.items()
+        ],
+    }
+
+
+def test_seed_summary_averages_each_model_over_the_reports_it_appears_in():
+    # written one seed at a time, a-fgm only for seeds 0 and 1
+    reports = [
+        fake_report({"seed0/a": [0.70, 0.50, 0.30], "seed0/a-fgm": [0.68, 0.60, 0.40]}),
+        fake_report({"seed1/a": [0.74, 0.54, 0.20], "seed1/a-fgm": [0.70, 0.64, 0.50]}),
+        fake_report({"seed2/a": [0.72, 0.58, 0.25]}),
+    ]
+    summary = summarize_over_seeds(reports)
+    by_name = {m["name"]: m for m in summary["models"]}
+    assert by_name["a"]["seeds"] == [0, 1, 2] and by_name["a-fgm"]["seeds"] == [0, 1]
+    assert by_name["a"]["clean"]["mean"] == pytest.approx(0.72)
+    assert by_name["a"]["clean"]["std"] == pytest.approx(0.02)  # sample std of 0.70, 0.74, 0.72
+    assert [r["mean"] for r in by_name["a-fgm"]["results"]] == pytest.approx([0.62, 0.45])
+    table = summary_markdown(summary)
+    assert "| a | 0, 1, 2 | 72.00 ± 2.00 | 54.00 ± 4.00 | 25.00 ± 5.00 |" in table
+    assert "| a-fgm | 0, 1 | 69.00 ± 1.41 | 62.00 ± 2.83 | 45.00 ± 7.07 |" in table
+
+
+@pytest.mark.parametrize(
+    "second, message",
+    [
+        (fake_report({"seed1/a": [0.7, 0.5, 0.3]}, eps=(0.5, 2.0)), "another grid or file"),
+        (fake_report({"seed1/a": [0.7, 0.5, 0.3]}, data="test.tsv"), "another grid or file"),
+        (fake_report({"seed0/a": [0.7, 0.5, 0.3]}), "a of seed 0 appears twice"),
+    ],
+)
+def test_seed_summary_refuses_unlike_reports(second, message):
+    with pytest.raises(ValueError, match=message):
+        summarize_over_seeds([fake_report({"seed0/a": [0.7, 0.5, 0.3]}), second])

@@ -298,8 +298,13 @@ THREAT_MODEL = (
 def model_name(path: str | Path) -> str:
     """A short label for a checkpoint: its run folder's name (``.../seed0/a``
     -> ``seed0/a``)."""
-    parts = [p for p in Path(str(path)).parts if p not in ("checkpoints", "best", "last")]
+    parts = run_parts(path)
     return "/".join(parts[-2:]) if parts else str(path)
+
+
+def run_parts(path: str | Path) -> list[str]:
+    """A checkpoint path's parts up to its run folder (``checkpoints/best`` dropped)."""
+    return [p for p in Path(str(path)).parts if p not in ("checkpoints", "best", "last")]
 
 
 def table_markdown(report: dict[str, Any]) -> str:
@@ -329,3 +334,79 @@ def write_report(report: dict[str, Any], folder: Path) -> None:
     atomic_write_text(json.dumps(report, indent=2) + "\n", folder / "robustness.json")
     atomic_write_text(table_markdown(report), folder / "robustness.md")
     plot_robustness(report, folder / "robustness.png")
+
+
+def run_role_and_seed(checkpoint: str | Path) -> tuple[str, int | None]:
+    """``.../seed2/a-fgm/checkpoints/best`` -> ``("a-fgm", 2)``: which model of
+    a reproduction a checkpoint is, and its seed (None outside ``seed<k>``)."""
+    parts = run_parts(checkpoint)
+    role = parts[-1] if parts else str(checkpoint)
+    seeds = [int(p[4:]) for p in parts[:-1] if p.startswith("seed") and p[4:].isdigit()]
+    return role, (seeds[-1] if seeds else None)
+
+
+def summarize_over_seeds(reports: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Robust accuracy per model role (``a``, ``a-fgm``, ``vaa`` ...) as mean
+    and standard deviation over seeds, from robustness reports written one
+    model or one seed at a time (e.g. in different sessions, each right after
+    its model was trained). Refuses reports that attacked different data,
+    pair counts or grids, and a (role, seed) given twice, since a mean over
+    those would mix unlike figures."""
+    if not reports:
+        raise ValueError("no robustness reports to summarize")
+    columns: list[tuple[str, float]] | None = None
+    reference: tuple[str, int] | None = None
+    per_role: dict[str, dict[int | None, dict[str, Any]]] = {}
+    for report in reports:
+        for model in report["models"]:
+            cols = [(r["attack"], float(r["eps"])) for r in model["results"]]
+            here = (str(report["data"]), int(model["pairs"]))
+            if columns is None:
+                columns, reference = cols, here
+            elif cols != columns or here != reference:
+                raise ValueError(
+                    f"{model['checkpoint']}: attacked {here[1]} pairs of {here[0]} on another grid or file than "
+                    f"{reference[1] if reference else '?'} pairs of {reference[0] if reference else '?'}; summarize like with like"
+                )
+            role, seed = run_role_and_seed(model["checkpoint"])
+            if seed in per_role.setdefault(role, {}):
+                raise ValueError(f"{model['checkpoint']}: {role} of seed {seed} appears twice")
+            per_role[role][seed] = model
+    assert columns is not None and reference is not None
+
+    def spread(values: list[float]) -> dict[str, Any]:
+        arr = np.asarray(values, dtype=np.float64)
+        return {"mean": float(arr.mean()), "std": float(arr.std(ddof=1)) if len(arr) > 1 else 0.0, "per_seed": values}
+
+    models = []
+    for role, by_seed in per_role.items():
+        seeds = sorted(by_seed, key=lambda s: -1 if s is None else s)
+        runs = [by_seed[s] for s in seeds]
+        models.append(
+            {
+                "name": role,
+                "seeds": seeds,
+                "clean": spread([float(m["clean_accuracy"]) for m in runs]),
+                "results": [
+                    {"attack": a, "eps": e, **spread([float(m["results"][k]["accuracy"]) for m in runs])}
+                    for k, (a, e) in enumerate(columns)
+                ],
+            }
+        )
+    return {"data": reference[0], "pairs": reference[1], "models": models}
+
+
+def summary_markdown(summary: dict[str, Any]) -> str:
+    """The seed summary as a table: mean ± std (%) per model and attack."""
+    columns = [(r["attack"], r["eps"]) for r in summary["models"][0]["results"]]
+    lines = [
+        f"Accuracy (%) under attack, mean ± std over seeds, {summary['pairs']} pairs of {summary['data']}.",
+        "",
+        "| model | seeds | clean | " + " | ".join(f"{a} ε={e:g}" for a, e in columns) + " |",
+        "|---|---|---|" + "---|" * len(columns),
+    ]
+    for m in summary["models"]:
+        cells = [f"{100 * c['mean']:.2f} ± {100 * c['std']:.2f}" for c in [m["clean"], *m["results"]]]
+        seeds = ", ".join("—" if s is None else str(s) for s in m["seeds"])
+        lines.append(f"| {m['name']} | {seeds} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
