@@ -352,27 +352,26 @@ def summarize_over_seeds(reports: Sequence[dict[str, Any]]) -> dict[str, Any]:
     its model was trained). Refuses reports that attacked different data,
     pair counts or grids, and a (role, seed) given twice, since a mean over
     those would mix unlike figures."""
-    if not reports:
+    if not any(report["models"] for report in reports):
         raise ValueError("no robustness reports to summarize")
-    columns: list[tuple[str, float]] | None = None
-    reference: tuple[str, int] | None = None
+
+    def grid_and_data(report: dict[str, Any], model: dict[str, Any]) -> tuple[list[tuple[str, float]], str, int]:
+        return [(r["attack"], float(r["eps"])) for r in model["results"]], str(report["data"]), int(model["pairs"])
+
+    first = next(r for r in reports if r["models"])
+    columns, data, pairs = grid_and_data(first, first["models"][0])
     per_role: dict[str, dict[int | None, dict[str, Any]]] = {}
     for report in reports:
         for model in report["models"]:
-            cols = [(r["attack"], float(r["eps"])) for r in model["results"]]
-            here = (str(report["data"]), int(model["pairs"]))
-            if columns is None:
-                columns, reference = cols, here
-            elif cols != columns or here != reference:
+            if grid_and_data(report, model) != (columns, data, pairs):
                 raise ValueError(
-                    f"{model['checkpoint']}: attacked {here[1]} pairs of {here[0]} on another grid or file than "
-                    f"{reference[1] if reference else '?'} pairs of {reference[0] if reference else '?'}; summarize like with like"
+                    f"{model['checkpoint']}: attacked on another grid or file than {pairs} pairs of {data}; "
+                    "summarize like with like"
                 )
             role, seed = run_role_and_seed(model["checkpoint"])
             if seed in per_role.setdefault(role, {}):
                 raise ValueError(f"{model['checkpoint']}: {role} of seed {seed} appears twice")
             per_role[role][seed] = model
-    assert columns is not None and reference is not None
 
     def spread(values: list[float]) -> dict[str, Any]:
         arr = np.asarray(values, dtype=np.float64)
@@ -393,7 +392,7 @@ def summarize_over_seeds(reports: Sequence[dict[str, Any]]) -> dict[str, Any]:
                 ],
             }
         )
-    return {"data": reference[0], "pairs": reference[1], "models": models}
+    return {"data": data, "pairs": pairs, "models": models}
 
 
 def summary_markdown(summary: dict[str, Any]) -> str:
