@@ -54,6 +54,7 @@ from .calibration import cross_fit, expected_calibration_error, fit, log_loss
 from .config import RunConfig, apply_overrides, load_preset
 from .figures import plot_losses, save_figure
 from .jobs import Job, gpu_slots, job_for, run_jobs
+from .metrics import mean_and_std
 from .runs import RunError, loss_curve, write_json
 from .stage_one import train
 from .stage_two import train_vaa
@@ -367,8 +368,7 @@ def _accuracy_rows(outputs: Outputs) -> tuple[dict[str, Any], dict[str, dict[str
             acc = matrix.mean(1)
             row[split] = {
                 "per_seed": acc.tolist(),
-                "mean": float(acc.mean()),
-                "std": float(acc.std(ddof=1)) if len(acc) > 1 else 0.0,
+                **mean_and_std(acc),
                 "pairs": int(matrix.shape[1]),
             }
             if all(pr is not None for _, _, pr in per_seed):

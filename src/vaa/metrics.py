@@ -9,6 +9,14 @@ import numpy as np
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
 
+def mean_and_std(values: Sequence[float] | np.ndarray) -> dict[str, float]:
+    """Mean and sample standard deviation (ddof 1; 0 for a single value, so
+    one seed reads "± 0.00" rather than NaN) -- the spread every table of
+    seeds, folds or classes reports."""
+    arr = np.asarray(values, dtype=np.float64)
+    return {"mean": float(arr.mean()), "std": float(arr.std(ddof=1)) if arr.size > 1 else 0.0}
+
+
 def classification_report(
     gold: np.ndarray, predicted: np.ndarray, names: Sequence[str], probs: np.ndarray | None = None
 ) -> dict[str, Any]:

@@ -51,6 +51,7 @@ from .config import NORMS, AttackConfig
 from .data.batching import Batch, BatchIterator, Example
 from .device import full_precision, to_device
 from .features import feature_needs
+from .metrics import mean_and_std
 from .models.base import Embedded, PairModel
 from .models.vaa import VAAModel
 from .progress import bar as progress_bar
@@ -374,8 +375,7 @@ def summarize_over_seeds(reports: Sequence[dict[str, Any]]) -> dict[str, Any]:
             per_role[role][seed] = model
 
     def spread(values: list[float]) -> dict[str, Any]:
-        arr = np.asarray(values, dtype=np.float64)
-        return {"mean": float(arr.mean()), "std": float(arr.std(ddof=1)) if len(arr) > 1 else 0.0, "per_seed": values}
+        return {**mean_and_std(values), "per_seed": values}
 
     models = []
     for role, by_seed in per_role.items():

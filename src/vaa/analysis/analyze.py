@@ -24,6 +24,7 @@ import numpy as np
 from ..calibration import expected_calibration_error, log_loss
 from ..config import AttackConfig
 from ..inference import load_model, run_validation_split
+from ..metrics import mean_and_std
 from ..models.base import PairModel
 from ..runs import write_json
 from ..vulnerability import Vulnerability, measure, sweep
@@ -46,7 +47,7 @@ def class_statistics(values: np.ndarray, labels: np.ndarray, class_names: Sequen
     for k, name in enumerate(class_names):
         v = values[labels == k]
         if v.size:
-            out[name] = {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if v.size > 1 else 0.0, "count": int(v.size)}
+            out[name] = {**mean_and_std(v), "count": int(v.size)}
     return out
 
 

@@ -33,6 +33,7 @@ from ..config import AttackConfig, DataConfig
 from ..data.sources import check_labels, read_file
 from ..features import feature_values, flip_grid, pair_features
 from ..inference import load_model
+from ..metrics import mean_and_std
 from ..runs import write_json
 
 logger = logging.getLogger(__name__)
@@ -109,10 +110,6 @@ def fold_scores(
     return {"accuracy": np.array(acc), "log_loss": np.array(loss)}
 
 
-def _stats(values: np.ndarray) -> dict[str, float]:
-    return {"mean": float(values.mean()), "std": float(values.std(ddof=1)) if values.size > 1 else 0.0}
-
-
 def compare(
     features: dict[str, np.ndarray],
     random_features: dict[str, np.ndarray] | None,
@@ -139,16 +136,16 @@ def compare(
                     continue
                 with_f = fold_scores(np.concatenate([base_x, feature_matrix(source, name)], 1), labels, splits, c)
                 row[version] = {
-                    "accuracy": _stats(with_f["accuracy"]),
-                    "log_loss": _stats(with_f["log_loss"]),
-                    "accuracy_gain": _stats(with_f["accuracy"] - base["accuracy"]),
-                    "log_loss_gain": _stats(base["log_loss"] - with_f["log_loss"]),
+                    "accuracy": mean_and_std(with_f["accuracy"]),
+                    "log_loss": mean_and_std(with_f["log_loss"]),
+                    "accuracy_gain": mean_and_std(with_f["accuracy"] - base["accuracy"]),
+                    "log_loss_gain": mean_and_std(base["log_loss"] - with_f["log_loss"]),
                 }
             rows[name] = row
         out["baselines"][base_name] = {
             "label": base_label,
-            "accuracy": _stats(base["accuracy"]),
-            "log_loss": _stats(base["log_loss"]),
+            "accuracy": mean_and_std(base["accuracy"]),
+            "log_loss": mean_and_std(base["log_loss"]),
             "features": rows,
         }
     return out
