@@ -22,6 +22,11 @@ what it buys in robustness.
 
     .venv/bin/python benchmarks/adversarial.py --summarize benchmarks/out/qqp/robust-s*/robustness.json
 
+    with paired tests under attack on the same pairs (McNemar per seed,
+    bootstraps over pairs and over seeds and pairs, t-test over seeds; reports
+    written since per-pair outcomes are kept), by default every model against
+    A and +VAA against each adversarially trained A, or ``--versus vaa:a ...``.
+
 Both parts can run in one call; figures are printed and written as JSON
 (``--json``). With no ``--data`` the built-in synthetic demo set is used.
 """
@@ -41,7 +46,15 @@ from vaa.config import TrainConfig, apply_overrides, load_preset
 from vaa.data.sources import load_splits
 from vaa.log_setup import configure_logging
 from vaa.models import build_model
-from vaa.robustness import attack_grid, robustness, summarize_over_seeds, summary_markdown, table_markdown
+from vaa.robustness import (
+    attack_grid,
+    compare_under_attack,
+    comparison_markdown,
+    robustness,
+    summarize_over_seeds,
+    summary_markdown,
+    table_markdown,
+)
 from vaa.stage_one import model_options
 
 METHODS = ("none", "fgm", "pgd")
@@ -108,6 +121,12 @@ def main() -> None:
     parser.add_argument(
         "--summarize", nargs="+", default=[], metavar="JSON", help="(c) robustness.json files to put together over seeds"
     )
+    parser.add_argument(
+        "--versus",
+        nargs="+",
+        metavar="MODEL:REFERENCE",
+        help="(c) paired tests under attack, e.g. vaa:a vaa:a-pgd (default: every model against a, +VAA against a-fgm, a-pgd)",
+    )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="cpu", help="robustness: cpu (default) | cuda | auto ...")
     parser.add_argument("--json", help="write the figures here too")
@@ -144,12 +163,19 @@ def main() -> None:
         figures["robustness"] = report
         print(table_markdown(report))
     if args.summarize:
+        versus = [tuple(item.split(":", 1)) for item in args.versus] if args.versus else None
+        if versus and any(len(v) != 2 for v in versus):
+            parser.error("--versus takes MODEL:REFERENCE, e.g. vaa:a")
         try:
-            figures["robustness_over_seeds"] = summarize_over_seeds([json.loads(Path(f).read_text()) for f in args.summarize])
+            reports = [json.loads(Path(f).read_text()) for f in args.summarize]
+            figures["robustness_over_seeds"] = summarize_over_seeds(reports)
+            figures["paired_tests_under_attack"] = compare_under_attack(reports, versus)
         except (OSError, ValueError, KeyError) as err:
             parser.error(f"--summarize: {err}")
         print(summary_markdown(figures["robustness_over_seeds"]))
-    print(json.dumps({k: v for k, v in figures.items() if k not in ("robustness", "robustness_over_seeds")}, indent=2))
+        print(comparison_markdown(figures["paired_tests_under_attack"]))
+    shown = ("robustness", "robustness_over_seeds", "paired_tests_under_attack")
+    print(json.dumps({k: v for k, v in figures.items() if k not in shown}, indent=2))
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")
 

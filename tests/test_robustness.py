@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -18,6 +19,10 @@ from vaa.models.vaa import VAAModel
 from vaa.robustness import (
     AttackSetting,
     attack_grid,
+    compare_under_attack,
+    comparison_markdown,
+    decode_outcomes,
+    encode_outcomes,
     robust_accuracy,
     robustness,
     summarize_over_seeds,
@@ -43,6 +48,11 @@ def test_eps_zero_is_clean_accuracy_exactly(tiny_runs, which):
     assert len(zero) == 4  # FGSM and PGD, L2 and L-inf
     assert all(r["accuracy"] == model["clean_accuracy"] for r in zero)
     assert model["kind"] == ("model" if which == "a" else "vaa")
+    # per-pair outcomes: eps 0 is the clean pass pair by pair, each row's outcomes add up to its count
+    clean = decode_outcomes(model["clean_outcomes"])
+    assert clean.size == model["pairs"] and int(clean.sum()) == model["clean_correct"]
+    assert all((decode_outcomes(r["outcomes"]) == clean).all() for r in zero)
+    assert all(int(decode_outcomes(r["outcomes"]).sum()) == r["correct"] for r in model["results"])
 
 
 def test_eps_zero_reuses_the_clean_pass_instead_of_attacking(tiny_runs, monkeypatch):
@@ -234,3 +244,69 @@ def test_seed_summary_averages_each_model_over_the_reports_it_appears_in():
 def test_seed_summary_refuses_unlike_reports(second, message):
     with pytest.raises(ValueError, match=message):
         summarize_over_seeds([fake_report({"seed0/a": [0.7, 0.5, 0.3]}), second])
+
+
+def test_outcomes_round_trip_and_refuse_other_characters():
+    right = np.array([True, False, False, True, True])
+    assert encode_outcomes(right) == "10011"
+    assert (decode_outcomes("10011") == right).all()
+    with pytest.raises(ValueError, match="0 and 1"):
+        decode_outcomes("10x11")
+
+
+def outcome_report(models: dict[str, list[str]]) -> dict:
+    """A report with per-pair outcomes: per checkpoint path, clean outcomes
+    then one string per FGSM eps (0.5, 1.0)."""
+    return {
+        "data": "dev.tsv",
+        "models": [
+            {
+                "checkpoint": f"out/qqp/{path}",
+                "pairs": len(outs[0]),
+                "clean_accuracy": outs[0].count("1") / len(outs[0]),
+                "clean_outcomes": outs[0],
+                "results": [
+                    {"attack": "FGSM l2", "eps": e, "accuracy": o.count("1") / len(o), "outcomes": o}
+                    for e, o in zip((0.5, 1.0), outs[1:])
+                ],
+            }
+            for path, outs in models.items()
+        ],
+    }
+
+
+def test_paired_tests_under_attack_compare_the_same_pairs_seed_by_seed():
+    a0 = ["1" * 14 + "0" * 6, "1" * 10 + "0" * 10, "1" * 4 + "0" * 16]
+    # seed 0: +VAA keeps the clean pairs, loses 8 pairs A kept at eps 1 (and gains none): McNemar p = 2 * 0.5**8
+    v0 = ["1" * 14 + "0" * 6, "1" * 10 + "0" * 10, "0" * 20]
+    v0[1] = "1" * 2 + "0" * 8 + "0" * 10
+    a1 = ["1" * 15 + "0" * 5, "1" * 9 + "0" * 11, "1" * 5 + "0" * 15]
+    v1 = ["1" * 15 + "0" * 5, "1" * 5 + "0" * 15, "1" * 3 + "0" * 17]
+    pad = "0" * 80  # 100 pairs, like fake_report's
+    a0, v0, a1, v1 = ([s + pad for s in outs] for outs in (a0, v0, a1, v1))
+    n = 100
+    reports = [
+        outcome_report({"seed0/a": a0, "seed0/vaa": v0}),
+        outcome_report({"seed1/a": a1, "seed1/vaa": v1, "seed1/a-pgd": a1}),
+        fake_report({"seed2/a": [0.7, 0.5, 0.3], "seed2/vaa": [0.7, 0.4, 0.2]}),  # written before outcomes were kept
+    ]
+    versus_a, pgd_a, versus_pgd = compare_under_attack(reports, resamples=999)
+    assert (versus_a["model"], versus_a["reference"]) == ("vaa", "a")
+    assert (pgd_a["model"], pgd_a["reference"], pgd_a["seeds"]) == ("a-pgd", "a", [1])
+    assert versus_a["seeds"] == [0, 1] and versus_a["left_out"] == [2]
+    clean, eps05, eps1 = versus_a["rows"]
+    assert clean["attack"] == "clean" and clean["delta"] == 0.0 and clean["mcnemar_p_per_seed"] == [1.0, 1.0]
+    assert eps05["delta_per_seed"] == pytest.approx([-8 / n, -4 / n])
+    assert eps05["delta"] == pytest.approx(-6 / n)
+    assert eps05["mcnemar_p_per_seed"] == pytest.approx([2 * 0.5**8, 2 * 0.5**4])
+    assert eps1["delta_per_seed"] == pytest.approx([-4 / n, -2 / n])
+    assert eps05["paired_bootstrap_p"] < 0.01 and eps05["hierarchical_bootstrap_p"] is not None
+    assert eps05["seed_t_test_p"] is not None and eps05["sign_test_p"] == pytest.approx(0.5)
+    # +VAA against the adversarially trained A: only seed 1 has both
+    assert (versus_pgd["model"], versus_pgd["reference"], versus_pgd["seeds"]) == ("vaa", "a-pgd", [1])
+    assert versus_pgd["left_out"] == [0, 2] and versus_pgd["rows"][1]["hierarchical_bootstrap_p"] is None
+    table = comparison_markdown([versus_a], resamples=999)
+    assert "| vaa − a | 0, 1 | FGSM l2 ε=0.5 | -6.00 | -8.00, -4.00 |" in table
+    assert "left out: 2" in table
+    with pytest.raises(ValueError, match="no robustness report for 'a-fgm'"):
+        compare_under_attack(reports, [("vaa", "a-fgm")])

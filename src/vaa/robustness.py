@@ -55,6 +55,7 @@ from .metrics import mean_and_std
 from .models.base import Embedded, PairModel
 from .models.vaa import VAAModel
 from .progress import bar as progress_bar
+from .significance import BOOTSTRAP_RESAMPLES, format_p, hierarchical_bootstrap_p, mcnemar_p, paired_bootstrap_p, seed_level_tests
 
 METHODS = ("fgsm", "pgd")
 logger = logging.getLogger(__name__)
@@ -194,15 +195,17 @@ def robust_accuracy(
 ) -> dict[str, Any]:
     """Clean accuracy and accuracy under each attack setting on labelled
     ``examples``. One input-gradient pass per batch serves every FGSM
-    setting; PGD adds its steps per setting."""
+    setting; PGD adds its steps per setting. Each row also keeps which pairs
+    stayed right (``outcomes``, see ``encode_outcomes``), so two models
+    attacked on the same pairs can be compared pair by pair."""
     if not examples:
         raise ValueError("no pairs to attack")
     if any(e["label"] < 0 for e in examples):  # type: ignore[operator]
         raise ValueError("robust accuracy needs the gold label of every pair")
     module.eval()
     target = attack_target(module)
-    correct = np.zeros(len(settings), dtype=np.int64)
-    clean = 0
+    outcomes: list[list[np.ndarray]] = [[] for _ in settings]
+    clean_outcomes: list[np.ndarray] = []
     iterator = BatchIterator(examples, batch_size, shuffle=False)
     work = iterator.num_batches()
     with progress_bar(None, progress, total=work, desc=desc) as bar:
@@ -210,18 +213,20 @@ def robust_accuracy(
             batch = to_device(batch, device)
             gold = batch["label"]
             with torch.no_grad(), full_precision(gold.device):
-                right = int((module(batch).argmax(-1) == gold).sum())
-            clean += right
+                right = (module(batch).argmax(-1) == gold).cpu().numpy()
+            clean_outcomes.append(right)
             base = forward_with_gradient(target, batch, labels=gold)
             for k, setting in enumerate(settings):
                 if setting.eps == 0:  # no perturbation: the clean pass itself (a second pass with input
-                    correct[k] += right  # gradients may pick other kernels and flip a pair on the boundary)
+                    outcomes[k].append(right)  # gradients may pick other kernels and flip a pair on the boundary)
                     continue
                 delta = perturbation(base, setting.config())
                 logits, _ = forward_embedded(target, base.emb.with_values([v + d for v, d in zip(base.emb.values, delta)]))
-                correct[k] += int((logits.argmax(-1) == gold).sum())
+                outcomes[k].append((logits.argmax(-1) == gold).cpu().numpy())
             bar.update(1)
     n = len(examples)
+    per_setting = [np.concatenate(o) for o in outcomes]
+    clean = np.concatenate(clean_outcomes)
     rows = [
         {
             "method": s.method,
@@ -229,12 +234,32 @@ def robust_accuracy(
             "eps": s.eps,
             "steps": s.steps if s.method == "pgd" else 1,
             "attack": s.name,
-            "accuracy": float(c / n),
-            "correct": int(c),
+            "accuracy": float(o.sum() / n),
+            "correct": int(o.sum()),
+            "outcomes": encode_outcomes(o),
         }
-        for s, c in zip(settings, correct)
+        for s, o in zip(settings, per_setting)
     ]
-    return {"pairs": n, "clean_accuracy": clean / n, "clean_correct": clean, "results": rows}
+    return {
+        "pairs": n,
+        "clean_accuracy": float(clean.sum() / n),
+        "clean_correct": int(clean.sum()),
+        "clean_outcomes": encode_outcomes(clean),
+        "results": rows,
+    }
+
+
+def encode_outcomes(right: np.ndarray) -> str:
+    """Per-pair correctness as a string of 0/1 in file order: plain JSON that
+    a reader can check by eye, 1 byte a pair (2,000 pairs x 8 attacks is 16 kB)."""
+    return "".join("1" if r else "0" for r in np.asarray(right, dtype=bool))
+
+
+def decode_outcomes(text: str) -> np.ndarray:
+    """The boolean array ``encode_outcomes`` wrote."""
+    if set(text) - {"0", "1"}:
+        raise ValueError("outcomes must be a string of 0 and 1")
+    return np.frombuffer(text.encode("ascii"), dtype=np.uint8) == ord("1")
 
 
 def robustness(
@@ -346,17 +371,18 @@ def run_role_and_seed(checkpoint: str | Path) -> tuple[str, int | None]:
     return role, (seeds[-1] if seeds else None)
 
 
-def summarize_over_seeds(reports: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Robust accuracy per model role (``a``, ``a-fgm``, ``vaa`` ...) as mean
-    and standard deviation over seeds, from robustness reports written one
-    model or one seed at a time (e.g. in different sessions, each right after
-    its model was trained). Refuses reports that attacked different data,
-    pair counts or grids, and a (role, seed) given twice, since a mean over
-    those would mix unlike figures."""
+Columns = list[tuple[str, float]]
+
+
+def _reports_by_role(reports: Sequence[dict[str, Any]]) -> tuple[Columns, str, int, dict[str, dict[int | None, dict[str, Any]]]]:
+    """The attack columns, data and pair count the reports share, and their
+    models by role and seed. Refuses reports that attacked different data,
+    pair counts or grids, and a (role, seed) given twice, since putting those
+    together would mix unlike figures."""
     if not any(report["models"] for report in reports):
         raise ValueError("no robustness reports to summarize")
 
-    def grid_and_data(report: dict[str, Any], model: dict[str, Any]) -> tuple[list[tuple[str, float]], str, int]:
+    def grid_and_data(report: dict[str, Any], model: dict[str, Any]) -> tuple[Columns, str, int]:
         return [(r["attack"], float(r["eps"])) for r in model["results"]], str(report["data"]), int(model["pairs"])
 
     first = next(r for r in reports if r["models"])
@@ -373,13 +399,26 @@ def summarize_over_seeds(reports: Sequence[dict[str, Any]]) -> dict[str, Any]:
             if seed in per_role.setdefault(role, {}):
                 raise ValueError(f"{model['checkpoint']}: {role} of seed {seed} appears twice")
             per_role[role][seed] = model
+    return columns, data, pairs, per_role
+
+
+def _seed_order(seeds: Any) -> list[int | None]:
+    return sorted(seeds, key=lambda s: -1 if s is None else s)
+
+
+def summarize_over_seeds(reports: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Robust accuracy per model role (``a``, ``a-fgm``, ``vaa`` ...) as mean
+    and standard deviation over seeds, from robustness reports written one
+    model or one seed at a time (e.g. in different sessions, each right after
+    its model was trained); like-with-like checks in ``_reports_by_role``."""
+    columns, data, pairs, per_role = _reports_by_role(reports)
 
     def spread(values: list[float]) -> dict[str, Any]:
         return {**mean_and_std(values), "per_seed": values}
 
     models = []
     for role, by_seed in per_role.items():
-        seeds = sorted(by_seed, key=lambda s: -1 if s is None else s)
+        seeds = _seed_order(by_seed)
         runs = [by_seed[s] for s in seeds]
         models.append(
             {
@@ -393,6 +432,101 @@ def summarize_over_seeds(reports: Sequence[dict[str, Any]]) -> dict[str, Any]:
             }
         )
     return {"data": data, "pairs": pairs, "models": models}
+
+
+def default_comparisons(roles: Sequence[str]) -> list[tuple[str, str]]:
+    """Every model against plain A, and +VAA against each adversarially
+    trained A (``a-fgm``, ``a-pgd``): the questions of issue 14."""
+    pairs = [(role, "a") for role in roles if role != "a"] if "a" in roles else []
+    if "vaa" in roles:
+        pairs += [("vaa", role) for role in roles if role.startswith("a-")]
+    return pairs
+
+
+def compare_under_attack(
+    reports: Sequence[dict[str, Any]],
+    versus: Sequence[tuple[str, str]] | None = None,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+) -> list[dict[str, Any]]:
+    """Paired tests of robust accuracy: for each (model, reference) pair of
+    roles and each column (clean, then every attack), model minus reference
+    on the same pairs -- the mean and per-seed difference, an exact McNemar
+    test per seed, a bootstrap over pairs, and with two seeds or more a
+    bootstrap over seeds and pairs and a t-test and sign test over seeds, as
+    in Table 3. Only seeds where both models were attacked, and whose reports
+    kept per-pair outcomes, are compared; the others are listed."""
+    columns, _, _, per_role = _reports_by_role(reports)
+    versus = list(versus) if versus is not None else default_comparisons(list(per_role))
+    comparisons = []
+    for model, reference in versus:
+        for role in (model, reference):
+            if role not in per_role:
+                raise ValueError(f"no robustness report for {role!r} (have: {', '.join(sorted(per_role))})")
+        shared = _seed_order(set(per_role[model]) & set(per_role[reference]))
+        usable = [s for s in shared if all("clean_outcomes" in per_role[r][s] for r in (model, reference))]
+        rows = []
+        for k, (attack, eps) in enumerate([("clean", 0.0), *columns] if usable else []):
+            ref = np.stack([_column_outcomes(per_role[reference][s], k) for s in usable])
+            other = np.stack([_column_outcomes(per_role[model][s], k) for s in usable])
+            per_seed = (other.mean(1) - ref.mean(1)).tolist()
+            rows.append(
+                {
+                    "attack": attack,
+                    "eps": eps,
+                    "delta": float(np.mean(per_seed)),
+                    "delta_per_seed": per_seed,
+                    "mcnemar_p_per_seed": [mcnemar_p(r, o) for r, o in zip(ref, other)],
+                    "paired_bootstrap_p": paired_bootstrap_p(ref, other, resamples),
+                    "hierarchical_bootstrap_p": hierarchical_bootstrap_p(ref, other, resamples),
+                    **seed_level_tests(per_seed),
+                }
+            )
+        comparisons.append(
+            {
+                "model": model,
+                "reference": reference,
+                "seeds": usable,
+                "left_out": [s for s in _seed_order(set(per_role[model]) | set(per_role[reference])) if s not in usable],
+                "rows": rows,
+            }
+        )
+    return comparisons
+
+
+def _column_outcomes(model: dict[str, Any], column: int) -> np.ndarray:
+    """Per-pair correctness of one attacked model: column 0 is clean, column
+    k the k-th attack of its grid."""
+    return decode_outcomes(model["clean_outcomes"] if column == 0 else model["results"][column - 1]["outcomes"])
+
+
+def comparison_markdown(comparisons: Sequence[dict[str, Any]], resamples: int = BOOTSTRAP_RESAMPLES) -> str:
+    """The paired tests as one table (differences in points)."""
+    lines = [
+        "Model minus reference on the same pairs, points; McNemar p per seed; "
+        "p of the bootstrap over pairs, over seeds and pairs, and of the t-test over seeds.",
+        "",
+        "| model − reference | seeds | attack | Δ | Δ per seed | McNemar p | pairs p | seeds and pairs p | seed t p |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for c in comparisons:
+        seeds = ", ".join("—" if s is None else str(s) for s in c["seeds"]) or "none with outcomes"
+        for r in c["rows"]:
+            attack = "clean" if r["attack"] == "clean" else f"{r['attack']} ε={r['eps']:g}"
+            lines.append(
+                f"| {c['model']} − {c['reference']} | {seeds} | {attack} | {100 * r['delta']:+.2f} | "
+                + ", ".join(f"{100 * d:+.2f}" for d in r["delta_per_seed"])
+                + " | "
+                + ", ".join(format_p(p) for p in r["mcnemar_p_per_seed"])
+                + f" | {format_p(r['paired_bootstrap_p'], resamples)} | {format_p(r['hierarchical_bootstrap_p'], resamples)} | "
+                f"{format_p(r['seed_t_test_p'])} |"
+            )
+        if c["left_out"]:
+            lines.append(
+                f"| {c['model']} − {c['reference']} | left out: "
+                + ", ".join("—" if s is None else str(s) for s in c["left_out"])
+                + " (one model missing, or a report without per-pair outcomes) | | | | | | | |"
+            )
+    return "\n".join(lines) + "\n"
 
 
 def summary_markdown(summary: dict[str, Any]) -> str:
