@@ -50,6 +50,7 @@ from vaa.robustness import (
     attack_grid,
     compare_under_attack,
     comparison_markdown,
+    parse_versus,
     robustness,
     summarize_over_seeds,
     summary_markdown,
@@ -163,10 +164,8 @@ def main() -> None:
         figures["robustness"] = report
         print(table_markdown(report))
     if args.summarize:
-        versus = [tuple(item.split(":", 1)) for item in args.versus] if args.versus else None
-        if versus and any(len(v) != 2 for v in versus):
-            parser.error("--versus takes MODEL:REFERENCE, e.g. vaa:a")
         try:
+            versus = parse_versus(args.versus) if args.versus else None
             reports = [json.loads(Path(f).read_text()) for f in args.summarize]
             figures["robustness_over_seeds"] = summarize_over_seeds(reports)
             figures["paired_tests_under_attack"] = compare_under_attack(reports, versus)

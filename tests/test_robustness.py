@@ -148,6 +148,8 @@ def test_cli_writes_table_json_and_plot_for_several_models(tiny_runs, tmp_path, 
             "--device",
             "cpu",
             "--no-progress",
+            "--versus",
+            f"b:{Path(a_run).name}",
         ]
     )
     assert code == 0
@@ -156,6 +158,12 @@ def test_cli_writes_table_json_and_plot_for_several_models(tiny_runs, tmp_path, 
     report = json.loads((out / "robustness.json").read_text())
     assert [m["kind"] for m in report["models"]] == ["model", "vaa"]
     assert len(report["models"][0]["results"]) == 8
+    # --versus: B against A pair by pair, clean then each of the 8 attacks, in the JSON and both tables
+    (paired,) = report["paired_tests"]
+    assert (paired["model"], paired["reference"], len(paired["rows"])) == ("b", Path(a_run).name, 9)
+    b_model, a_model = report["models"][1], report["models"][0]
+    assert paired["rows"][0]["delta"] == pytest.approx(b_model["clean_accuracy"] - a_model["clean_accuracy"])
+    assert f"| b − {Path(a_run).name} |" in printed and f"| b − {Path(a_run).name} |" in (out / "robustness.md").read_text()
     assert (out / "robustness.png").stat().st_size > 0 and rows_of(out / "robustness.md") == [
         f"{Path(a_run).parent.name}/{Path(a_run).name} (model)",
         f"{Path(b_run).parent.name}/b (vaa)",
@@ -164,7 +172,8 @@ def test_cli_writes_table_json_and_plot_for_several_models(tiny_runs, tmp_path, 
 
 def rows_of(path: Path) -> list[str]:
     """The model column of a robustness table's body."""
-    return [line.split(" | ")[0].lstrip("| ") for line in path.read_text().splitlines()[4:]]
+    body = path.read_text().split("\n\n")[1]  # the first table (paired tests, if any, follow)
+    return [line.split(" | ")[0].lstrip("| ") for line in body.splitlines()[2:]]
 
 
 @pytest.mark.parametrize(
@@ -174,6 +183,8 @@ def rows_of(path: Path) -> list[str]:
         (["robustness", "runs/none", "x.tsv", "--eps", "-1"], "l2 eps must be finite and >= 0"),
         (["robustness", "runs/none", "x.tsv", "--pgd-steps", "1"], "PGD needs at least 2 steps"),
         (["robustness", "runs/none", "x.tsv"], "runs/none"),
+        (["robustness", "runs/a", "x.tsv", "--versus", "vaa:a"], "--versus names vaa, not among"),
+        (["robustness", "runs/a", "x.tsv", "--versus", "vaa"], "--versus takes MODEL:REFERENCE"),
     ],
 )
 def test_cli_errors_are_one_line(argv, message, capsys):

@@ -273,7 +273,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_robustness(args: argparse.Namespace) -> int:
-    from .robustness import attack_grid, robustness, table_markdown
+    from .robustness import attack_grid, parse_versus, robustness, table_markdown
 
     if len(args.paths) < 2:
         raise ValueError("vaa robustness needs CHECKPOINT [CHECKPOINT ...] FILE: at least one checkpoint and a labelled file")
@@ -289,6 +289,7 @@ def cmd_robustness(args: argparse.Namespace) -> int:
         **_reading(settings),
         device=settings.device,
         progress=settings.progress,
+        versus=parse_versus(args.versus),
     )
     print(table_markdown(report))
     if args.output:
@@ -583,6 +584,13 @@ def _add_robustness(sub: Any) -> None:
     p.add_argument("--step-ratio", type=float, default=2.5, help="PGD step size as step_ratio * eps / steps (default 2.5)")
     p.add_argument("--batch-size", type=_positive_int, default=64, help="pairs per attack batch")
     p.add_argument("--output", help="folder for robustness.json, robustness.md and robustness.png")
+    p.add_argument(
+        "--versus",
+        nargs="+",
+        default=[],
+        metavar="MODEL:REFERENCE",
+        help="paired tests under each attack between run folders, e.g. vaa:a (McNemar, bootstrap over pairs)",
+    )
     add_setting_flags(p, select(["progress", "device"]), grouped=False)
     p.set_defaults(func=cmd_robustness)
 

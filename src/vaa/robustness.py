@@ -275,15 +275,25 @@ def robustness(
     on_error: str = "raise",
     device: str = "auto",
     progress: bool = True,
+    versus: Sequence[tuple[str, str]] = (),
 ) -> dict[str, Any]:
     """``vaa robustness``: robust accuracy of every checkpoint on the
     labelled file ``data`` (each model reads it with its own featuriser and
     label map). With ``output``: robustness.json, robustness.md and
-    robustness.png (accuracy against eps, one line per model) there."""
+    robustness.png (accuracy against eps, one line per model) there.
+    ``versus``: (model, reference) pairs of run-folder names to compare pair
+    by pair under each attack (``compare_under_attack``), checked before
+    any attack runs."""
     from .inference import load_model
 
     if not checkpoints:
         raise ValueError("give at least one checkpoint (run folder or checkpoint folder) and a labelled file")
+    roles = {run_role_and_seed(path)[0] for path in checkpoints}
+    unknown = sorted({name for pair in versus for name in pair} - roles)
+    if unknown:
+        raise ValueError(
+            f"--versus names {', '.join(unknown)}, not among the checkpoints' run folders ({', '.join(sorted(roles))})"
+        )
     settings = list(settings) if settings is not None else attack_grid()
     models = []
     for path in checkpoints:
@@ -310,9 +320,22 @@ def robustness(
             {"method": s.method, "norm": s.norm, "eps": s.eps, "steps": s.steps, "step_ratio": s.step_ratio} for s in settings
         ],
     }
+    if versus:
+        report["paired_tests"] = compare_under_attack([report], versus)
     if output is not None:
         write_report(report, Path(output))
     return report
+
+
+def parse_versus(items: Sequence[str]) -> list[tuple[str, str]]:
+    """``["vaa:a", "vaa:a-pgd"]`` -> ``[("vaa", "a"), ("vaa", "a-pgd")]``."""
+    pairs = []
+    for item in items:
+        model, sep, reference = item.partition(":")
+        if not (sep and model and reference):
+            raise ValueError(f"--versus takes MODEL:REFERENCE (run folder names, e.g. vaa:a), not {item!r}")
+        pairs.append((model, reference))
+    return pairs
 
 
 THREAT_MODEL = (
@@ -346,7 +369,8 @@ def table_markdown(report: dict[str, Any]) -> str:
     for m in report["models"]:
         cells = [f"{100 * r['accuracy']:.2f}" for r in m["results"]]
         lines.append(f"| {m['name']} ({m['kind']}) | {100 * m['clean_accuracy']:.2f} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    table = "\n".join(lines) + "\n"
+    return table + ("\n" + comparison_markdown(report["paired_tests"]) if report.get("paired_tests") else "")
 
 
 def write_report(report: dict[str, Any], folder: Path) -> None:
