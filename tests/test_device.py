@@ -201,12 +201,20 @@ def test_attack_lstm_dispatch():
 
 
 def test_run_records_where_it_ran_and_resumes_on_another_precision(tiny_config):
-    config = apply_overrides(tiny_config, {"device": "cpu", "optim": {"max_epochs": 1}})
-    results = train(config)
+    config = apply_overrides(tiny_config, {"device": "cpu", "threads": 1, "optim": {"max_epochs": 1}})
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        results = train(config)
+    finally:
+        torch.set_num_threads(before)
     saved = json.loads((Path(config.output) / "config.json").read_text())
     for record in (saved["runtime"], results["runtime"]):
         assert record["device"] == "cpu" and record["precision"] == "fp32" and record["world_size"] == 1
         assert record["torch"] == torch.__version__ and "cuda" in record
+        # what can change float sums between machines: the CPU, its kernel dispatch, the thread count
+        assert record["cpu_capability"] == torch.backends.cpu.get_cpu_capability() and record["cpu"]
+        assert record["threads"] == 1  # the run's own setting, in config.json too
     assert RunConfig.load(Path(config.output) / "config.json").device == "cpu"
     # device and precision do not make a resume refuse
     again = train(apply_overrides(config, {"precision": "bf16"}))

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import platform
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -122,7 +123,12 @@ def to_numpy(tensor: torch.Tensor) -> np.ndarray:
 
 
 def runtime_record(device: torch.device, precision: str, world_size: int = 1) -> dict[str, Any]:
-    """What a run records about where it ran (config.json, results.json)."""
+    """What a run records about where it ran (config.json, results.json).
+    The CPU's model, the instruction set torch's kernels dispatch to (AVX2,
+    AVX512 ...) and the thread count are kept too: each can change the order
+    of float sums, so the same seed, code and data can train a slightly
+    different model on another machine or thread count, and a reader of two
+    runs needs to see whether they ran alike."""
     record: dict[str, Any] = {
         "device": str(device),
         "precision": precision,
@@ -131,10 +137,25 @@ def runtime_record(device: torch.device, precision: str, world_size: int = 1) ->
         "cuda": torch.version.cuda,
         "cudnn": torch.backends.cudnn.version() if torch.cuda.is_available() else None,
         "python": platform.python_version(),
+        "cpu": cpu_model(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "threads": torch.get_num_threads(),
     }
     if device.type == "cuda":
         record["device_name"] = torch.cuda.get_device_name(device)
     return record
+
+
+def cpu_model() -> str:
+    """The processor's model name (/proc/cpuinfo on Linux), else what
+    ``platform`` says, else "unknown"."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
 
 
 __all__ = [

@@ -157,6 +157,8 @@ def open_run(
     Under DDP only rank 0 opens the folder (and so holds the lock, and
     records the runtime in config.json); a refusal is broadcast so every rank
     stops with it, and the others wait for the folder."""
+    if config.threads and config.threads > 0:  # before the runtime record, which keeps the thread count
+        torch.set_num_threads(config.threads)
     with contextlib.ExitStack() as stack:
         error: Exception | None = None
         if runtime.is_main:
@@ -184,8 +186,6 @@ def open_run(
                 write_run_card(run_dir)
             yield run_dir, done
             return
-        if config.threads and config.threads > 0:
-            torch.set_num_threads(config.threads)
         set_seed(config.seed)
         yield run_dir, None
 
