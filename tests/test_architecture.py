@@ -36,6 +36,7 @@ LAYERS: list[tuple[str, list[str]]] = [
             "vaa.runtime",
             "vaa.calibration",
             "vaa.metrics",
+            "vaa.significance",
             "vaa.model_card",
         ],
     ),
