@@ -55,14 +55,7 @@ from .figures import plot_losses, save_figure
 from .jobs import Job, gpu_slots, job_for, run_jobs
 from .metrics import mean_and_std
 from .runs import RunError, loss_curve, write_json
-from .significance import (
-    BOOTSTRAP_RESAMPLES,
-    format_p,
-    hierarchical_bootstrap_p,
-    mcnemar_p,
-    paired_bootstrap_p,
-    seed_level_tests,
-)
+from .significance import BOOTSTRAP_RESAMPLES, format_p, paired_tests
 from .stage_one import train
 from .stage_two import train_vaa
 
@@ -323,7 +316,7 @@ def _add_tests_against_baseline(rows: dict[str, Any], correct: dict[str, dict[st
             continue
         for split in splits:
             if split in correct.get(name, {}) and split in correct.get("baseline", {}):
-                rows[name][split].update(_paired(correct["baseline"][split], correct[name][split], "delta_vs_baseline"))
+                rows[name][split].update(paired_tests(correct["baseline"][split], correct[name][split], "delta_vs_baseline"))
 
 
 def _vaa_vs_controls(rows: dict[str, Any], correct: dict[str, dict[str, np.ndarray]], splits: Sequence[str]) -> dict[str, Any]:
@@ -335,7 +328,7 @@ def _vaa_vs_controls(rows: dict[str, Any], correct: dict[str, dict[str, np.ndarr
             continue
         for split in splits:
             if split in correct["vaa"] and split in correct[name]:
-                versus.setdefault(name, {})[split] = _paired(correct[name][split], correct["vaa"][split], "delta")
+                versus.setdefault(name, {})[split] = paired_tests(correct[name][split], correct["vaa"][split], "delta")
     return versus
 
 
@@ -345,24 +338,8 @@ def _recalibrated_vaa_vs_recalibrated_a(correct: dict[str, dict[str, np.ndarray]
     if "vaa_recal" in correct and "baseline_recal" in correct:
         for split in splits:
             if split in correct["vaa_recal"] and split in correct["baseline_recal"]:
-                like_for_like[split] = _paired(correct["baseline_recal"][split], correct["vaa_recal"][split], "delta")
+                like_for_like[split] = paired_tests(correct["baseline_recal"][split], correct["vaa_recal"][split], "delta")
     return like_for_like
-
-
-def _paired(base: np.ndarray, other: np.ndarray, delta_key: str) -> dict[str, Any]:
-    """Accuracy difference (other - base) and its paired tests; inputs are
-    [seeds, pairs]: McNemar per seed and the pair bootstrap (pairs as the
-    unit), the seed-level t and sign tests, and the bootstrap over seeds and
-    pairs together (training variance included)."""
-    per_seed = (other.mean(1) - base.mean(1)).tolist()
-    return {
-        delta_key: float(other.mean() - base.mean()),
-        "delta_per_seed": per_seed,
-        "mcnemar_p_per_seed": [mcnemar_p(b, o) for b, o in zip(base, other)],
-        "paired_bootstrap_p": paired_bootstrap_p(base, other),
-        **seed_level_tests(per_seed),
-        "hierarchical_bootstrap_p": hierarchical_bootstrap_p(base, other),
-    }
 
 
 def table_markdown(summary: dict[str, Any]) -> str:

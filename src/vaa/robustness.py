@@ -55,7 +55,7 @@ from .metrics import mean_and_std
 from .models.base import Embedded, PairModel
 from .models.vaa import VAAModel
 from .progress import bar as progress_bar
-from .significance import BOOTSTRAP_RESAMPLES, format_p, hierarchical_bootstrap_p, mcnemar_p, paired_bootstrap_p, seed_level_tests
+from .significance import BOOTSTRAP_RESAMPLES, format_p, paired_tests
 
 METHODS = ("fgsm", "pgd")
 logger = logging.getLogger(__name__)
@@ -492,19 +492,7 @@ def compare_under_attack(
         for k, (attack, eps) in enumerate([("clean", 0.0), *columns] if usable else []):
             ref = np.stack([_column_outcomes(per_role[reference][s], k) for s in usable])
             other = np.stack([_column_outcomes(per_role[model][s], k) for s in usable])
-            per_seed = (other.mean(1) - ref.mean(1)).tolist()
-            rows.append(
-                {
-                    "attack": attack,
-                    "eps": eps,
-                    "delta": float(np.mean(per_seed)),
-                    "delta_per_seed": per_seed,
-                    "mcnemar_p_per_seed": [mcnemar_p(r, o) for r, o in zip(ref, other)],
-                    "paired_bootstrap_p": paired_bootstrap_p(ref, other, resamples),
-                    "hierarchical_bootstrap_p": hierarchical_bootstrap_p(ref, other, resamples),
-                    **seed_level_tests(per_seed),
-                }
-            )
+            rows.append({"attack": attack, "eps": eps, **paired_tests(ref, other, resamples=resamples)})
         comparisons.append(
             {
                 "model": model,

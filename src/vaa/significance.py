@@ -11,6 +11,7 @@ Table 3 (``vaa.experiments``) and robust accuracy under attack
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from scipy.stats import binomtest, ttest_1samp
@@ -92,3 +93,21 @@ def format_p(p: float | None, resamples: int | None = None) -> str:
     if resamples and p <= 1.0 / (resamples + 1) + 1e-15:
         return f"< {1.0 / resamples:.0e}"
     return f"{p:.3g}"
+
+
+def paired_tests(
+    base: np.ndarray, other: np.ndarray, delta_key: str = "delta", resamples: int = BOOTSTRAP_RESAMPLES
+) -> dict[str, Any]:
+    """Accuracy difference (other - base) and its paired tests; inputs are
+    [seeds, pairs] of per-pair correctness: McNemar per seed and the pair
+    bootstrap (pairs as the unit), the seed-level t and sign tests, and the
+    bootstrap over seeds and pairs together (training variance included)."""
+    per_seed = (other.mean(1) - base.mean(1)).tolist()
+    return {
+        delta_key: float(other.mean() - base.mean()),
+        "delta_per_seed": per_seed,
+        "mcnemar_p_per_seed": [mcnemar_p(b, o) for b, o in zip(base, other)],
+        "paired_bootstrap_p": paired_bootstrap_p(base, other, resamples),
+        **seed_level_tests(per_seed),
+        "hierarchical_bootstrap_p": hierarchical_bootstrap_p(base, other, resamples),
+    }
