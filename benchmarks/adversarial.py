@@ -20,7 +20,7 @@ what it buys in robustness.
     robustness.json files written one model or one seed at a time (each right
     after its model was trained, possibly in different sessions):
 
-    .venv/bin/python benchmarks/adversarial.py --summarize benchmarks/out/qqp/robust-s*/robustness.json
+    .venv/bin/python benchmarks/adversarial.py --summarize benchmarks/out/qqp/robust-s*/robustness.json --plot benchmarks/out/qqp/robustness.png
 
     with paired tests under attack on the same pairs (McNemar per seed,
     bootstraps over pairs and over seeds and pairs, t-test over seeds; reports
@@ -42,6 +42,7 @@ from pathlib import Path
 import torch
 
 from cost import train_epoch
+from vaa.analysis.plots import plot_robustness
 from vaa.config import TrainConfig, apply_overrides, load_preset
 from vaa.data.sources import load_splits
 from vaa.log_setup import configure_logging
@@ -128,6 +129,7 @@ def main() -> None:
         metavar="MODEL:REFERENCE",
         help="(c) paired tests under attack, e.g. vaa:a vaa:a-pgd (default: every model against a, +VAA against a-fgm, a-pgd)",
     )
+    parser.add_argument("--plot", metavar="PNG", help="(c) accuracy against eps over seeds (mean ± std), one line per model")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="cpu", help="robustness: cpu (default) | cuda | auto ...")
     parser.add_argument("--json", help="write the figures here too")
@@ -172,6 +174,8 @@ def main() -> None:
         except (OSError, ValueError, KeyError) as err:
             parser.error(f"--summarize: {err}")
         print(summary_markdown(figures["robustness_over_seeds"]))
+        if args.plot:
+            print(f"plot: {plot_robustness(figures['robustness_over_seeds'], args.plot)}")
         print(comparison_markdown(figures["paired_tests_under_attack"]))
     shown = ("robustness", "robustness_over_seeds", "paired_tests_under_attack")
     print(json.dumps({k: v for k, v in figures.items() if k not in shown}, indent=2))

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from conftest import TOY_LABELS, TOY_PAIRS, write_tiny_bert
+from vaa.analysis.plots import robustness_figure
 from vaa.cli import main
 from vaa.config import AttackConfig, VAAConfig
 from vaa.inference import load_model
@@ -242,6 +243,22 @@ def test_seed_summary_averages_each_model_over_the_reports_it_appears_in():
     table = summary_markdown(summary)
     assert "| a | 0, 1, 2 | 72.00 ± 2.00 | 54.00 ± 4.00 | 25.00 ± 5.00 |" in table
     assert "| a-fgm | 0, 1 | 69.00 ± 1.41 | 62.00 ± 2.83 | 45.00 ± 7.07 |" in table
+
+
+def test_seed_summary_plot_draws_the_mean_with_a_std_bar_per_model():
+    reports = [
+        fake_report({"seed0/a": [0.70, 0.50, 0.30], "seed0/vaa": [0.72, 0.40, 0.20]}),
+        fake_report({"seed1/a": [0.74, 0.54, 0.20], "seed1/vaa": [0.76, 0.44, 0.10]}),
+    ]
+    summary = summarize_over_seeds(reports)
+    ax = robustness_figure(summary).axes[0]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["a (2 seeds)", "vaa (2 seeds)"]
+    lines = {c.get_label(): c for c in ax.containers}
+    a_line, _, (a_bars,) = lines["a (2 seeds)"].lines
+    assert list(a_line.get_ydata()) == pytest.approx([52.0, 25.0])  # the means over seeds, in %
+    # each bar spans mean ± sample std: seed values 50/54 -> 52 ± 2.83
+    bottom, top = a_bars.get_segments()[0][:, 1]
+    assert (bottom, top) == pytest.approx((52.0 - 2.828, 52.0 + 2.828), abs=1e-3)
 
 
 @pytest.mark.parametrize(

@@ -174,7 +174,15 @@ def plot_accuracy_curves(
 
 def plot_robustness(report: dict[str, Any], path: str | Path) -> Path:
     """Accuracy against eps (``vaa robustness``): one panel per attack
-    (FGSM/PGD-K x L2/L-inf), one line per model; eps 0 is clean accuracy."""
+    (FGSM/PGD-K x L2/L-inf), one line per model; eps 0 is clean accuracy.
+    Also draws the seed summary of ``vaa.robustness.summarize_over_seeds``
+    (mean with a ±1 std bar over seeds), the figure users of several seeds
+    read instead of one plot per seed."""
+    return save_figure(robustness_figure(report), path)
+
+
+def robustness_figure(report: dict[str, Any]) -> Figure:
+    """The figure of :func:`plot_robustness`, unsaved (tests read its lines)."""
     models = report["models"]
     attacks = list(dict.fromkeys(r["attack"] for r in models[0]["results"])) if models else []
     fig = Figure(figsize=(4.5 * max(1, len(attacks)), 4))
@@ -182,15 +190,21 @@ def plot_robustness(report: dict[str, Any], path: str | Path) -> Path:
         ax = fig.add_subplot(1, len(attacks), k + 1)
         for m in models:
             rows = [r for r in m["results"] if r["attack"] == attack]
-            ax.plot(
-                [r["eps"] for r in rows],
-                [100 * r["accuracy"] for r in rows],
-                marker="o",
-                linewidth=1.2,
-                label=f"{m['name']} ({m['kind']})",
-            )
+            eps = [r["eps"] for r in rows]
+            if "mean" in rows[0]:  # a summary over seeds
+                ax.errorbar(
+                    eps,
+                    [100 * r["mean"] for r in rows],
+                    yerr=[100 * r["std"] for r in rows],
+                    marker="o",
+                    linewidth=1.2,
+                    capsize=3,
+                    label=f"{m['name']} ({len(m['seeds'])} seed{'s' if len(m['seeds']) != 1 else ''})",
+                )
+            else:
+                ax.plot(eps, [100 * r["accuracy"] for r in rows], marker="o", linewidth=1.2, label=f"{m['name']} ({m['kind']})")
         ax.set_xlabel("eps")
         ax.set_ylabel("accuracy under attack (%)")
         ax.set_title(attack)
         ax.legend(fontsize=7)
-    return save_figure(fig, path)
+    return fig
