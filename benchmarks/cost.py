@@ -19,8 +19,8 @@ Measured, each as the best of ``--rounds`` interleaved repetitions:
   (``;`` joins several settings into one set; ``attack.`` settings go to the attack;
   with ``calibrate_flip_rate=r`` the build includes stage two's eps search).
 - with ``--epochs-only``: only the stage-two (cached) / stage-one epoch ratio,
-  timed as a pair in every round (order alternating, so neither always runs
-  first) and reported as the median of the per-round ratios with its range and
+  for the default and each ``--options`` set, all timed in every round (order
+  rotating, so none always runs first) and reported as the median of the per-round ratios with its range and
   interquartile range. On a shared machine the best-of-rounds ratio takes its
   numerator and denominator from different moments; a per-round ratio compares
   two timings taken side by side, and many rounds show how far it spreads.
@@ -92,6 +92,34 @@ def option_set(text: str, injection: str, attack: AttackConfig) -> tuple[VAAConf
     return VAAConfig(**vaa_values), dataclasses.replace(attack, **attack_values)
 
 
+def option_features(a: torch.nn.Module, examples, text: str, args: argparse.Namespace) -> tuple[VAAConfig, AttackConfig, dict]:
+    """Everything stage two computes before its first epoch for one option set
+    (with ``calibrate_flip_rate``, the eps search too): its configs and features."""
+    vaa_cfg, attack_cfg = option_set(text, args.injection, AttackConfig())
+    if vaa_cfg.calibrate_flip_rate:  # stage two's one-off eps search on the training pairs, part of the build
+        found = calibrate_eps(a, examples, attack_cfg, vaa_cfg.calibrate_flip_rate, batch_size=args.eval_batch_size)
+        attack_cfg = dataclasses.replace(attack_cfg, eps=found["eps"])
+    want = [w for w in feature_needs(vaa_cfg) if w != "scalars"]
+    raw = pair_features(a, examples, attack_cfg, want, batch_size=args.eval_batch_size)
+    raw = {
+        k: (torch.from_numpy(v) if v.dtype != object else [torch.from_numpy(x.astype("float32")) for x in v])
+        for k, v in raw.items()
+        if not k.startswith("length")
+    }
+    return vaa_cfg, attack_cfg, stage_two_features(raw, dataclasses.replace(RunConfig(), vaa=vaa_cfg), "train")
+
+
+def option_model(a: torch.nn.Module, vaa_cfg: VAAConfig, attack_cfg: AttackConfig, feats: dict) -> VAAModel:
+    """A fresh stage-two model from A for one option set (standardisation
+    statistics from ``feats``, as stage two takes them from the training pairs)."""
+    vaa = VAAModel(copy.deepcopy(a), vaa_cfg, attack_cfg)
+    if vaa_cfg.normalize == "standardize":
+        with torch.no_grad():
+            x = vaa.v3_inputs({k: v for k, v in feats.items() if isinstance(v, torch.Tensor)})
+        vaa.set_standardization(x.mean(0), x.std(0))
+    return vaa
+
+
 def timed(fn) -> float:
     start = clock()
     fn()
@@ -114,27 +142,29 @@ def ratio_summary(numerators: list[float], denominators: list[float]) -> dict[st
 
 
 def epoch_ratio(a: torch.nn.Module, examples, args: argparse.Namespace) -> dict:
-    """Stage-one epoch and stage-two epoch with the V1/V2 cache, timed side by
-    side in every round; the cache is built once (its cost is not the question)."""
-    v1, v2 = vector_features(a, examples, AttackConfig(), batch_size=args.eval_batch_size)
-    cached = attach_vectors(examples, v1, v2)
-    stage_one: list[float] = []
-    stage_two: list[float] = []
+    """Stage-one epoch and stage-two epochs with cached features (the default,
+    and each ``--options`` set), timed side by side in every round, the order
+    rotated each round so that none always runs first; features are built once
+    (their one-off cost is the other mode's question)."""
+    sets = {"default": option_features(a, examples, "", args)}
+    sets.update({text: option_features(a, examples, text, args) for text in args.options})
+    data = {name: attach_features(examples, feats) for name, (_, _, feats) in sets.items()}
+    seconds: dict[str, list[float]] = {"stage1": [], **{name: [] for name in sets}}
 
-    def one() -> None:
-        stage_one.append(train_epoch(copy.deepcopy(a), examples, args.batch_size))
+    def time_one(name: str) -> None:
+        if name == "stage1":
+            seconds[name].append(train_epoch(copy.deepcopy(a), examples, args.batch_size))
+        else:
+            seconds[name].append(train_epoch(option_model(a, *sets[name]), data[name], args.batch_size))
 
-    def two() -> None:
-        vaa = VAAModel(copy.deepcopy(a), VAAConfig(injection=args.injection), AttackConfig())
-        stage_two.append(train_epoch(vaa, cached, args.batch_size))
-
+    order = list(seconds)
     for round_ in range(args.rounds):
-        for step in (one, two) if round_ % 2 == 0 else (two, one):
-            step()
+        shift = round_ % len(order)
+        for name in order[shift:] + order[:shift]:
+            time_one(name)
     return {
-        "stage1_epoch_seconds": stage_one,
-        "stage2_epoch_cached_seconds": stage_two,
-        "stage2_cached_over_stage1": ratio_summary(stage_two, stage_one),
+        "epoch_seconds": seconds,
+        "stage2_cached_over_stage1": {name: ratio_summary(seconds[name], seconds["stage1"]) for name in sets},
     }
 
 
@@ -206,25 +236,10 @@ def main() -> None:
         times["infer_a"].append(timed(lambda: predict_examples(a, examples, args.eval_batch_size)))
         times["infer_vaa"].append(timed(lambda: predict_examples(vaa, examples, args.eval_batch_size)))  # noqa: B023 - called at once
         for text in args.options:
-            vaa_cfg, attack_cfg = option_set(text, args.injection, attack)
             start = clock()
-            if vaa_cfg.calibrate_flip_rate:  # stage two's one-off eps search on the training pairs, part of the build
-                found = calibrate_eps(a, examples, attack_cfg, vaa_cfg.calibrate_flip_rate, batch_size=args.eval_batch_size)
-                attack_cfg = dataclasses.replace(attack_cfg, eps=found["eps"])
-            want = [w for w in feature_needs(vaa_cfg) if w != "scalars"]
-            raw = pair_features(a, examples, attack_cfg, want, batch_size=args.eval_batch_size)
-            raw = {
-                k: (torch.from_numpy(v) if v.dtype != object else [torch.from_numpy(x.astype("float32")) for x in v])
-                for k, v in raw.items()
-                if not k.startswith("length")
-            }
-            feats = stage_two_features(raw, dataclasses.replace(RunConfig(), vaa=vaa_cfg), "train")
+            vaa_cfg, attack_cfg, feats = option_features(a, examples, text, args)
             times.setdefault(f"build[{text}]", []).append(clock() - start)
-            vaa = VAAModel(copy.deepcopy(a), vaa_cfg, attack_cfg)
-            if vaa_cfg.normalize == "standardize":
-                with torch.no_grad():
-                    x = vaa.v3_inputs({k: v for k, v in feats.items() if isinstance(v, torch.Tensor)})
-                vaa.set_standardization(x.mean(0), x.std(0))
+            vaa = option_model(a, vaa_cfg, attack_cfg, feats)
             times.setdefault(f"stage2[{text}]", []).append(train_epoch(vaa, attach_features(examples, feats), args.batch_size))
     best = {k: min(v) for k, v in times.items()}
     n = len(examples)
