@@ -60,6 +60,12 @@ SETTINGS: dict[str, dict[str, Any]] = {
     "calibrated-10": {"vaa": {"calibrate_flip_rate": 0.1}},
 }
 DEFAULT_CONTROLS = ("permuted", "v1only")
+# The rule fixed before the first run: a setting qualifies if its margin is
+# positive and +VAA beats the control that gives the margin with an exact
+# McNemar p below ALPHA in every seed screened; at most GOING_ON qualifying
+# settings, the largest margins first, go on to the 3-seed runs.
+ALPHA = 0.05
+GOING_ON = 3
 
 
 def controls_for(setting: dict[str, Any], controls: list[str]) -> list[str]:
@@ -127,6 +133,35 @@ def screen_rows(out: Path, seeds: list[int], names: list[str], controls: list[st
     return sorted(rows, key=lambda r: -r["margin"] if r["margin"] is not None else float("inf"))
 
 
+def goes_on(rows: list[dict[str, Any]], alpha: float = ALPHA, at_most: int = GOING_ON) -> list[str]:
+    """The settings the protocol sends to the 3-seed runs, largest margin
+    first: a positive margin, and McNemar p < ``alpha`` in every seed against
+    the control that gives it (+VAA's closest control). Unfinished settings
+    never qualify."""
+    qualifying = []
+    for row in rows:
+        if row["margin"] is None or row["margin"] <= 0:
+            continue
+        closest = min(row["vs_controls"].values(), key=lambda v: v["delta"])
+        if all(p < alpha for p in closest["mcnemar_p_per_seed"]):
+            qualifying.append(row)
+    qualifying.sort(key=lambda r: -r["margin"])
+    return [r["setting"] for r in qualifying[:at_most]]
+
+
+def verdict_line(rows: list[dict[str, Any]]) -> str:
+    """The protocol's reading of the table, in one sentence."""
+    chosen = goes_on(rows)
+    unfinished = [r["setting"] for r in rows if r["margin"] is None]
+    rule = f"positive margin with McNemar p < {ALPHA:g} against the closest control"
+    head = (
+        f"Goes on to the 3-seed runs ({rule}): {', '.join(chosen)}."
+        if chosen
+        else f"No setting goes on to the 3-seed runs: none has a {rule}."
+    )
+    return head + (f" Not finished: {', '.join(unfinished)}." if unfinished else "")
+
+
 def screen_markdown(rows: list[dict[str, Any]], title: str) -> str:
     """The ranking as a table (accuracy in %, differences in points)."""
     lines = [
@@ -146,6 +181,7 @@ def screen_markdown(rows: list[dict[str, Any]], title: str) -> str:
         a = f"{100 * acc['baseline']:.2f}" if "baseline" in acc else "—"
         vaa = f"{100 * acc['vaa']:.2f}" if "vaa" in acc else "—"
         lines.append(f"| {rank} | {row['setting']} | {a} | {vaa} | {versus or '—'} | {margin} |")
+    lines += ["", verdict_line(rows)]
     return "\n".join(lines) + "\n"
 
 
@@ -177,7 +213,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     stem = f"screen-seeds{'-'.join(map(str, args.seeds))}"
     (out / f"{stem}.md").write_text(markdown)
-    (out / f"{stem}.json").write_text(json.dumps(rows, indent=2) + "\n")
+    (out / f"{stem}.json").write_text(json.dumps({"rows": rows, "goes_on": goes_on(rows)}, indent=2) + "\n")
     print(markdown)
 
 
