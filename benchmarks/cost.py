@@ -206,19 +206,18 @@ def main() -> None:
     a = loaded.base
     pairs = read_file(args.data, DataConfig(limit=args.pairs), require_labels=True).pairs
     examples = loaded.featurize(pairs)
+    what = {  # the measurement's settings, written with its figures
+        "pairs": len(examples),
+        "batch_size": args.batch_size,
+        "threads": args.threads,
+        "rounds": args.rounds,
+        "clock": args.clock,
+        "model_a": args.model_a,
+        "family": a.family,
+        "injection": args.injection,
+    }
     if args.epochs_only:
-        figures = {
-            "pairs": len(examples),
-            "batch_size": args.batch_size,
-            "threads": args.threads,
-            "rounds": args.rounds,
-            "clock": args.clock,
-            "model_a": args.model_a,
-            "family": a.family,
-            "injection": args.injection,
-            **epoch_ratio(a, examples, args),
-        }
-        write_figures(figures, args.json)
+        write_figures({**what, **epoch_ratio(a, examples, args)}, args.json)
         return
     attack = AttackConfig()
     times: dict[str, list[float]] = {
@@ -244,14 +243,7 @@ def main() -> None:
     best = {k: min(v) for k, v in times.items()}
     n = len(examples)
     figures = {
-        "pairs": n,
-        "batch_size": args.batch_size,
-        "threads": args.threads,
-        "rounds": args.rounds,
-        "clock": args.clock,
-        "model_a": args.model_a,
-        "family": a.family,
-        "injection": args.injection,
+        **what,
         "seconds_best_of_rounds": best,
         "stage2_cached_over_stage1": best["stage2_epoch_cached"] / best["stage1_epoch"],
         "stage2_on_the_fly_over_stage1": best["stage2_epoch_on_the_fly"] / best["stage1_epoch"],
