@@ -20,13 +20,14 @@ Measured, each as the best of ``--rounds`` interleaved repetitions:
   with ``calibrate_flip_rate=r`` the build includes stage two's eps search).
 - with ``--epochs-only``: only the stage-two (cached) / stage-one epoch ratio,
   for the default and each ``--options`` set, all timed in every round (order
-  rotating, so none always runs first) and reported as the median of the per-round ratios with its range and
-  interquartile range. On a shared machine the best-of-rounds ratio takes its
-  numerator and denominator from different moments; a per-round ratio compares
-  two timings taken side by side, and many rounds show how far it spreads.
+  rotating, so none always runs first), reported as the median of the
+  per-round ratios with quartiles and range instead of the best of rounds. On
+  a shared machine the best-of-rounds ratio takes its numerator and
+  denominator from different moments; a per-round ratio compares two timings
+  taken side by side, and many rounds show how far it spreads.
 
     .venv/bin/python benchmarks/cost.py --model-a benchmarks/out/qqp/seed2/a \
-        --data ../shared/data/qqp/train_sample.tsv --pairs 1000 --rounds 21 --epochs-only --clock cpu
+        --data ../shared/data/qqp/train_sample.tsv --pairs 1000 --rounds 9 --epochs-only --clock cpu
 """
 
 from __future__ import annotations
