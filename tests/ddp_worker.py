@@ -50,7 +50,7 @@ def main() -> None:
     from vaa.config import RunConfig
     from vaa.data.sources import load_splits
     from vaa.prediction import predict_examples
-    from vaa.runtime import runtime_for
+    from vaa.runtime import leave_process_group, runtime_for
     from vaa.stage_one import train
     from vaa.stage_two import train_vaa
     from vaa.training import Trainer
@@ -147,7 +147,7 @@ def main() -> None:
     out = WORKDIR / "reports"
     out.mkdir(exist_ok=True)
     (out / f"rank{runtime.rank}.json").write_text(json.dumps(report))
-    torch.distributed.destroy_process_group()
+    leave_process_group()
 
 
 if __name__ == "__main__":

@@ -290,3 +290,23 @@ def test_the_scalar_names_agree_with_the_features_that_compute_them():
 def test_bad_set_syntax_is_a_config_error():
     with pytest.raises(ConfigError, match="--set expects KEY=VALUE"):
         build_config(_parse("train", "--set", "optim.lr"))
+
+
+@pytest.mark.parametrize(
+    "argv, code",
+    [(["theorem", "--samples", "50"], 0), (["evaluate", "no-such-checkpoint", "file.tsv"], 2)],
+)
+def test_a_command_leaves_the_process_group_it_ran_in(argv, code, tmp_path, capsys):
+    # under torchrun the group must be shut down by us, not by interpreter finalisation
+    import torch.distributed as dist
+
+    from vaa.runtime import leave_process_group
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        assert main(argv) == code
+        assert not dist.is_initialized()
+        assert leave_process_group() is False  # nothing left to leave
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()

@@ -714,6 +714,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .guards import NonFiniteError
     from .log_setup import configure_logging
     from .run_folder import RunError
+    from .runtime import leave_process_group
 
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -723,16 +724,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "pair", None) is None and hasattr(args, "pair") and not args.data:
         parser.error("give a data file or --pair SENTENCE_A SENTENCE_B")
     try:
-        return args.func(args)
+        code = args.func(args)
     except (DataError, RunError, CalibrationError, NonFiniteError, OutputError, FileNotFoundError, ValueError) as exc:
         print(f"vaa: error: {exc}", file=sys.stderr)
-        return 2
+        code = 2
     except OSError as exc:  # disk full, read-only, a file where a folder goes: one line, no traceback
         print(f"vaa: error: {describe_os_error(exc)}", file=sys.stderr)
-        return 2
+        code = 2
     except KeyboardInterrupt:
         print("vaa: interrupted; run the same command again to resume from the last checkpoint", file=sys.stderr)
         return 130
+    leave_process_group()  # under torchrun: shut the group down before the interpreter does
+    return code
 
 
 if __name__ == "__main__":

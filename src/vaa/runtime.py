@@ -132,6 +132,23 @@ def runtime_for(device: str = "auto", precision: str = "fp32") -> Runtime:
     return Runtime(resolved, check_precision(precision, resolved), rank, world)
 
 
+def leave_process_group() -> bool:
+    """Destroy the process group this process joined, if any; True when it did.
+
+    Why: a process that exits with its group alive leaves gloo's (or nccl's)
+    worker threads to be torn down during interpreter finalisation, which can
+    abort the process (SIGABRT, "terminate called without an active
+    exception") after its work is done. The CLI calls this when a command
+    ends normally or with one of its own errors, which every rank raises
+    together (a NaN on one rank stops all of them); an unexpected exception is
+    left alone, since destroying a group while other ranks still wait in a
+    collective can hang them."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return False
+    dist.destroy_process_group()
+    return True
+
+
 LOCAL = Runtime()
 
-__all__ = ["Runtime", "runtime_for", "LOCAL"]
+__all__ = ["Runtime", "runtime_for", "leave_process_group", "LOCAL"]
