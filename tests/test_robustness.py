@@ -338,3 +338,25 @@ def test_paired_tests_under_attack_compare_the_same_pairs_seed_by_seed():
     assert "left out: 2" in table
     with pytest.raises(ValueError, match="no robustness report for 'a-fgm'"):
         compare_under_attack(reports, [("vaa", "a-fgm")])
+    # seed 2 has accuracies only: the seed-level test still counts it (0.7-0.7, 0.4-0.5, 0.2-0.3)
+    every05 = eps05["all_seeds"]
+    assert every05["seeds"] == [0, 1, 2]
+    assert every05["delta_per_seed"] == pytest.approx([-8 / n, -4 / n, -0.1])
+    assert every05["delta"] == pytest.approx((-0.08 - 0.04 - 0.1) / 3)
+    assert every05["seed_t_test_p"] is not None and every05["sign_test_p"] == pytest.approx(0.25)
+    assert "all_seeds" not in pgd_a["rows"][0]  # a-pgd has no seed without outcomes
+    assert "| vaa − a | 0, 1, 2 (accuracies only) | FGSM l2 ε=0.5 | -7.33 | -8.00, -4.00, -10.00 |" in table
+
+
+def test_seed_level_test_without_any_per_pair_outcomes():
+    reports = [
+        fake_report({"seed0/a": [0.70, 0.50, 0.30], "seed0/vaa": [0.72, 0.45, 0.30]}),
+        fake_report({"seed1/a": [0.74, 0.54, 0.20], "seed1/vaa": [0.75, 0.50, 0.20]}),
+    ]
+    (versus_a,) = compare_under_attack(reports, [("vaa", "a")], resamples=99)
+    assert versus_a["seeds"] == [] and versus_a["left_out"] == [0, 1]
+    clean, eps05, _ = versus_a["rows"]
+    assert "delta" not in clean and clean["all_seeds"]["delta_per_seed"] == pytest.approx([0.02, 0.01])
+    assert eps05["all_seeds"]["delta"] == pytest.approx(-0.045)
+    table = comparison_markdown([versus_a], resamples=99)
+    assert "| vaa − a | 0, 1 (accuracies only) | clean | +1.50 | +2.00, +1.00 |" in table

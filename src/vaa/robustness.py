@@ -55,7 +55,7 @@ from .metrics import mean_and_std
 from .models.base import Embedded, PairModel
 from .models.vaa import VAAModel
 from .progress import bar as progress_bar
-from .significance import BOOTSTRAP_RESAMPLES, format_p, paired_tests
+from .significance import BOOTSTRAP_RESAMPLES, format_p, paired_tests, seed_level_tests
 
 METHODS = ("fgsm", "pgd")
 logger = logging.getLogger(__name__)
@@ -477,8 +477,13 @@ def compare_under_attack(
     on the same pairs -- the mean and per-seed difference, an exact McNemar
     test per seed, a bootstrap over pairs, and with two seeds or more a
     bootstrap over seeds and pairs and a t-test and sign test over seeds, as
-    in Table 3. Only seeds where both models were attacked, and whose reports
-    kept per-pair outcomes, are compared; the others are listed."""
+    in Table 3. The pair-level tests use the seeds where both models were
+    attacked and whose reports kept per-pair outcomes; the others are listed.
+    When some seeds were attacked on the same pairs but without outcomes (a
+    report written before outcomes were kept), each row also carries
+    ``all_seeds``: the per-seed accuracy differences over every shared seed
+    and the t and sign tests over them, since a seed-level test needs no more
+    than the accuracies."""
     columns, _, _, per_role = _reports_by_role(reports)
     versus = list(versus) if versus is not None else default_comparisons(list(per_role))
     comparisons = []
@@ -489,10 +494,21 @@ def compare_under_attack(
         shared = _seed_order(set(per_role[model]) & set(per_role[reference]))
         usable = [s for s in shared if all("clean_outcomes" in per_role[r][s] for r in (model, reference))]
         rows = []
-        for k, (attack, eps) in enumerate([("clean", 0.0), *columns] if usable else []):
-            ref = np.stack([_column_outcomes(per_role[reference][s], k) for s in usable])
-            other = np.stack([_column_outcomes(per_role[model][s], k) for s in usable])
-            rows.append({"attack": attack, "eps": eps, **paired_tests(ref, other, resamples=resamples)})
+        for k, (attack, eps) in enumerate([("clean", 0.0), *columns] if shared else []):
+            row: dict[str, Any] = {"attack": attack, "eps": eps}
+            if usable:
+                ref = np.stack([_column_outcomes(per_role[reference][s], k) for s in usable])
+                other = np.stack([_column_outcomes(per_role[model][s], k) for s in usable])
+                row.update(paired_tests(ref, other, resamples=resamples))
+            if len(shared) > len(usable):
+                deltas = [_column_accuracy(per_role[model][s], k) - _column_accuracy(per_role[reference][s], k) for s in shared]
+                row["all_seeds"] = {
+                    "seeds": shared,
+                    "delta": float(np.mean(deltas)),
+                    "delta_per_seed": deltas,
+                    **seed_level_tests(deltas),
+                }
+            rows.append(row)
         comparisons.append(
             {
                 "model": model,
@@ -511,11 +527,20 @@ def _column_outcomes(model: dict[str, Any], column: int) -> np.ndarray:
     return decode_outcomes(model["clean_outcomes"] if column == 0 else model["results"][column - 1]["outcomes"])
 
 
+def _column_accuracy(model: dict[str, Any], column: int) -> float:
+    """Accuracy of one attacked model in one column (0 is clean), from the
+    correct count where the report has it (exact), else the stored rate."""
+    entry = model if column == 0 else model["results"][column - 1]
+    correct = entry.get("clean_correct" if column == 0 else "correct")
+    return correct / int(model["pairs"]) if correct is not None else float(entry["clean_accuracy" if column == 0 else "accuracy"])
+
+
 def comparison_markdown(comparisons: Sequence[dict[str, Any]], resamples: int = BOOTSTRAP_RESAMPLES) -> str:
     """The paired tests as one table (differences in points)."""
     lines = [
         "Model minus reference on the same pairs, points; McNemar p per seed; "
-        "p of the bootstrap over pairs, over seeds and pairs, and of the t-test over seeds.",
+        "p of the bootstrap over pairs, over seeds and pairs, and of the t-test over seeds; "
+        "rows marked (accuracies only) add the seeds whose reports kept no per-pair outcomes, at the seed level.",
         "",
         "| model − reference | seeds | attack | Δ | Δ per seed | McNemar p | pairs p | seeds and pairs p | seed t p |",
         "|---|---|---|---|---|---|---|---|---|",
@@ -524,19 +549,31 @@ def comparison_markdown(comparisons: Sequence[dict[str, Any]], resamples: int = 
         seeds = ", ".join("—" if s is None else str(s) for s in c["seeds"]) or "none with outcomes"
         for r in c["rows"]:
             attack = "clean" if r["attack"] == "clean" else f"{r['attack']} ε={r['eps']:g}"
-            lines.append(
-                f"| {c['model']} − {c['reference']} | {seeds} | {attack} | {100 * r['delta']:+.2f} | "
-                + ", ".join(f"{100 * d:+.2f}" for d in r["delta_per_seed"])
-                + " | "
-                + ", ".join(format_p(p) for p in r["mcnemar_p_per_seed"])
-                + f" | {format_p(r['paired_bootstrap_p'], resamples)} | {format_p(r['hierarchical_bootstrap_p'], resamples)} | "
-                f"{format_p(r['seed_t_test_p'])} |"
-            )
+            if "delta" in r:
+                lines.append(
+                    f"| {c['model']} − {c['reference']} | {seeds} | {attack} | {100 * r['delta']:+.2f} | "
+                    + ", ".join(f"{100 * d:+.2f}" for d in r["delta_per_seed"])
+                    + " | "
+                    + ", ".join(format_p(p) for p in r["mcnemar_p_per_seed"])
+                    + f" | {format_p(r['paired_bootstrap_p'], resamples)} | {format_p(r['hierarchical_bootstrap_p'], resamples)} | "
+                    f"{format_p(r['seed_t_test_p'])} |"
+                )
+        for r in c["rows"]:
+            if "all_seeds" in r:
+                every = r["all_seeds"]
+                attack = "clean" if r["attack"] == "clean" else f"{r['attack']} ε={r['eps']:g}"
+                lines.append(
+                    f"| {c['model']} − {c['reference']} | "
+                    + ", ".join("—" if s is None else str(s) for s in every["seeds"])
+                    + f" (accuracies only) | {attack} | {100 * every['delta']:+.2f} | "
+                    + ", ".join(f"{100 * d:+.2f}" for d in every["delta_per_seed"])
+                    + f" | | | | {format_p(every['seed_t_test_p'])} |"
+                )
         if c["left_out"]:
             lines.append(
                 f"| {c['model']} − {c['reference']} | left out: "
                 + ", ".join("—" if s is None else str(s) for s in c["left_out"])
-                + " (one model missing, or a report without per-pair outcomes) | | | | | | | |"
+                + " of the pair-level tests (one model missing, or a report without per-pair outcomes) | | | | | | | |"
             )
     return "\n".join(lines) + "\n"
 
