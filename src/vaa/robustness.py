@@ -528,11 +528,13 @@ def _column_outcomes(model: dict[str, Any], column: int) -> np.ndarray:
 
 
 def _column_accuracy(model: dict[str, Any], column: int) -> float:
-    """Accuracy of one attacked model in one column (0 is clean), from the
-    correct count where the report has it (exact), else the stored rate."""
-    entry = model if column == 0 else model["results"][column - 1]
-    correct = entry.get("clean_correct" if column == 0 else "correct")
-    return correct / int(model["pairs"]) if correct is not None else float(entry["clean_accuracy" if column == 0 else "accuracy"])
+    """Accuracy of one attacked model in one column (0 is clean), as the
+    report stores it (the exact rate), for reports without outcomes too."""
+    return float(model["clean_accuracy"] if column == 0 else model["results"][column - 1]["accuracy"])
+
+
+def _seed_list(seeds: Sequence[int | None]) -> str:
+    return ", ".join("—" if s is None else str(s) for s in seeds)
 
 
 def comparison_markdown(comparisons: Sequence[dict[str, Any]], resamples: int = BOOTSTRAP_RESAMPLES) -> str:
@@ -546,34 +548,31 @@ def comparison_markdown(comparisons: Sequence[dict[str, Any]], resamples: int = 
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for c in comparisons:
-        seeds = ", ".join("—" if s is None else str(s) for s in c["seeds"]) or "none with outcomes"
-        for r in c["rows"]:
-            attack = "clean" if r["attack"] == "clean" else f"{r['attack']} ε={r['eps']:g}"
+        pair = f"{c['model']} − {c['reference']}"
+        attacks = ["clean" if r["attack"] == "clean" else f"{r['attack']} ε={r['eps']:g}" for r in c["rows"]]
+        seeds = _seed_list(c["seeds"]) or "none with outcomes"
+        for attack, r in zip(attacks, c["rows"]):
             if "delta" in r:
                 lines.append(
-                    f"| {c['model']} − {c['reference']} | {seeds} | {attack} | {100 * r['delta']:+.2f} | "
+                    f"| {pair} | {seeds} | {attack} | {100 * r['delta']:+.2f} | "
                     + ", ".join(f"{100 * d:+.2f}" for d in r["delta_per_seed"])
                     + " | "
                     + ", ".join(format_p(p) for p in r["mcnemar_p_per_seed"])
                     + f" | {format_p(r['paired_bootstrap_p'], resamples)} | {format_p(r['hierarchical_bootstrap_p'], resamples)} | "
                     f"{format_p(r['seed_t_test_p'])} |"
                 )
-        for r in c["rows"]:
+        for attack, r in zip(attacks, c["rows"]):
             if "all_seeds" in r:
                 every = r["all_seeds"]
-                attack = "clean" if r["attack"] == "clean" else f"{r['attack']} ε={r['eps']:g}"
                 lines.append(
-                    f"| {c['model']} − {c['reference']} | "
-                    + ", ".join("—" if s is None else str(s) for s in every["seeds"])
-                    + f" (accuracies only) | {attack} | {100 * every['delta']:+.2f} | "
+                    f"| {pair} | {_seed_list(every['seeds'])} (accuracies only) | {attack} | {100 * every['delta']:+.2f} | "
                     + ", ".join(f"{100 * d:+.2f}" for d in every["delta_per_seed"])
                     + f" | | | | {format_p(every['seed_t_test_p'])} |"
                 )
         if c["left_out"]:
             lines.append(
-                f"| {c['model']} − {c['reference']} | left out: "
-                + ", ".join("—" if s is None else str(s) for s in c["left_out"])
-                + " of the pair-level tests (one model missing, or a report without per-pair outcomes) | | | | | | | |"
+                f"| {pair} | left out: {_seed_list(c['left_out'])}"
+                " of the pair-level tests (one model missing, or a report without per-pair outcomes) | | | | | | | |"
             )
     return "\n".join(lines) + "\n"
 
@@ -589,6 +588,6 @@ def summary_markdown(summary: dict[str, Any]) -> str:
     ]
     for m in summary["models"]:
         cells = [f"{100 * c['mean']:.2f} ± {100 * c['std']:.2f}" for c in [m["clean"], *m["results"]]]
-        seeds = ", ".join("—" if s is None else str(s) for s in m["seeds"])
+        seeds = _seed_list(m["seeds"])
         lines.append(f"| {m['name']} | {seeds} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
